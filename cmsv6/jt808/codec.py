@@ -1,0 +1,143 @@
+"""The JT/T 808 codec's public face: frames ⇄ ``Message`` (header + typed body).
+
+Only ``CodecError`` leaves these functions. Hot messages go through hand-written fast paths
+(``fast.py``) that the tests prove equal to the construct reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from attrs import frozen
+
+import cmsv6.jt1078.messages  # noqa: F401 - registers the 1078 signalling bodies
+import cmsv6.jt808.messages  # noqa: F401 - registers every body format
+from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.framing import Frame, build_frame, parse_frame
+from cmsv6.jt808.header import MAX_BODY, Header, Packet
+from cmsv6.jt808.model import MESSAGES, RawBody
+
+
+@frozen
+class Message:
+    header: Header
+    body: Any
+    checksum_ok: bool = True
+
+
+#: Fast decoders and encoders by message id: ``(body bytes, version) -> body`` and back.
+FAST_DECODERS: dict[int, Callable[[bytes, int], Any]] = {}
+FAST_ENCODERS: dict[int, Callable[[Any, int], bytes]] = {}
+
+
+def decode_body_reference(msg_id: int, data: bytes, version: int = 2013) -> Any:
+    """The body through its construct format (RawBody for an unknown id)."""
+    cls = MESSAGES.get(msg_id)
+    if cls is None:
+        return RawBody(data)
+    try:
+        return cls.CODEC.parse(data, version=version)  # type: ignore[attr-defined]
+    except CodecError:
+        raise
+    except Exception as e:  # construct, struct, unicode and index errors alike
+        raise CodecError(f"0x{msg_id:04x} body: {e}") from None
+
+
+def decode_body(msg_id: int, data: bytes, version: int = 2013) -> Any:
+    fast = FAST_DECODERS.get(msg_id)
+    if fast is None:
+        return decode_body_reference(msg_id, data, version)
+    try:
+        return fast(data, version)
+    except CodecError:
+        raise
+    except Exception as e:
+        raise CodecError(f"0x{msg_id:04x} body: {e}") from None
+
+
+def encode_body_reference(body: Any, version: int = 2013) -> bytes:
+    codec = getattr(type(body), "CODEC", None)
+    if codec is None:
+        raise CodecError(f"{type(body).__name__} is not a message body")
+    try:
+        return codec.build(body, version=version)  # type: ignore[no-any-return]
+    except CodecError:
+        raise
+    except Exception as e:
+        raise CodecError(f"{type(body).__name__}: {e}") from None
+
+
+def encode_body(body: Any, version: int = 2013) -> bytes:
+    fast = FAST_ENCODERS.get(getattr(body, "MSG_ID", -1))
+    if fast is None:
+        return encode_body_reference(body, version)
+    try:
+        return fast(body, version)
+    except CodecError:
+        raise
+    except Exception as e:
+        raise CodecError(f"{type(body).__name__}: {e}") from None
+
+
+def msg_id_of(body: Any) -> int:
+    try:
+        return type(body).MSG_ID  # type: ignore[no-any-return]
+    except AttributeError:
+        raise CodecError(f"{type(body).__name__} is not a registered message body") from None
+
+
+def decode_frame(frame: Frame) -> Message:
+    """The Message of a whole (not sub-packaged) frame."""
+    h = frame.header
+    if h.packet is not None and h.packet.total > 1:
+        raise CodecError(
+            f"0x{h.msg_id:04x} packet {h.packet.index}/{h.packet.total} must be reassembled first"
+        )
+    return Message(h, decode_body(h.msg_id, frame.body, h.version), frame.checksum_ok)
+
+
+def decode(data: bytes) -> Message:
+    """One frame's bytes (flags optional) → Message. Sub-package pieces keep a RawBody."""
+    frame = parse_frame(data)
+    h = frame.header
+    if h.packet is not None and h.packet.total > 1:
+        return Message(h, RawBody(frame.body), frame.checksum_ok)
+    return decode_frame(frame)
+
+
+def encode(header: Header, body: Any) -> bytes:
+    """The frame for one message whose body fits one frame."""
+    if header.msg_id != msg_id_of(body) and not isinstance(body, RawBody):
+        raise CodecError(f"header says 0x{header.msg_id:04x}, body is {type(body).__name__}")
+    data = body.data if isinstance(body, RawBody) else encode_body(body, header.version)
+    return build_frame(header, data)
+
+
+def encode_packets(header: Header, body: Any, max_body: int = MAX_BODY) -> list[bytes]:
+    """The frames for a message, split into sub-packages when its body is too long.
+
+    Packets take consecutive serial numbers from ``header.serial``; a 0x8003 re-request names
+    the first one.
+    """
+    data = body.data if isinstance(body, RawBody) else encode_body(body, header.version)
+    if len(data) <= max_body:
+        return [build_frame(header, data)]
+    pieces = [data[i : i + max_body] for i in range(0, len(data), max_body)]
+    if len(pieces) > 0xFFFF:
+        raise CodecError(f"a body of {len(data)} bytes needs more than 65535 packets")
+    total = len(pieces)
+    return [
+        build_frame(
+            Header(
+                header.msg_id,
+                header.phone,
+                (header.serial + i) & 0xFFFF,
+                header.version,
+                header.protocol_version,
+                header.encryption,
+                Packet(total, i + 1),
+            ),
+            piece,
+        )
+        for i, piece in enumerate(pieces)
+    ]

@@ -1,0 +1,469 @@
+"""Location reports: 0x0200, 0x0201, 0x0704, and the additional-information items.
+
+The basic report is 28 bytes; additional items follow as ``id BYTE · length BYTE · value``.
+Known items are typed; an item whose value does not fit its type, and any item we do not
+know, is kept as raw bytes, so a vendor's item never fails a report. Bytes after the last
+whole item are kept in ``rest``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from attrs import field, frozen
+from construct import (
+    Adapter,
+    Array,
+    Rebuild,
+    len_,
+    Bytes,
+    Construct,
+    FocusedSeq,
+    GreedyBytes,
+    GreedyRange,
+    If,
+    Int8ub,
+    Int16sb,
+    Int16ub,
+    Int32ub,
+    Prefixed,
+    PrefixedArray,
+    Select,
+    Struct,
+    Terminated,
+    this,
+)
+
+from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.fields import BcdTime, Tuple
+from cmsv6.jt808.model import message, record
+
+# Status bits used by the codec (JT/T 808 table 24).
+STATUS_ACC = 1 << 0
+STATUS_FIXED = 1 << 1
+STATUS_SOUTH = 1 << 2
+STATUS_WEST = 1 << 3
+
+# Alarm bits (JT/T 808 table 25) the platform must acknowledge or clear.
+ALARM_EMERGENCY = 1 << 0
+ALARM_OVERSPEED = 1 << 1
+
+
+# -- additional-information items --------------------------------------------------------
+
+
+@record
+@frozen
+class AreaAlarm:
+    """0x12: entering or leaving an area or route."""
+
+    location_type: int
+    area_id: int
+    direction: int  # 0 in, 1 out
+
+    FORMAT = Struct("location_type" / Int8ub, "area_id" / Int32ub, "direction" / Int8ub)
+
+
+@record
+@frozen
+class OverspeedAlarm:
+    """0x11: overspeed; the area id is there unless the location type is 0 (none)."""
+
+    location_type: int
+    area_id: int | None = None
+
+    FORMAT = Struct(
+        "location_type" / Int8ub,
+        "area_id" / If(this.location_type != 0, Int32ub),
+    )
+
+
+@record
+@frozen
+class RouteTimeAlarm:
+    """0x13: section driving time too short or too long."""
+
+    section_id: int
+    seconds: int
+    result: int  # 0 too short, 1 too long
+
+    FORMAT = Struct("section_id" / Int32ub, "seconds" / Int16ub, "result" / Int8ub)
+
+
+@record
+@frozen
+class DrivingBehaviorAlarm:
+    """0x18 (JT/T 1078): abnormal driving behaviour bits and fatigue degree."""
+
+    behavior: int
+    fatigue: int
+
+    FORMAT = Struct("behavior" / Int16ub, "fatigue" / Int8ub)
+
+
+class _TerminalIdBytes(Adapter):  # type: ignore[misc]
+    """A terminal id in an alarm identification: ASCII, NUL padded (7 or 30 bytes)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(Bytes(size))
+        self.size = size
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> str:
+        return obj.rstrip(b"\x00").decode("latin-1")
+
+    def _encode(self, obj: str, context: Any, path: str) -> bytes:
+        raw = obj.encode("latin-1")
+        if len(raw) > self.size:
+            raise CodecError(f"terminal id {obj!r} is longer than {self.size} bytes")
+        return raw.ljust(self.size, b"\x00")
+
+
+def _alarm_identification(terminal_id_size: int) -> Construct:
+    @record
+    @frozen
+    class AlarmIdentification:
+        terminal_id: str
+        time: datetime | None
+        sequence: int
+        attachments: int
+        reserved: int = 0
+
+        FORMAT = Struct(
+            "terminal_id" / _TerminalIdBytes(terminal_id_size),
+            "time" / BcdTime,
+            "sequence" / Int8ub,
+            "attachments" / Int8ub,
+            "reserved" / Int8ub,
+        )
+
+    return AlarmIdentification
+
+
+#: Active-safety alarm identification (T/JSATL12): terminal id BYTE[7], time, sequence,
+#: attachment count, reserved. The Guangdong variant has a 30-byte terminal id.
+AlarmIdentification = _alarm_identification(7)
+AlarmIdentification30 = _alarm_identification(30)
+
+_common_tail = (
+    "speed" / Int8ub,
+    "altitude" / Int16ub,
+    "latitude" / Int32ub,
+    "longitude" / Int32ub,
+    "time" / BcdTime,
+    "vehicle_status" / Int16ub,
+)
+
+
+def _safety_fields(ident: type) -> tuple[Any, ...]:
+    return (*_common_tail, "identification" / ident.CODEC)  # type: ignore[attr-defined]
+
+
+def _safety_alarm(name: str, doc: str, ident: type, head: tuple[Any, ...], attrs_: dict[str, Any]) -> type:
+    """One active-safety alarm class (shared by the 7- and 30-byte identification forms)."""
+    import attrs as _attrs
+
+    fields = {k: _attrs.field(type=v) for k, v in attrs_.items()}
+    for k in ("speed", "altitude", "latitude", "longitude", "vehicle_status"):
+        fields[k] = _attrs.field(type=int)
+    fields["time"] = _attrs.field(type=datetime | None)
+    fields["identification"] = _attrs.field(type=ident)
+    cls = _attrs.make_class(name, fields, frozen=True, slots=True)
+    cls.__doc__ = doc
+    cls.FORMAT = Struct(*head, *_safety_fields(ident))
+    return record(cls)
+
+
+# Field order per T/JSATL12-2017 tables 4-15..4-18.
+_ADAS_HEAD = (
+    "alarm_id" / Int32ub,
+    "flag" / Int8ub,
+    "alarm_type" / Int8ub,
+    "level" / Int8ub,
+    "front_speed" / Int8ub,
+    "front_distance" / Int8ub,
+    "deviation_type" / Int8ub,
+    "road_sign_type" / Int8ub,
+    "road_sign_data" / Int8ub,
+)
+_ADAS_ATTRS = dict.fromkeys(
+    ["alarm_id", "flag", "alarm_type", "level", "front_speed", "front_distance",
+     "deviation_type", "road_sign_type", "road_sign_data"], int)
+_DSM_HEAD = (
+    "alarm_id" / Int32ub,
+    "flag" / Int8ub,
+    "alarm_type" / Int8ub,
+    "level" / Int8ub,
+    "fatigue" / Int8ub,
+    "reserved" / Bytes(4),
+)
+_DSM_ATTRS = {**dict.fromkeys(["alarm_id", "flag", "alarm_type", "level", "fatigue"], int),
+              "reserved": bytes}
+_BSD_HEAD = ("alarm_id" / Int32ub, "flag" / Int8ub, "alarm_type" / Int8ub)
+_BSD_ATTRS = dict.fromkeys(["alarm_id", "flag", "alarm_type"], int)
+
+
+@record
+@frozen
+class TireAlarm:
+    position: int
+    alarm_type: int
+    pressure: int
+    temperature: int
+    battery: int
+
+    FORMAT = Struct(
+        "position" / Int8ub,
+        "alarm_type" / Int16ub,
+        "pressure" / Int16ub,
+        "temperature" / Int16ub,
+        "battery" / Int16ub,
+    )
+
+
+_TPMS_HEAD = ("alarm_id" / Int32ub, "flag" / Int8ub)
+
+AdasAlarm = _safety_alarm("AdasAlarm", "0x64: advanced driver assistance alarm.",
+                          AlarmIdentification, _ADAS_HEAD, _ADAS_ATTRS)
+DsmAlarm = _safety_alarm("DsmAlarm", "0x65: driver state monitoring alarm.",
+                         AlarmIdentification, _DSM_HEAD, _DSM_ATTRS)
+BsdAlarm = _safety_alarm("BsdAlarm", "0x67: blind spot detection alarm.",
+                         AlarmIdentification, _BSD_HEAD, _BSD_ATTRS)
+AdasAlarm30 = _safety_alarm("AdasAlarm30", "0x64 with a 30-byte terminal id.",
+                            AlarmIdentification30, _ADAS_HEAD, _ADAS_ATTRS)
+DsmAlarm30 = _safety_alarm("DsmAlarm30", "0x65 with a 30-byte terminal id.",
+                           AlarmIdentification30, _DSM_HEAD, _DSM_ATTRS)
+BsdAlarm30 = _safety_alarm("BsdAlarm30", "0x67 with a 30-byte terminal id.",
+                           AlarmIdentification30, _BSD_HEAD, _BSD_ATTRS)
+
+
+def _tpms(name: str, ident: type) -> type:
+    import attrs as _attrs
+
+    cls = _attrs.make_class(
+        name,
+        {
+            "alarm_id": _attrs.field(type=int),
+            "flag": _attrs.field(type=int),
+            "speed": _attrs.field(type=int),
+            "altitude": _attrs.field(type=int),
+            "latitude": _attrs.field(type=int),
+            "longitude": _attrs.field(type=int),
+            "time": _attrs.field(type=datetime | None),
+            "vehicle_status": _attrs.field(type=int),
+            "identification": _attrs.field(type=ident),
+            "tires": _attrs.field(type=tuple, converter=tuple),
+        },
+        frozen=True,
+        slots=True,
+    )
+    cls.__doc__ = "0x66: tyre pressure monitoring alarm, with one entry per tyre."
+    cls.FORMAT = Struct(
+        *_TPMS_HEAD,
+        *_safety_fields(ident),
+        "tires" / Tuple(PrefixedArray(Int8ub, TireAlarm.CODEC)),  # type: ignore[attr-defined]
+    )
+    return record(cls)
+
+
+TpmsAlarm = _tpms("TpmsAlarm", AlarmIdentification)
+TpmsAlarm30 = _tpms("TpmsAlarm30", AlarmIdentification30)
+
+
+def _exact(subcon: Construct) -> Construct:
+    """``subcon`` that must use every byte of the item value."""
+    return FocusedSeq("value", "value" / subcon, Terminated)
+
+
+def _either(*subcons: Construct) -> Construct:
+    return Select(*(_exact(s) for s in subcons))
+
+
+#: Typed additional items: id → construct of the value (the whole value must be used).
+#: Integer items are in the units of the standard (mileage 1/10 km, fuel 1/10 L,
+#: speed 1/10 km/h).
+EXTRA_ITEMS: dict[int, Construct] = {
+    0x01: Int32ub,  # mileage, 1/10 km
+    0x02: Int16ub,  # fuel, 1/10 L
+    0x03: Int16ub,  # speed from the recorder, 1/10 km/h
+    0x04: Int16ub,  # id of an alarm event to confirm manually
+    0x06: Int16sb,  # carriage temperature, °C (2019)
+    0x11: OverspeedAlarm.CODEC,  # type: ignore[attr-defined]
+    0x12: AreaAlarm.CODEC,  # type: ignore[attr-defined]
+    0x13: RouteTimeAlarm.CODEC,  # type: ignore[attr-defined]
+    0x14: Int32ub,  # 1078 video alarm bits
+    0x15: Int32ub,  # 1078 video signal loss, channel bits
+    0x16: Int32ub,  # 1078 video occlusion, channel bits
+    0x17: Int16ub,  # 1078 storage fault bits
+    0x18: DrivingBehaviorAlarm.CODEC,  # type: ignore[attr-defined]
+    0x25: Int32ub,  # extended vehicle signal status
+    0x2A: Int16ub,  # IO status
+    0x2B: Int32ub,  # analog values (AD0 low word, AD1 high word)
+    0x30: Int8ub,  # network signal strength
+    0x31: Int8ub,  # GNSS satellites in use
+    0x64: _either(AdasAlarm.CODEC, AdasAlarm30.CODEC),
+    0x65: _either(DsmAlarm.CODEC, DsmAlarm30.CODEC),
+    0x66: _either(TpmsAlarm.CODEC, TpmsAlarm30.CODEC),
+    0x67: _either(BsdAlarm.CODEC, BsdAlarm30.CODEC),
+}
+
+_ITEM_PARSERS = {k: _exact(v) for k, v in EXTRA_ITEMS.items()}
+
+
+class _ExtrasAdapter(Adapter):  # type: ignore[misc]
+    """A list of (id, raw value) items ⇄ {id: typed value, or bytes when it does not fit}."""
+
+    def _decode(self, obj: Any, context: Any, path: str) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for item in obj:
+            out[item.id] = decode_extra(item.id, item.value)
+        return out
+
+    def _encode(self, obj: dict[int, Any], context: Any, path: str) -> list[dict[str, Any]]:
+        return [dict(id=k, value=encode_extra(k, v)) for k, v in obj.items()]
+
+
+def decode_extra(item_id: int, raw: bytes) -> Any:
+    """The typed value of one additional item, or its bytes if it has no type or does not fit."""
+    parser = _ITEM_PARSERS.get(item_id)
+    if parser is None:
+        return raw
+    try:
+        return parser.parse(raw)
+    except Exception:  # noqa: BLE001 - any failure means "keep it raw"
+        return raw
+
+
+def encode_extra(item_id: int, value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    subcon = EXTRA_ITEMS.get(item_id)
+    if subcon is None:
+        raise CodecError(f"additional item 0x{item_id:02x} must be given as bytes")
+    raw = subcon.build(value)
+    if len(raw) > 255:
+        raise CodecError(f"additional item 0x{item_id:02x} is longer than 255 bytes")
+    return raw
+
+
+_Item = Struct("id" / Int8ub, "value" / Prefixed(Int8ub, GreedyBytes))
+
+
+class _Degrees(Adapter):  # type: ignore[misc]
+    """Latitude/longitude: DWORD millionths of a degree, signed by a status bit.
+
+    Some units write negative values as two's complement instead; those read as negative too.
+    Building writes the absolute value (the status bits are the caller's).
+    """
+
+    def __init__(self, bit: int) -> None:
+        super().__init__(Int32ub)
+        self.bit = bit
+
+    def _decode(self, obj: int, context: Any, path: str) -> float:
+        if obj & 0x80000000:
+            obj -= 1 << 32
+        value = obj / 1e6
+        return -value if context.status & self.bit else value
+
+    def _encode(self, obj: float, context: Any, path: str) -> int:
+        raw = abs(round(obj * 1e6))
+        if raw > 0xFFFFFFFF:
+            raise CodecError(f"{obj} degrees does not fit")
+        return raw
+
+
+class _Tenths(Adapter):  # type: ignore[misc]
+    def _decode(self, obj: int, context: Any, path: str) -> float:
+        return obj / 10
+
+    def _encode(self, obj: float, context: Any, path: str) -> int:
+        return round(obj * 10)
+
+
+def signed_status(status: int, latitude: float, longitude: float) -> int:
+    """``status`` with the south/west bits set for negative degrees."""
+    if latitude < 0:
+        status |= STATUS_SOUTH
+    if longitude < 0:
+        status |= STATUS_WEST
+    return status
+
+
+class _Status(Adapter):  # type: ignore[misc]
+    """The status word; building sets the south/west bits from the signs of the degrees."""
+
+    def _decode(self, obj: int, context: Any, path: str) -> int:
+        return obj
+
+    def _encode(self, obj: int, context: Any, path: str) -> int:
+        return signed_status(obj, context.latitude, context.longitude)
+
+
+LocationStruct = Struct(
+    "alarm" / Int32ub,
+    "status" / _Status(Int32ub),
+    "latitude" / _Degrees(STATUS_SOUTH),
+    "longitude" / _Degrees(STATUS_WEST),
+    "altitude" / Int16sb,
+    "speed" / _Tenths(Int16ub),
+    "direction" / Int16ub,
+    "time" / BcdTime,
+    "extras" / _ExtrasAdapter(GreedyRange(_Item)),
+    "rest" / GreedyBytes,
+)
+
+
+@message(0x0200)
+@frozen
+class Location:
+    """A position report. Degrees are signed (south and west negative), speed in km/h,
+    altitude in metres, time in Beijing time (None when the unit sent none)."""
+
+    alarm: int
+    status: int
+    latitude: float
+    longitude: float
+    altitude: int
+    speed: float
+    direction: int
+    time: datetime | None
+    extras: dict[int, Any] = field(factory=dict)
+    rest: bytes = b""
+
+    FORMAT = LocationStruct
+
+
+@message(0x8201)
+@frozen
+class QueryLocation:
+    FORMAT = Struct()
+
+
+@message(0x0201)
+@frozen
+class LocationQueryResponse:
+    reply_serial: int
+    location: Location
+
+    FORMAT = Struct("reply_serial" / Int16ub, "location" / Location.CODEC)  # type: ignore[attr-defined]
+
+
+BATCH_NORMAL = 0
+BATCH_BLIND_AREA = 1
+
+
+@message(0x0704)
+@frozen
+class LocationBatch:
+    """Batch upload: ``kind`` 0 is a normal batch, 1 a blind-area (backfill) upload."""
+
+    kind: int
+    locations: tuple[Location, ...] = field(converter=tuple)
+
+    FORMAT = Struct(
+        "count" / Rebuild(Int16ub, len_(this.locations)),
+        "kind" / Int8ub,
+        "locations"
+        / Tuple(Array(this.count, Prefixed(Int16ub, Location.CODEC))),  # type: ignore[attr-defined]
+    )
