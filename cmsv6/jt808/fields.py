@@ -103,12 +103,13 @@ BcdTimeUTC = BcdTimeAdapter(timezone.utc)
 
 
 def text_decode(raw: bytes) -> str:
-    return raw.decode(TEXT_ENCODING, errors="replace")
+    """GBK text; bytes that are not GBK survive as surrogate escapes, so nothing is lost."""
+    return raw.decode(TEXT_ENCODING, errors="surrogateescape")
 
 
 def text_encode(value: str) -> bytes:
     try:
-        return value.encode(TEXT_ENCODING)
+        return value.encode(TEXT_ENCODING, errors="surrogateescape")
     except UnicodeEncodeError as e:
         raise CodecError(f"{value!r} cannot be written as GBK: {e}") from None
 
@@ -122,14 +123,15 @@ class _Text(Adapter):  # type: ignore[misc]
 
 
 class _PaddedText(Adapter):  # type: ignore[misc]
-    """Fixed-width STRING padded with NUL (tolerating space padding on read)."""
+    """Fixed-width STRING padded with NUL. Only trailing NULs are dropped on read, so a
+    field some unit pads differently (spaces, leading NULs) is rebuilt byte for byte."""
 
     def __init__(self, size: int) -> None:
         super().__init__(Bytes(size))
         self.size = size
 
     def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        return text_decode(obj.rstrip(b"\x00 ").lstrip(b"\x00"))
+        return text_decode(obj.rstrip(b"\x00"))
 
     def _encode(self, obj: str, context: Any, path: str) -> bytes:
         raw = text_encode(obj)

@@ -22,6 +22,7 @@ from cmsv6.jt808.header import (
     Header,
     build_header,
     detect_layout,
+    SUBPACKAGE_FLAG,
     header_length,
     parse_header,
 )
@@ -89,6 +90,9 @@ class Frame:
     header: Header
     body: bytes
     checksum_ok: bool = True
+    #: False when the body length field disagrees with the bytes the frame has (the body is
+    #: then every byte between header and check code).
+    length_ok: bool = True
 
 
 @frozen
@@ -109,6 +113,12 @@ def parse_content(content: bytes) -> Frame:
         raise CodecError(f"frame of {n} bytes is shorter than a header")
     props = (content[2] << 8) | content[3]
     layout = detect_layout(props, n - 1)
+    if layout < 0:
+        layout = -layout
+        if n - 1 < header_length(layout, bool(props & SUBPACKAGE_FLAG)):
+            raise CodecError(f"frame of {n} bytes is shorter than its header")
+        header, body_length, offset = parse_header(content, layout)
+        return Frame(header, content[offset:-1], checksum(content[:-1]) == content[-1], False)
     header, body_length, offset = parse_header(content, layout)
     return Frame(header, content[offset:-1], checksum(content[:-1]) == content[-1])
 
@@ -117,10 +127,16 @@ def parse_content_reference(content: bytes) -> Frame:
     """``parse_content`` through the construct reference."""
     if len(content) < MIN_CONTENT:
         raise CodecError(f"frame of {len(content)} bytes is shorter than a header")
-    layout = detect_layout(int.from_bytes(content[2:4], "big"), len(content) - 1)
+    props = int.from_bytes(content[2:4], "big")
+    layout = detect_layout(props, len(content) - 1)
+    length_ok = layout > 0
+    layout = abs(layout)
+    if len(content) - 1 < header_length(layout, bool(props & SUBPACKAGE_FLAG)):
+        raise CodecError(f"frame of {len(content)} bytes is shorter than its header")
     header, body_length = HEADER.parse(content, layout=layout)
-    body = content[len(content) - 1 - body_length : -1]
-    return Frame(header, body, checksum_reference(content[:-1]) == content[-1])
+    body = content[header_length(layout, header.packet is not None) : -1]
+    ok = checksum_reference(content[:-1]) == content[-1]
+    return Frame(header, body, ok, length_ok)
 
 
 def parse_frame(data: bytes) -> Frame:
@@ -136,21 +152,14 @@ def parse_frame(data: bytes) -> Frame:
     if _FLAG in data:
         raise CodecError("0x7e inside a frame")
     content = unescape(data)
-    try:
-        frame = parse_content(content)
-    except CodecError:
-        if content is data:
-            raise
-        frame = parse_content(data)
+    frame = parse_content(content)
+    if (frame.checksum_ok and frame.length_ok) or content is data:
         return frame
-    if not frame.checksum_ok and content is not data:
-        try:
-            raw = parse_content(data)
-        except CodecError:
-            return frame
-        if raw.checksum_ok:
-            return raw
-    return frame
+    try:
+        raw = parse_content(data)
+    except CodecError:
+        return frame
+    return raw if raw.checksum_ok and raw.length_ok else frame
 
 
 def build_frame(header: Header, body: bytes) -> bytes:

@@ -87,7 +87,8 @@ def header_length(version: int, subpackage: bool) -> int:
 def detect_layout(properties: int, length: int) -> int:
     """The layout (2013 or 2019) that makes ``length`` bytes (header + body) add up.
 
-    Raises CodecError when neither does.
+    When neither does, the layout the version flag names, negated: the frame's body length
+    field is wrong (units do send such frames) and the body is whatever bytes there are.
     """
     body = properties & MAX_BODY
     sub = bool(properties & SUBPACKAGE_FLAG)
@@ -95,10 +96,7 @@ def detect_layout(properties: int, length: int) -> int:
     for version in order:
         if header_length(version, sub) + body == length:
             return version
-    raise CodecError(
-        f"body length field says {body} bytes but the frame has "
-        f"{length - header_length(order[0], sub)}"
-    )
+    return -order[0]
 
 
 # -- the construct reference -------------------------------------------------------------

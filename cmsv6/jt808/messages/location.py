@@ -14,6 +14,7 @@ from typing import Any
 from attrs import field, frozen
 from construct import (
     Adapter,
+    Computed,
     Array,
     Rebuild,
     len_,
@@ -310,17 +311,16 @@ EXTRA_ITEMS: dict[int, Construct] = {
 _ITEM_PARSERS = {k: _exact(v) for k, v in EXTRA_ITEMS.items()}
 
 
-class _ExtrasAdapter(Adapter):  # type: ignore[misc]
-    """A list of (id, raw value) items ⇄ {id: typed value, or bytes when it does not fit}."""
-
-    def _decode(self, obj: Any, context: Any, path: str) -> dict[int, Any]:
-        out: dict[int, Any] = {}
-        for item in obj:
-            out[item.id] = decode_extra(item.id, item.value)
-        return out
-
-    def _encode(self, obj: dict[int, Any], context: Any, path: str) -> list[dict[str, Any]]:
-        return [dict(id=k, value=encode_extra(k, v)) for k, v in obj.items()]
+def _split_items(items: list[Any], tail: bytes) -> tuple[dict[int, Any], bytes]:
+    """Whole items → ({id: typed value}, rest). An id that comes again ends the typed part:
+    it and everything after it stay raw in ``rest``, so nothing is lost."""
+    extras: dict[int, Any] = {}
+    for n, item in enumerate(items):
+        if item.id in extras:
+            raw = b"".join(bytes((i.id, len(i.value))) + i.value for i in items[n:])
+            return extras, raw + tail
+        extras[item.id] = decode_extra(item.id, item.value)
+    return extras, tail
 
 
 def decode_extra(item_id: int, raw: bytes) -> Any:
@@ -409,8 +409,15 @@ LocationStruct = Struct(
     "speed" / _Tenths(Int16ub),
     "direction" / Int16ub,
     "time" / BcdTime,
-    "extras" / _ExtrasAdapter(GreedyRange(_Item)),
-    "rest" / GreedyBytes,
+    "_items"
+    / Rebuild(
+        GreedyRange(_Item),
+        lambda ctx: [dict(id=k, value=encode_extra(k, v)) for k, v in ctx.extras.items()],
+    ),
+    "_tail" / Rebuild(GreedyBytes, this.rest),
+    "_split" / Computed(lambda ctx: _split_items(ctx._items, ctx._tail)),
+    "extras" / Computed(this._split[0]),
+    "rest" / Computed(this._split[1]),
 )
 
 

@@ -1,0 +1,28 @@
+# The two commands of README.rst: `make demo` (arrives with the gateway and login issues)
+# and `make test`. Each creates .venv and installs what it needs itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test venv bench fuzz clean
+
+$(STAMP): setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/codec.py
+
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py
+
+clean:
+	rm -rf $(VENV) var build *.egg-info
