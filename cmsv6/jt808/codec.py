@@ -141,3 +141,7 @@ def encode_packets(header: Header, body: Any, max_body: int = MAX_BODY) -> list[
         )
         for i, piece in enumerate(pieces)
     ]
+
+
+# The hand-written hot paths register themselves in FAST_DECODERS / FAST_ENCODERS.
+import cmsv6.jt808.fast  # noqa: E402,F401
