@@ -7,6 +7,7 @@ a byte sequence that is not GBK) and never loses the value; encoding is strict.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from construct import (
@@ -30,6 +31,7 @@ BEIJING = timezone(timedelta(hours=8), "+08:00")
 TEXT_ENCODING = "gb18030"
 
 
+@lru_cache(maxsize=8192)
 def bcd_encode(digits: str, size: int) -> bytes:
     """BCD[size] of a digit string, left-padded with zeros; letters a-f are kept as nibbles."""
     if len(digits) > 2 * size:
