@@ -14,7 +14,7 @@ import cmsv6.jt1078.messages  # noqa: F401 - registers the 1078 signalling bodie
 import cmsv6.jt808.messages  # noqa: F401 - registers every body format
 from cmsv6.jt808.errors import CodecError
 from cmsv6.jt808.framing import Frame, build_frame, parse_frame
-from cmsv6.jt808.header import MAX_BODY, Header, Packet
+from cmsv6.jt808.header import ENCRYPTION_RSA, MAX_BODY, Header, Packet
 from cmsv6.jt808.model import MESSAGES, RawBody
 
 
@@ -87,12 +87,19 @@ def msg_id_of(body: Any) -> int:
 
 
 def decode_frame(frame: Frame) -> Message:
-    """The Message of a whole (not sub-packaged) frame."""
+    """The Message of a whole (not sub-packaged) frame.
+
+    An RSA-encrypted body (encryption bits = 1) is ciphertext: it is kept as a RawBody for
+    whoever holds the key. Other encryption values are undefined; such bodies are decoded
+    as plain, which is what the units that set them send.
+    """
     h = frame.header
     if h.packet is not None and h.packet.total > 1:
         raise CodecError(
             f"0x{h.msg_id:04x} packet {h.packet.index}/{h.packet.total} must be reassembled first"
         )
+    if h.encryption == ENCRYPTION_RSA:
+        return Message(h, RawBody(frame.body), frame.checksum_ok)
     return Message(h, decode_body(h.msg_id, frame.body, h.version), frame.checksum_ok)
 
 

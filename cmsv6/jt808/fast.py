@@ -88,16 +88,14 @@ def decode_location(data: bytes, version: int = 2013) -> Location:
     if len(data) < 28:
         raise CodecError(f"0x0200 body of {len(data)} bytes is shorter than 28")
     alarm, status, lat, lon, alt, speed, direction, t = _BASIC.unpack_from(data)
-    if lat & 0x80000000:
-        lat -= 1 << 32
-    if lon & 0x80000000:
-        lon -= 1 << 32
-    latitude = lat / 1e6
     if status & 4:
-        latitude = -latitude
-    longitude = lon / 1e6
+        latitude = -(lat / 1e6)
+    else:
+        latitude = (lat - (1 << 32) if lat & 0x80000000 else lat) / 1e6
     if status & 8:
-        longitude = -longitude
+        longitude = -(lon / 1e6)
+    else:
+        longitude = (lon - (1 << 32) if lon & 0x80000000 else lon) / 1e6
     extras, rest = _extras(data, 28)
     return Location(
         alarm, status, latitude, longitude, alt, speed / 10, direction, _time(t), extras, rest

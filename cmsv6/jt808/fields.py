@@ -168,3 +168,24 @@ class Tuple(Adapter):  # type: ignore[misc]
 
     def _encode(self, obj: Any, context: Any, path: str) -> list[Any]:
         return list(obj)
+
+
+class Ascii(Adapter):  # type: ignore[misc]
+    """A fixed-width id (terminal id, alarm number), NUL padded. Read as latin-1, so every
+    byte a unit puts there survives a round trip."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(Bytes(size))
+        self.size = size
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> str:
+        return obj.rstrip(b"\x00").decode("latin-1")
+
+    def _encode(self, obj: str, context: Any, path: str) -> bytes:
+        try:
+            raw = obj.encode("latin-1")
+        except UnicodeEncodeError:
+            raise CodecError(f"{obj!r} is not a byte string") from None
+        if len(raw) > self.size:
+            raise CodecError(f"{obj!r} is longer than {self.size} bytes")
+        return raw.ljust(self.size, b"\x00")

@@ -37,7 +37,7 @@ from construct import (
 )
 
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fields import BcdTime, Tuple
+from cmsv6.jt808.fields import Ascii, BcdTime, Tuple
 from cmsv6.jt808.model import message, record
 
 # Status bits used by the codec (JT/T 808 table 24).
@@ -103,50 +103,95 @@ class DrivingBehaviorAlarm:
     FORMAT = Struct("behavior" / Int16ub, "fatigue" / Int8ub)
 
 
-class _TerminalIdBytes(Adapter):  # type: ignore[misc]
-    """A terminal id in an alarm identification: ASCII, NUL padded (7 or 30 bytes)."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(Bytes(size))
-        self.size = size
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        return obj.rstrip(b"\x00").decode("latin-1")
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        raw = obj.encode("latin-1")
-        if len(raw) > self.size:
-            raise CodecError(f"terminal id {obj!r} is longer than {self.size} bytes")
-        return raw.ljust(self.size, b"\x00")
+def _exact(subcon: Construct) -> Construct:
+    """``subcon`` that must use every byte of the item value."""
+    return FocusedSeq("value", "value" / subcon, Terminated)
 
 
-def _alarm_identification(terminal_id_size: int) -> Construct:
-    @record
-    @frozen
-    class AlarmIdentification:
-        terminal_id: str
-        time: datetime | None
-        sequence: int
-        attachments: int
-        reserved: int = 0
-
-        FORMAT = Struct(
-            "terminal_id" / _TerminalIdBytes(terminal_id_size),
-            "time" / BcdTime,
-            "sequence" / Int8ub,
-            "attachments" / Int8ub,
-            "reserved" / Int8ub,
-        )
-
-    return AlarmIdentification
+def _either(*subcons: Construct) -> Construct:
+    return Select(*(_exact(s) for s in subcons))
 
 
-#: Active-safety alarm identification (T/JSATL12): terminal id BYTE[7], time, sequence,
-#: attachment count, reserved. The Guangdong variant has a 30-byte terminal id.
-AlarmIdentification = _alarm_identification(7)
-AlarmIdentification30 = _alarm_identification(30)
+def _identification_format(terminal_id: int, reserved: Construct | None) -> Struct:
+    fields = [
+        "terminal_id" / Ascii(terminal_id),
+        "time" / BcdTime,
+        "sequence" / Int8ub,
+        "attachments" / Int8ub,
+    ]
+    if reserved is not None:
+        fields.append("reserved" / reserved)
+    return Struct(*fields)
 
-_common_tail = (
+
+@record
+@frozen
+class AlarmIdentification:
+    """Active-safety alarm identification, T/JSATL12 (Jiangsu, the national form): terminal
+    id BYTE[7], time, sequence, attachment count, a reserved BYTE (16 bytes)."""
+
+    terminal_id: str
+    time: datetime | None
+    sequence: int
+    attachments: int
+    reserved: int = 0
+
+    FORMAT = _identification_format(7, Int8ub)
+
+
+@record
+@frozen
+class AlarmIdentification30:
+    """Sichuan: a 30-byte terminal id and a reserved BYTE (39 bytes)."""
+
+    terminal_id: str
+    time: datetime | None
+    sequence: int
+    attachments: int
+    reserved: int = 0
+
+    FORMAT = _identification_format(30, Int8ub)
+
+
+@record
+@frozen
+class AlarmIdentificationGD:
+    """Guangdong: a 30-byte terminal id and a reserved WORD (40 bytes)."""
+
+    terminal_id: str
+    time: datetime | None
+    sequence: int
+    attachments: int
+    reserved: int = 0
+
+    FORMAT = _identification_format(30, Int16ub)
+
+
+@record
+@frozen
+class AlarmIdentificationHLJ:
+    """Heilongjiang: a 30-byte terminal id, nothing reserved (38 bytes)."""
+
+    terminal_id: str
+    time: datetime | None
+    sequence: int
+    attachments: int
+
+    FORMAT = _identification_format(30, None)
+
+
+AnyAlarmIdentification = (
+    AlarmIdentification | AlarmIdentification30 | AlarmIdentificationGD | AlarmIdentificationHLJ
+)
+#: Every form, in the order an ambiguous body is tried (their lengths all differ).
+IDENTIFICATIONS: tuple[type, ...] = (
+    AlarmIdentification,
+    AlarmIdentificationGD,
+    AlarmIdentificationHLJ,
+    AlarmIdentification30,
+)
+
+_COMMON_TAIL = (
     "speed" / Int8ub,
     "altitude" / Int16ub,
     "latitude" / Int32ub,
@@ -156,52 +201,79 @@ _common_tail = (
 )
 
 
-def _safety_fields(ident: type) -> tuple[Any, ...]:
-    return (*_common_tail, "identification" / ident.CODEC)  # type: ignore[attr-defined]
+def _each_identification(*head: Any, after: tuple[Any, ...] = ()) -> Construct:
+    """One safety-alarm layout per identification form; the one that uses every byte wins
+    (building picks the one whose form the value has)."""
+    return Select(
+        *(
+            _exact(Struct(*head, *_COMMON_TAIL, "identification" / ident.CODEC, *after))  # type: ignore[attr-defined]
+            for ident in IDENTIFICATIONS
+        )
+    )
 
 
-def _safety_alarm(name: str, doc: str, ident: type, head: tuple[Any, ...], attrs_: dict[str, Any]) -> type:
-    """One active-safety alarm class (shared by the 7- and 30-byte identification forms)."""
-    import attrs as _attrs
+@record
+@frozen
+class AdasAlarm:
+    """0x64: advanced driver assistance alarm (T/JSATL12 table 4-15)."""
 
-    fields = {k: _attrs.field(type=v) for k, v in attrs_.items()}
-    for k in ("speed", "altitude", "latitude", "longitude", "vehicle_status"):
-        fields[k] = _attrs.field(type=int)
-    fields["time"] = _attrs.field(type=datetime | None)
-    fields["identification"] = _attrs.field(type=ident)
-    cls = _attrs.make_class(name, fields, frozen=True, slots=True)
-    cls.__doc__ = doc
-    cls.FORMAT = Struct(*head, *_safety_fields(ident))
-    return record(cls)
+    alarm_id: int
+    flag: int
+    alarm_type: int
+    level: int
+    front_speed: int
+    front_distance: int
+    deviation_type: int
+    road_sign_type: int
+    road_sign_data: int
+    speed: int
+    altitude: int
+    latitude: int
+    longitude: int
+    time: datetime | None
+    vehicle_status: int
+    identification: AnyAlarmIdentification
+
+    FORMAT = _each_identification(
+        "alarm_id" / Int32ub,
+        "flag" / Int8ub,
+        "alarm_type" / Int8ub,
+        "level" / Int8ub,
+        "front_speed" / Int8ub,
+        "front_distance" / Int8ub,
+        "deviation_type" / Int8ub,
+        "road_sign_type" / Int8ub,
+        "road_sign_data" / Int8ub,
+    )
 
 
-# Field order per T/JSATL12-2017 tables 4-15..4-18.
-_ADAS_HEAD = (
-    "alarm_id" / Int32ub,
-    "flag" / Int8ub,
-    "alarm_type" / Int8ub,
-    "level" / Int8ub,
-    "front_speed" / Int8ub,
-    "front_distance" / Int8ub,
-    "deviation_type" / Int8ub,
-    "road_sign_type" / Int8ub,
-    "road_sign_data" / Int8ub,
-)
-_ADAS_ATTRS = dict.fromkeys(
-    ["alarm_id", "flag", "alarm_type", "level", "front_speed", "front_distance",
-     "deviation_type", "road_sign_type", "road_sign_data"], int)
-_DSM_HEAD = (
-    "alarm_id" / Int32ub,
-    "flag" / Int8ub,
-    "alarm_type" / Int8ub,
-    "level" / Int8ub,
-    "fatigue" / Int8ub,
-    "reserved" / Bytes(4),
-)
-_DSM_ATTRS = {**dict.fromkeys(["alarm_id", "flag", "alarm_type", "level", "fatigue"], int),
-              "reserved": bytes}
-_BSD_HEAD = ("alarm_id" / Int32ub, "flag" / Int8ub, "alarm_type" / Int8ub)
-_BSD_ATTRS = dict.fromkeys(["alarm_id", "flag", "alarm_type"], int)
+@record
+@frozen
+class DsmAlarm:
+    """0x65: driver state monitoring alarm (table 4-17)."""
+
+    alarm_id: int
+    flag: int
+    alarm_type: int
+    level: int
+    fatigue: int
+    reserved: bytes
+    speed: int
+    altitude: int
+    latitude: int
+    longitude: int
+    time: datetime | None
+    vehicle_status: int
+    identification: AnyAlarmIdentification
+
+    FORMAT = _each_identification(
+        "alarm_id" / Int32ub,
+        "flag" / Int8ub,
+        "alarm_type" / Int8ub,
+        "level" / Int8ub,
+        "fatigue" / Int8ub,
+        "reserved" / Bytes(4),
+    )
 
 
 @record
@@ -222,62 +294,48 @@ class TireAlarm:
     )
 
 
-_TPMS_HEAD = ("alarm_id" / Int32ub, "flag" / Int8ub)
+@record
+@frozen
+class TpmsAlarm:
+    """0x66: tyre pressure monitoring alarm, one entry per tyre (table 4-18)."""
 
-AdasAlarm = _safety_alarm("AdasAlarm", "0x64: advanced driver assistance alarm.",
-                          AlarmIdentification, _ADAS_HEAD, _ADAS_ATTRS)
-DsmAlarm = _safety_alarm("DsmAlarm", "0x65: driver state monitoring alarm.",
-                         AlarmIdentification, _DSM_HEAD, _DSM_ATTRS)
-BsdAlarm = _safety_alarm("BsdAlarm", "0x67: blind spot detection alarm.",
-                         AlarmIdentification, _BSD_HEAD, _BSD_ATTRS)
-AdasAlarm30 = _safety_alarm("AdasAlarm30", "0x64 with a 30-byte terminal id.",
-                            AlarmIdentification30, _ADAS_HEAD, _ADAS_ATTRS)
-DsmAlarm30 = _safety_alarm("DsmAlarm30", "0x65 with a 30-byte terminal id.",
-                           AlarmIdentification30, _DSM_HEAD, _DSM_ATTRS)
-BsdAlarm30 = _safety_alarm("BsdAlarm30", "0x67 with a 30-byte terminal id.",
-                           AlarmIdentification30, _BSD_HEAD, _BSD_ATTRS)
+    alarm_id: int
+    flag: int
+    speed: int
+    altitude: int
+    latitude: int
+    longitude: int
+    time: datetime | None
+    vehicle_status: int
+    identification: AnyAlarmIdentification
+    tires: tuple[TireAlarm, ...] = field(converter=tuple)
 
-
-def _tpms(name: str, ident: type) -> type:
-    import attrs as _attrs
-
-    cls = _attrs.make_class(
-        name,
-        {
-            "alarm_id": _attrs.field(type=int),
-            "flag": _attrs.field(type=int),
-            "speed": _attrs.field(type=int),
-            "altitude": _attrs.field(type=int),
-            "latitude": _attrs.field(type=int),
-            "longitude": _attrs.field(type=int),
-            "time": _attrs.field(type=datetime | None),
-            "vehicle_status": _attrs.field(type=int),
-            "identification": _attrs.field(type=ident),
-            "tires": _attrs.field(type=tuple, converter=tuple),
-        },
-        frozen=True,
-        slots=True,
+    FORMAT = _each_identification(
+        "alarm_id" / Int32ub,
+        "flag" / Int8ub,
+        after=("tires" / Tuple(PrefixedArray(Int8ub, TireAlarm.CODEC)),),  # type: ignore[attr-defined]
     )
-    cls.__doc__ = "0x66: tyre pressure monitoring alarm, with one entry per tyre."
-    cls.FORMAT = Struct(
-        *_TPMS_HEAD,
-        *_safety_fields(ident),
-        "tires" / Tuple(PrefixedArray(Int8ub, TireAlarm.CODEC)),  # type: ignore[attr-defined]
+
+
+@record
+@frozen
+class BsdAlarm:
+    """0x67: blind spot detection alarm (table 4-20)."""
+
+    alarm_id: int
+    flag: int
+    alarm_type: int
+    speed: int
+    altitude: int
+    latitude: int
+    longitude: int
+    time: datetime | None
+    vehicle_status: int
+    identification: AnyAlarmIdentification
+
+    FORMAT = _each_identification(
+        "alarm_id" / Int32ub, "flag" / Int8ub, "alarm_type" / Int8ub
     )
-    return record(cls)
-
-
-TpmsAlarm = _tpms("TpmsAlarm", AlarmIdentification)
-TpmsAlarm30 = _tpms("TpmsAlarm30", AlarmIdentification30)
-
-
-def _exact(subcon: Construct) -> Construct:
-    """``subcon`` that must use every byte of the item value."""
-    return FocusedSeq("value", "value" / subcon, Terminated)
-
-
-def _either(*subcons: Construct) -> Construct:
-    return Select(*(_exact(s) for s in subcons))
 
 
 #: Typed additional items: id → construct of the value (the whole value must be used).
@@ -302,10 +360,10 @@ EXTRA_ITEMS: dict[int, Construct] = {
     0x2B: Int32ub,  # analog values (AD0 low word, AD1 high word)
     0x30: Int8ub,  # network signal strength
     0x31: Int8ub,  # GNSS satellites in use
-    0x64: _either(AdasAlarm.CODEC, AdasAlarm30.CODEC),
-    0x65: _either(DsmAlarm.CODEC, DsmAlarm30.CODEC),
-    0x66: _either(TpmsAlarm.CODEC, TpmsAlarm30.CODEC),
-    0x67: _either(BsdAlarm.CODEC, BsdAlarm30.CODEC),
+    0x64: AdasAlarm.CODEC,  # type: ignore[attr-defined]
+    0x65: DsmAlarm.CODEC,  # type: ignore[attr-defined]
+    0x66: TpmsAlarm.CODEC,  # type: ignore[attr-defined]
+    0x67: BsdAlarm.CODEC,  # type: ignore[attr-defined]
 }
 
 _ITEM_PARSERS = {k: _exact(v) for k, v in EXTRA_ITEMS.items()}
@@ -352,7 +410,8 @@ _Item = Struct("id" / Int8ub, "value" / Prefixed(Int8ub, GreedyBytes))
 class _Degrees(Adapter):  # type: ignore[misc]
     """Latitude/longitude: DWORD millionths of a degree, signed by a status bit.
 
-    Some units write negative values as two's complement instead; those read as negative too.
+    Some units write negative values as two's complement instead, without the status bit;
+    those read as negative too (with the bit set the value is always a magnitude).
     Building writes the absolute value (the status bits are the caller's).
     """
 
@@ -361,10 +420,11 @@ class _Degrees(Adapter):  # type: ignore[misc]
         self.bit = bit
 
     def _decode(self, obj: int, context: Any, path: str) -> float:
-        if obj & 0x80000000:
+        if context.status & self.bit:
+            return -(obj / 1e6)
+        if obj & 0x80000000:  # no hemisphere bit: a two's complement negative
             obj -= 1 << 32
-        value = obj / 1e6
-        return -value if context.status & self.bit else value
+        return obj / 1e6
 
     def _encode(self, obj: float, context: Any, path: str) -> int:
         raw = abs(round(obj * 1e6))
