@@ -14,12 +14,16 @@ from construct import (
     Adapter,
     Bytes,
     Construct,
+    FocusedSeq,
     GreedyBytes,
     Int8ub,
     Int16ub,
     Prefixed,
+    SizeofError,
+    Terminated,
     this,
 )
+from construct.core import stream_size, stream_tell
 
 from cmsv6.jt808.errors import CodecError
 
@@ -158,6 +162,44 @@ def PrefixedBytes(length_field: Construct = Int8ub) -> Construct:
 
 #: Parse/build parameter: the header layout (2013 or 2019) of the frame the body is in.
 V2019 = this._params.version == 2019
+
+
+def Exact(subcon: Construct) -> Construct:
+    """``subcon`` that must use every byte it is given (an item's value, one layout of
+    several): bytes left after it are an error, not silently ignored."""
+    return FocusedSeq("value", "value" / subcon, Terminated)
+
+
+class Trailing(Construct):  # type: ignore[misc]
+    """A field at the end of a body that units send or leave out inconsistently:
+    ``subcon`` when bytes remain, else ``default``.
+
+    None builds as ``default``. A default of None is written as nothing, and so is any
+    default with ``omit_default`` (for a tail the standard itself leaves out, such as the
+    0x8800 list when every packet arrived); so whatever was read re-encodes to its bytes.
+    """
+
+    def __init__(self, subcon: Construct, default: Any = None, omit_default: bool = False) -> None:
+        super().__init__()
+        self.subcon = subcon
+        self.default = default
+        self.omit_default = omit_default
+        self.flagbuildnone = True
+
+    def _parse(self, stream: Any, context: Any, path: str) -> Any:
+        if stream_size(stream) - stream_tell(stream, path) <= 0:
+            return self.default
+        return self.subcon._parsereport(stream, context, path)
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if obj is None:
+            obj = self.default
+        if obj is None or (self.omit_default and obj == self.default):
+            return obj
+        return self.subcon._build(obj, stream, context, path)
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        raise SizeofError("an optional trailing field has no fixed size", path=path)
 
 
 class Tuple(Adapter):  # type: ignore[misc]

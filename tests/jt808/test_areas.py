@@ -32,12 +32,14 @@ from cmsv6.jt808.messages.areas import (
     Vertex,
 )
 from cmsv6.jt808.model import MESSAGES
-from tests.jt808.test_info import (
+from tests.corpus import (
+    Expect,
     check_record,
     corpus_params,
     corpus_records,
     msg_id_of,
     unused_expect_keys,
+    when,
 )
 
 IDS = (0x8600, 0x8601, 0x8602, 0x8603, 0x8604, 0x8605, 0x8606, 0x8607, 0x8608, 0x0608)
@@ -247,10 +249,6 @@ def _u(degrees: float) -> int:
     return round(degrees * 1e6)
 
 
-def _t(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S")
 
@@ -279,8 +277,8 @@ def _smallchi_circle(i: int) -> dict[str, Callable[[Any], Any]]:
         f"AreaItems[{i}].CenterPointLat": lambda b: _u(b.areas[i].latitude),
         f"AreaItems[{i}].CenterPointLng": lambda b: _u(b.areas[i].longitude),
         f"AreaItems[{i}].Radius": lambda b: b.areas[i].radius,
-        f"AreaItems[{i}].StartTime": lambda b: _t(b.areas[i].start_time),
-        f"AreaItems[{i}].EndTime": lambda b: _t(b.areas[i].end_time),
+        f"AreaItems[{i}].StartTime": lambda b: when(b.areas[i].start_time),
+        f"AreaItems[{i}].EndTime": lambda b: when(b.areas[i].end_time),
         f"AreaItems[{i}].HighestSpeed": lambda b: b.areas[i].max_speed,
         f"AreaItems[{i}].OverspeedDuration": lambda b: b.areas[i].overspeed_duration,
     }
@@ -309,14 +307,14 @@ _SMALLCHI_RECT = {
     "AreaItems[0].UpLeftPointLng": lambda b: _u(b.areas[0].top_left_longitude),
     "AreaItems[0].LowRightPointLat": lambda b: _u(b.areas[0].bottom_right_latitude),
     "AreaItems[0].LowRightPointLng": lambda b: _u(b.areas[0].bottom_right_longitude),
-    "AreaItems[0].StartTime": lambda b: _t(b.areas[0].start_time),
+    "AreaItems[0].StartTime": lambda b: when(b.areas[0].start_time),
     "AreaItems[0].HighestSpeed": lambda b: b.areas[0].max_speed,
     "AreaItems[0].OverspeedDuration": lambda b: b.areas[0].overspeed_duration,
 }
 _SMALLCHI_POLYGON_KEYS = {
     "AreaId": lambda b: b.area_id,
-    "StartTime": lambda b: _t(b.start_time),
-    "EndTime": lambda b: _t(b.end_time),
+    "StartTime": lambda b: when(b.start_time),
+    "EndTime": lambda b: when(b.end_time),
     "PeakItems[0].Lat": lambda b: _u(b.vertices[0].latitude),
     "PeakItems[0].Lng": lambda b: _u(b.vertices[0].longitude),
     "PeakItems[1].Lat": lambda b: _u(b.vertices[1].latitude),
@@ -325,7 +323,7 @@ _SMALLCHI_POLYGON_KEYS = {
 _SMALLCHI_ROUTE = {
     "RouteId": lambda b: b.route_id,
     "RouteProperty": lambda b: b.properties,
-    "StartTime": lambda b: _t(b.start_time),
+    "StartTime": lambda b: when(b.start_time),
     "InflectionPointItems[0].InflectionPointId": lambda b: b.points[0].point_id,
     "InflectionPointItems[0].SectionId": lambda b: b.points[0].section_id,
     "InflectionPointItems[0].InflectionPointLat": lambda b: _u(b.points[0].latitude),
@@ -340,7 +338,7 @@ _SMALLCHI_ROUTE = {
 }
 
 #: expect keys of each source project → how to read the value from our body.
-EXPECT: dict[tuple[int, str], dict[str, Callable[[Any], Any]]] = {
+EXPECT: Expect = {
     (0x8600, "SmallChi"): {
         "AreaCount": lambda b: len(b.areas),
         **_smallchi_circle(0),

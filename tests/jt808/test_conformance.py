@@ -16,7 +16,7 @@ from cmsv6.jt808.errors import CodecError
 from cmsv6.jt808.framing import Deframer, Frame, FrameError, build_frame
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.model import RawBody
-from tests.corpus import frame_bytes, jt808
+from tests.corpus import frame_bytes, frame_data, jt808
 
 #: Units that send 0x7e unescaped inside a frame (our structural analysis flags them
 #: ``inner_7e``; traccar needs a per-model override for one). The frame is cut at the inner
@@ -55,10 +55,7 @@ RECORDS = [r for r in jt808() if r["kind"] in ("frame", "frame_unflagged")]
 
 
 def _frames(r: dict[str, Any]) -> list[Frame | FrameError]:
-    data = frame_bytes(r)
-    if not data.startswith(b"\x7e"):
-        data = b"\x7e" + data + b"\x7e"
-    return Deframer().feed(data)
+    return Deframer().feed(frame_data(r))
 
 
 def _first(r: dict[str, Any]) -> Frame:

@@ -4,13 +4,13 @@ tolerance of bad input."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cmsv6.jt808.codec import decode, decode_body, encode, encode_body
+from cmsv6.jt808.codec import decode_body, encode_body
 from cmsv6.jt808.errors import CodecError
 from cmsv6.jt808.fields import BEIJING
 from cmsv6.jt808.messages.info import (
@@ -43,7 +43,15 @@ from cmsv6.jt808.messages.info import (
 )
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.model import MESSAGES, RawBody
-from tests.corpus import body_version, records
+from tests.corpus import (
+    Expect,
+    check_record,
+    corpus_params,
+    corpus_records,
+    msg_id_of,
+    unused_expect_keys,
+    when,
+)
 
 IDS = (
     0x8202, 0x8203, 0x8204, 0x8500, 0x0500, 0x8300, 0x8301, 0x0301, 0x8302, 0x0302,
@@ -253,12 +261,8 @@ KNOWN_DIFFERENCES = {
     " length (58) also disagrees with the 45-byte body",
 }
 
-def _t(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
 #: expect keys of each source project → how to read the value from our body.
-EXPECT: dict[tuple[int, str], dict[str, Callable[[Any], Any]]] = {  # see check_record
+EXPECT: Expect = {  # see tests/corpus.py check_record
     (0x8202, "SmallChi"): {
         "Interval": lambda b: b.interval,
         "LocationTrackingValidity": lambda b: b.validity,
@@ -307,7 +311,7 @@ EXPECT: dict[tuple[int, str], dict[str, Callable[[Any], Any]]] = {  # see check_
         "Bodies.JT808_0x0200.Altitude": lambda b: b.location.altitude,
         "Bodies.JT808_0x0200.Speed": lambda b: round(b.location.speed * 10),
         "Bodies.JT808_0x0200.Direction": lambda b: b.location.direction,
-        "Bodies.JT808_0x0200.GPSTime": lambda b: _t(b.location.time),
+        "Bodies.JT808_0x0200.GPSTime": lambda b: when(b.location.time),
         "Bodies.JT808_0x0200.BasicLocationAttachData[JT808Constants.JT808_0x0200_0x01].Mileage": (
             lambda b: b.location.extras[1]
         ),
@@ -454,7 +458,7 @@ EXPECT: dict[tuple[int, str], dict[str, Callable[[Any], Any]]] = {  # see check_
     (0x0701, "SmallChi"): {"ElectronicWaybillLength": lambda b: len(b.content)},
     (0x0702, "traccar"): {"cardCode": lambda b: b.qualification},
     (0x0702, "SmallChi"): {
-        "IC_Card_PlugDateTime": lambda b: _t(b.time),
+        "IC_Card_PlugDateTime": lambda b: when(b.time),
         "DriverUserName": lambda b: b.driver_name,
         # SmallChi pads fixed strings on the left; our text keeps those NULs
         "QualificationCode": lambda b: b.qualification.strip("\x00"),
@@ -498,98 +502,6 @@ EXPECT: dict[tuple[int, str], dict[str, Callable[[Any], Any]]] = {  # see check_
     (0x0A00, "SmallChi"): {"E": lambda b: b.e},
     (0x0A00, "hylexus"): {"e": lambda b: b.e},
 }
-
-
-# Corpus helpers, shared with test_areas and test_recorder (they would sit well in
-# tests/corpus.py).
-
-
-def msg_id_of(r: dict[str, Any]) -> int | None:
-    try:
-        return int(r.get("msg_id") or "", 16)
-    except ValueError:
-        return None
-
-
-def corpus_records(ids: tuple[int, ...]) -> list[dict[str, Any]]:
-    """The corpus frames and bodies of these message ids."""
-    kinds = ("frame", "frame_unflagged", "body")
-    return [r for r in records() if r["kind"] in kinds and msg_id_of(r) in ids]
-
-
-def owner_of(r: dict[str, Any]) -> str:
-    """The source project's owner (SmallChi, yezhihao, hylexus...), whose keys ``expect`` uses."""
-    return str(r["source"].split("/")[0])
-
-
-def is_literal(value: Any) -> bool:
-    """False for the corpus's non-literal expressions (``cs:...``, ``java:...``, ``go:...``,
-    and Go string concatenations mined as one string)."""
-    if not isinstance(value, str):
-        return True
-    return value.split(":")[0] not in ("cs", "java", "go") and '" + "' not in value
-
-
-def decode_record(r: dict[str, Any]) -> tuple[Any, bytes, bytes]:
-    """(body, the source bytes, our re-encoding of them) for a frame or body record."""
-    if r["kind"] == "body":
-        data = bytes.fromhex(r["hex"])
-        version = body_version(r)
-        body = decode_body(msg_id_of(r), data, version)  # type: ignore[arg-type]
-        return body, data, encode_body(body, version)
-    hex_ = r["hex"] if r["hex"].startswith("7e") else "7e" + r["hex"] + "7e"
-    message = decode(bytes.fromhex(hex_))
-    return message.body, bytes.fromhex(hex_), encode(message.header, message.body)
-
-
-Expect = dict[tuple[int, str], dict[str, Callable[[Any], Any]]]
-
-
-def check_record(r: dict[str, Any], expect: Expect) -> None:
-    """Decode ``r``, re-encode it to its exact bytes and compare the values we map."""
-    body, source, ours = decode_record(r)
-    where = f"{r['id']} ({r['source']})"
-    assert type(body) is MESSAGES[msg_id_of(r)], where  # type: ignore[index]
-    assert ours.hex() == source.hex(), where
-    for key, accessor in expect.get((msg_id_of(r), owner_of(r)), {}).items():  # type: ignore[arg-type]
-        if key in r.get("expect", {}) and is_literal(r["expect"][key]):
-            ours_ = accessor(body)
-            if ours_ is None and r.get("mode") == "encode":
-                # An encode case's expect is its input object, which may hold a value the
-                # wire format leaves out (a time the area properties do not ask for).
-                continue
-            assert ours_ == r["expect"][key], f"{where}: {key}"
-
-
-def unused_expect_keys(corpus: list[dict[str, Any]], expect: Expect) -> list[tuple[str, str, str]]:
-    """The mapped keys no record asserts (a typo there would silently check nothing)."""
-    used = {
-        (msg_id_of(r), owner_of(r), key)
-        for r in corpus
-        for key, value in r.get("expect", {}).items()
-        if is_literal(value)
-    }
-    return [
-        (hex(m), owner, key)
-        for (m, owner), keys in expect.items()
-        for key in keys
-        if (m, owner, key) not in used
-    ]
-
-
-def corpus_params(corpus: list[dict[str, Any]], known: dict[str, str]) -> list[Any]:
-    """One pytest param per record, named by its id; a documented difference is a strict
-    xfail, so it fails the day the record starts to pass (and the entry must go)."""
-    return [
-        pytest.param(
-            r,
-            id=r["id"],
-            marks=[pytest.mark.xfail(reason=known[r["id"]], strict=True, raises=(AssertionError, CodecError))]
-            if r["id"] in known
-            else [],
-        )
-        for r in corpus
-    ]
 
 
 CORPUS = corpus_records(IDS)

@@ -1,25 +1,21 @@
 """Multimedia and pass-through bodies (cmsv6/jt808/messages/multimedia.py): round trips,
 the 2011 layouts, strict encoding, tolerance, and the conformance corpus.
-
-The corpus helpers here (``corpus_cases``, ``check_corpus_record``, ``check_expect``) are
-shared with tests/jt808/test_safety.py.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmsv6.jt808.codec import decode, decode_body, encode, encode_body
+from cmsv6.jt808.codec import decode_body, encode_body
 from cmsv6.jt808.errors import CodecError
 from cmsv6.jt808.fields import BEIJING
-from cmsv6.jt808.framing import build_frame, parse_frame
+from cmsv6.jt808.framing import parse_frame
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.messages.multimedia import (
     EVENT_DOOR_OPEN,
@@ -53,7 +49,16 @@ from cmsv6.jt808.messages.multimedia import (
     TakePhotoResponse,
 )
 from cmsv6.jt808.model import MESSAGES, RawBody
-from tests.corpus import body_version, records
+from tests.corpus import (
+    Keys,
+    check_corpus_record,
+    check_expect,
+    corpus_records,
+    frame_data,
+    record_body,
+    same,
+    when,
+)
 
 T1 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=BEIJING)
 T2 = datetime(2024, 1, 2, 4, 5, 6, tzinfo=BEIJING)
@@ -321,81 +326,60 @@ def test_0801_property(media_id: int, media_format: int, alarm: int, data: bytes
 
 # -- conformance corpus ---------------------------------------------------------------------
 
-#: Keys (path segments) of ``expect`` that are not about the body, or are the source's own
-#: interpretation: the header (tests/jt808/test_conformance.py checks it), SmallChi's
-#: sub-package arithmetic, traccar's position attributes, and a SmallChi test's own
-#: pass-through content type.
-IGNORED_KEYS = {
-    "Header", "messageId", "properties", "protocolVersion", "clientId", "serialNo",
-    "verified", "remainder", "quotient", "driverUniqueId", "fuelUsed", "dtcs", "tag1Mac",
-    "deviceTemp", "JT808_0X8900_BodyBase", "jT808_0X8900_Test_BodiesImpl",
-    "AlarmSignDetails", "StatusSignDetails", "ActiveSafetyType",
-}  # fmt: skip
-
-_DATE = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
-
-
-def when(t: datetime | None) -> str | None:
-    return None if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
-
 
 def _degrees(value: float) -> int:
     return round(abs(value) * 1e6)
 
 
-def _same(getter: Callable[[Any], Any], *names: str) -> dict[str, Callable[[Any], Any]]:
-    return dict.fromkeys(names, getter)
-
-
 #: Location in the sources' raw units (millionths of a degree, 1/10 km/h).
-LOCATION_KEYS: dict[str, Callable[[Any], Any] | None] = {
-    **_same(lambda loc: _degrees(loc.latitude), "Lat", "latitude", "Latitude"),
-    **_same(lambda loc: _degrees(loc.longitude), "Lng", "longitude", "Longitude"),
-    **_same(lambda loc: round(loc.speed * 10), "Speed", "speed"),
-    **_same(lambda loc: loc.altitude, "Altitude", "altitude"),
-    **_same(lambda loc: loc.direction, "Direction", "direction"),
-    **_same(lambda loc: loc.alarm, "AlarmFlag", "warnBit", "alarmFlag", "AlarmSign"),
-    **_same(lambda loc: loc.status, "StatusFlag", "statusBit", "status", "StatusSign"),
-    **_same(lambda loc: when(loc.time), "GPSTime", "deviceTime", "DateTime", "time"),
+LOCATION_KEYS: Keys = {
+    **same(lambda loc: _degrees(loc.latitude), "Lat", "latitude", "Latitude"),
+    **same(lambda loc: _degrees(loc.longitude), "Lng", "longitude", "Longitude"),
+    **same(lambda loc: round(loc.speed * 10), "Speed", "speed"),
+    **same(lambda loc: loc.altitude, "Altitude", "altitude"),
+    **same(lambda loc: loc.direction, "Direction", "direction"),
+    **same(lambda loc: loc.alarm, "AlarmFlag", "warnBit", "alarmFlag", "AlarmSign"),
+    **same(lambda loc: loc.status, "StatusFlag", "statusBit", "status", "StatusSign"),
+    **same(lambda loc: when(loc.time), "GPSTime", "deviceTime", "DateTime", "time"),
 }
 
-_HEAD_KEYS: dict[str, Callable[[Any], Any] | None] = {
-    **_same(lambda b: b.media_id, "MultimediaId", "MultimediaID", "id", "multimediaDataID", "multimediaId"),
-    **_same(lambda b: b.media_type, "MultimediaType", "type", "multimediaType"),
-    **_same(lambda b: b.media_format, "MultimediaCodingFormat", "MultimediaFormatEncode", "format", "multimediaFormatCode"),
-    **_same(lambda b: b.event, "EventItemCoding", "EventItemEncode", "event", "eventItemCode"),
-    **_same(lambda b: b.channel, "ChannelId", "ChannelID", "channelId"),
+_HEAD_KEYS: Keys = {
+    **same(lambda b: b.media_id, "MultimediaId", "MultimediaID", "id", "multimediaDataID", "multimediaId"),
+    **same(lambda b: b.media_type, "MultimediaType", "type", "multimediaType"),
+    **same(lambda b: b.media_format, "MultimediaCodingFormat", "MultimediaFormatEncode", "format", "multimediaFormatCode"),
+    **same(lambda b: b.event, "EventItemCoding", "EventItemEncode", "event", "eventItemCode"),
+    **same(lambda b: b.channel, "ChannelId", "ChannelID", "channelId"),
 }  # fmt: skip
 
-_TIMES: dict[str, Callable[[Any], Any] | None] = {
-    **_same(lambda b: b.media_type, "MultimediaType", "type", "multimediaType"),
-    **_same(lambda b: b.channel, "ChannelId", "channelId"),
-    **_same(lambda b: b.event, "EventItemCoding", "event", "eventItemCode"),
-    **_same(lambda b: when(b.start), "StartTime", "startTime"),
-    **_same(lambda b: when(b.end), "EndTime", "endTime"),
+_TIMES: Keys = {
+    **same(lambda b: b.media_type, "MultimediaType", "type", "multimediaType"),
+    **same(lambda b: b.channel, "ChannelId", "channelId"),
+    **same(lambda b: b.event, "EventItemCoding", "event", "eventItemCode"),
+    **same(lambda b: when(b.start), "StartTime", "startTime"),
+    **same(lambda b: when(b.end), "EndTime", "endTime"),
 }
 
 #: For each class: source key → our value (None: known, not comparable).
-MULTIMEDIA_KEYS: dict[type, dict[str, Callable[[Any], Any] | None]] = {
+MULTIMEDIA_KEYS: dict[type, Keys] = {
     Location: LOCATION_KEYS,
     MultimediaEvent: _HEAD_KEYS,
     MultimediaData: {
         **_HEAD_KEYS,
-        **_same(lambda b: b.location, "Position", "T0x0200LocationItem", "location"),
-        **_same(lambda b: list(b.data), "MultimediaDataPackage", "MultimediaPackage", "mediaData"),
+        **same(lambda b: b.location, "Position", "T0x0200LocationItem", "location"),
+        **same(lambda b: list(b.data), "MultimediaDataPackage", "MultimediaPackage", "mediaData"),
         "packet": lambda b: b.data.hex(),
     },
     MultimediaUploadResponse: {
-        **_same(lambda b: b.media_id, "MultimediaId", "MultimediaID", "mediaId", "multimediaId"),
+        **same(lambda b: b.media_id, "MultimediaId", "MultimediaID", "mediaId", "multimediaId"),
         # SmallChi and xtream-codec list the id bytes; the standard's ids are WORDs.
-        **_same(
+        **same(
             lambda b: list(b"".join(i.to_bytes(2, "big") for i in b.retransmit_ids)),
             "RetransmitPackageIds",
             "retransmittedPackageIdList",
         ),
         "retransmittedPackageIdList.length": lambda b: 2 * len(b.retransmit_ids),
-        **_same(lambda b: list(b.retransmit_ids), "AgainPackageList", "id"),
-        **_same(
+        **same(lambda b: list(b.retransmit_ids), "AgainPackageList", "id"),
+        **same(
             lambda b: len(b.retransmit_ids),
             "RetransmitPackageCount",
             "AgainPackageCount",
@@ -403,51 +387,51 @@ MULTIMEDIA_KEYS: dict[type, dict[str, Callable[[Any], Any] | None]] = {
         ),
     },
     TakePhoto: {
-        **_same(lambda b: b.channel, "ChannelId", "ChannelID", "channelId", "chanelId"),
-        **_same(lambda b: b.command, "ShootingCommand", "ShootCommand", "command"),
-        **_same(lambda b: b.interval, "VideoTime", "PhotoIntervalOrVideoTime", "time"),
-        **_same(lambda b: b.save, "SaveFlag", "save", "saveFlag"),
-        **_same(lambda b: b.resolution, "Resolution", "resolution"),
-        **_same(lambda b: b.quality, "VideoQuality", "quality"),
-        **_same(lambda b: b.brightness, "Lighting", "Intensity", "brightness"),
-        **_same(lambda b: b.contrast, "Contrast", "contrast", "contrastRate"),
-        **_same(lambda b: b.saturation, "Saturability", "Saturation", "saturation"),
-        **_same(lambda b: b.chroma, "Chroma", "chroma"),
+        **same(lambda b: b.channel, "ChannelId", "ChannelID", "channelId", "chanelId"),
+        **same(lambda b: b.command, "ShootingCommand", "ShootCommand", "command"),
+        **same(lambda b: b.interval, "VideoTime", "PhotoIntervalOrVideoTime", "time"),
+        **same(lambda b: b.save, "SaveFlag", "save", "saveFlag"),
+        **same(lambda b: b.resolution, "Resolution", "resolution"),
+        **same(lambda b: b.quality, "VideoQuality", "quality"),
+        **same(lambda b: b.brightness, "Lighting", "Intensity", "brightness"),
+        **same(lambda b: b.contrast, "Contrast", "contrast", "contrastRate"),
+        **same(lambda b: b.saturation, "Saturability", "Saturation", "saturation"),
+        **same(lambda b: b.chroma, "Chroma", "chroma"),
     },
     TakePhotoResponse: {
-        **_same(lambda b: b.reply_serial, "ReplyMsgNum", "RespondSerialNumber", "responseSerialNo", "flowId"),
-        **_same(lambda b: b.result, "Result", "result"),
-        **_same(lambda b: list(b.media_ids), "MultimediaIds", "MultimediaIDList", "id"),
-        **_same(lambda b: len(b.media_ids), "MultimediaIdCount", "MultimediaIDNumber", "multimediaIdCount"),
+        **same(lambda b: b.reply_serial, "ReplyMsgNum", "RespondSerialNumber", "responseSerialNo", "flowId"),
+        **same(lambda b: b.result, "Result", "result"),
+        **same(lambda b: list(b.media_ids), "MultimediaIds", "MultimediaIDList", "id"),
+        **same(lambda b: len(b.media_ids), "MultimediaIdCount", "MultimediaIDNumber", "multimediaIdCount"),
         "multimediaIdList.first.asDword()": lambda b: b.media_ids[0],
         "multimediaIdList.last.asDword()": lambda b: b.media_ids[-1],
     },
     StoredMediaSearch: _TIMES,
-    StoredMediaUpload: {**_TIMES, **_same(lambda b: b.delete, "MultimediaDeleted", "delete", "deleteFlag")},
+    StoredMediaUpload: {**_TIMES, **same(lambda b: b.delete, "MultimediaDeleted", "delete", "deleteFlag")},
     StoredMediaSearchResponse: {
-        **_same(lambda b: b.reply_serial, "MsgNum", "responseSerialNo", "flowId"),
-        **_same(lambda b: b.items, "MultimediaSearchItems", "items", "itemList"),
-        **_same(lambda b: len(b.items), "MultimediaItemCount", "multimediaDataItemCount"),
+        **same(lambda b: b.reply_serial, "MsgNum", "responseSerialNo", "flowId"),
+        **same(lambda b: b.items, "MultimediaSearchItems", "items", "itemList"),
+        **same(lambda b: len(b.items), "MultimediaItemCount", "multimediaDataItemCount"),
     },
     StoredMediaItem: {
         **_HEAD_KEYS,
-        **_same(lambda b: b.location, "Position", "location"),
+        **same(lambda b: b.location, "Position", "location"),
     },
     AudioRecord: {
-        **_same(lambda b: b.command, "RecordCmd", "command", "recordingCommand"),
-        **_same(lambda b: b.duration, "RecordTime", "time", "recordingDuration"),
-        **_same(lambda b: b.save, "RecordSave", "save", "saveFlag"),
-        **_same(lambda b: b.sample_rate, "AudioSampleRate", "audioSamplingRate", "audioSampleRate"),
+        **same(lambda b: b.command, "RecordCmd", "command", "recordingCommand"),
+        **same(lambda b: b.duration, "RecordTime", "time", "recordingDuration"),
+        **same(lambda b: b.save, "RecordSave", "save", "saveFlag"),
+        **same(lambda b: b.sample_rate, "AudioSampleRate", "audioSamplingRate", "audioSampleRate"),
     },
     StoredMediaRetrieve: {
-        **_same(lambda b: b.media_id, "MultimediaId", "id", "multimediaId"),
-        **_same(lambda b: b.delete, "MultimediaDeleted", "delete", "deleteFlag"),
+        **same(lambda b: b.media_id, "MultimediaId", "id", "multimediaId"),
+        **same(lambda b: b.delete, "MultimediaDeleted", "delete", "deleteFlag"),
     },
     PassThroughUp: {
-        **_same(lambda b: b.kind, "PassthroughType", "key"),
+        **same(lambda b: b.kind, "PassthroughType", "key"),
         "message": lambda b: b,  # yezhihao: {"key": type, "value": its own decoding}
         "value": None,
-        **_same(
+        **same(
             lambda b: b.data.decode("latin-1"),
             "JT808_0x0900_BodyBase.PassthroughContent",
             "jT808_0x0900_0x83.PassthroughContent",
@@ -459,157 +443,6 @@ MULTIMEDIA_KEYS: dict[type, dict[str, Callable[[Any], Any] | None]] = {
         "UnCompressMessageLength": lambda b: len(b.uncompressed()),
     },
 }  # fmt: skip
-
-
-def literal(value: Any) -> bool:
-    """Whether an ``expect`` value is a literal (not a source expression)."""
-    return not (isinstance(value, str) and value.startswith(("cs:", "go:", "java:")))
-
-
-def flatten(expect: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts (and lists of dicts) of ``expect`` as dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in expect.items():
-        path = prefix + key
-        if isinstance(value, dict):
-            out.update(flatten(value, path + "."))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for i, v in enumerate(value):
-                out.update(flatten(v, f"{path}[{i}]."))
-        else:
-            out[path] = value
-    return out
-
-
-_SKIP = object()
-_PART = re.compile(r"(.+?)(?:\[(\d+)\])?")
-
-
-def resolve(body: Any, key: str, keys: dict[type, dict[str, Callable[[Any], Any] | None]]) -> Any:
-    """Our value for a source's ``expect`` key, or _SKIP for keys that are not about the body.
-
-    A key about the body that we cannot map fails the test, so a new record cannot go
-    unchecked silently.
-    """
-    obj = body
-    parts = key.split(".")
-    if parts[0] == "Bodies":
-        parts = parts[1:]
-    i = 0
-    while i < len(parts):
-        m = _PART.fullmatch(parts[i])
-        assert m, key
-        name, index = m[1], m[2]
-        if name in IGNORED_KEYS:
-            return _SKIP
-        if isinstance(obj, tuple) and name in ("first", "last"):
-            obj = obj[0 if name == "first" else -1]
-            i += 1
-            continue
-        table = keys.get(type(obj), {})
-        dotted = ".".join(parts[i:])
-        if dotted in table:  # a key whose own name has a dot
-            name, i = dotted, len(parts) - 1
-        assert name in table, f"{key}: no mapping for {name!r} of {type(obj).__name__}"
-        getter = table[name]
-        if getter is None:
-            return _SKIP
-        obj = getter(obj)
-        if index is not None:
-            obj = obj[int(index)]
-        i += 1
-    return obj
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def check_expect(
-    r: dict[str, Any], body: Any, keys: dict[type, dict[str, Callable[[Any], Any] | None]]
-) -> int:
-    """Compare the record's literal ``expect`` values with ours; return how many were."""
-    checked = 0
-    for key, want in flatten(r.get("expect") or {}).items():
-        if not literal(want) or want is None:
-            continue
-        got = resolve(body, key, keys)
-        if got is _SKIP:
-            continue
-        if isinstance(want, str) and _DATE.fullmatch(want):
-            want = want.replace("T", " ")
-        assert _plain(got) == want, f"{r['id']} {key}: {r['source']}"
-        checked += 1
-    return checked
-
-
-def corpus_cases(msg_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Frame and body records of the corpus for these message ids (every record, so that
-    each source's assertions are checked)."""
-    wanted = set(msg_ids)
-    return [
-        r
-        for r in records()
-        if r["kind"] in ("frame", "frame_unflagged", "body")
-        and r.get("msg_id")
-        and int(r["msg_id"], 16) in wanted
-    ]
-
-
-def _frame_data(r: dict[str, Any]) -> bytes:
-    data = bytes.fromhex(r["hex"])
-    return data if r["kind"] == "frame" else b"\x7e" + data + b"\x7e"
-
-
-def check_corpus_record(
-    r: dict[str, Any],
-    keys: dict[type, dict[str, Callable[[Any], Any] | None]],
-    known_differences: dict[str, str],
-    body_errors: dict[str, str],
-) -> None:
-    """The record decodes (a bad check code reported, not raised), re-encodes to its own
-    bytes unless a known difference says why not, and agrees with what its source asserts."""
-    where = f"{r['id']} ({r['source']})"
-    if r["kind"] == "body":
-        data = bytes.fromhex(r["hex"])
-        version = body_version(r)
-        msg_id = int(r["msg_id"], 16)
-        if r["id"] in body_errors:
-            with pytest.raises(CodecError):
-                decode_body(msg_id, data, version)
-            return
-        body = decode_body(msg_id, data, version)
-        assert isinstance(body, MESSAGES[msg_id]), where
-        again = encode_body(body, version)
-    else:
-        frame_data = _frame_data(r)
-        frame = parse_frame(frame_data)
-        check = r.get("check") or {}
-        if r["id"] in body_errors:
-            with pytest.raises(CodecError):
-                decode(frame_data)
-            return
-        message = decode(frame_data)
-        # A unit that does not escape sends a frame that is consistent as it came.
-        unescaped = "no_escaping_by_device" in r.get("flags", ())
-        assert message.checksum_ok == (unescaped or check.get("checksum_ok", True)), where
-        body = message.body
-        if message.header.packet is not None and message.header.packet.total > 1:
-            # A sub-package piece: kept raw until the message is reassembled.
-            assert body == RawBody(frame.body), where
-            return
-        assert isinstance(body, MESSAGES[message.header.msg_id]), where
-        data = frame.body
-        again = encode_body(body, message.header.version)
-        if message.checksum_ok and r["id"] not in known_differences:
-            assert encode(message.header, body) == build_frame(frame.header, frame.body), where
-    if r["id"] in known_differences:
-        assert again != data, f"{where}: no longer differs, drop it from KNOWN_DIFFERENCES"
-    else:
-        assert again == data, where
-    check_expect(r, body, keys)
 
 
 #: Corpus records whose source's convention differs from the standard.
@@ -628,7 +461,7 @@ KNOWN_DIFFERENCES = {
 #: RawBody, tested in test_conformance.py.)
 BODY_ERRORS: dict[str, str] = {}
 
-CORPUS = [r for r in corpus_cases(MULTIMEDIA_IDS) if r["id"] != "jt808-0535"]
+CORPUS = [r for r in corpus_records(MULTIMEDIA_IDS) if r["id"] != "jt808-0535"]
 
 
 @pytest.mark.parametrize("r", CORPUS, ids=[r["id"] for r in CORPUS])
@@ -646,11 +479,7 @@ def test_corpus_covers_every_message() -> None:
     for r in CORPUS:
         if r["id"] in BODY_ERRORS:
             continue
-        data = bytes.fromhex(r["hex"])
-        if r["kind"] == "body":
-            body = decode_body(int(r["msg_id"], 16), data, body_version(r))
-        else:
-            body = decode(_frame_data(r)).body
+        body = record_body(r)
         if not isinstance(body, RawBody):
             checked += check_expect(r, body, MULTIMEDIA_KEYS)
     assert checked > 450
@@ -663,7 +492,7 @@ def test_corpus_subpackages_reassemble() -> None:
     for r in CORPUS:
         if r["kind"] == "body" or r["id"] in BODY_ERRORS:
             continue
-        frame = parse_frame(_frame_data(r))
+        frame = parse_frame(frame_data(r))
         p = frame.header.packet
         if frame.header.msg_id == 0x0801 and p is not None and p.total > 1 and frame.length_ok:
             pieces[(frame.header.phone, p.total)].setdefault(p.index, frame.body)

@@ -46,7 +46,7 @@ from cmsv6.jt808.messages.params import (
     decode_param,
     encode_param,
 )
-from tests.corpus import body_version, frame_bytes, records
+from tests.corpus import body_version, corpus_records, frame_bytes, records
 
 MSG_IDS = (0x8103, 0x8104, 0x8106, 0x0104, 0x8105, 0x8107, 0x0107, 0x8108, 0x0108)
 
@@ -475,13 +475,7 @@ TOLERATED = {
 SUBPACKAGED = [("jt808-0223", "jt808-0224"), ("jt808-0642", "jt808-0643")]
 _PIECES = {i for pair in SUBPACKAGED for i in pair}
 
-CORPUS = [
-    r
-    for r in records()
-    if (r.get("msg_id") or "").lower() in {f"0x{m:04x}" for m in MSG_IDS}
-    and r["kind"] in ("frame", "frame_unflagged", "body")
-    and r["id"] not in _PIECES
-]
+CORPUS = [r for r in corpus_records(MSG_IDS) if r["id"] not in _PIECES]
 
 
 def _body_bytes(r: dict[str, Any]) -> tuple[int, int, bytes]:

@@ -3,7 +3,7 @@ the corpus, and tolerance of bad input."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,12 +22,13 @@ from cmsv6.jt808.messages.recorder import (
     recorder_block_encode,
 )
 from cmsv6.jt808.model import MESSAGES
-from tests.corpus import records
-from tests.jt808.test_info import (
+from tests.corpus import (
+    Expect,
     check_record,
     corpus_params,
     corpus_records,
     msg_id_of,
+    records,
     unused_expect_keys,
 )
 
@@ -110,7 +111,7 @@ def test_encoding_is_strict(block: Any) -> None:
 KNOWN_DIFFERENCES: dict[str, str] = {}
 
 #: expect keys of each source project → how to read the value from our body.
-EXPECT: dict[tuple[int, str], dict[str, Callable[[Any], Any]]] = {
+EXPECT: Expect = {
     (0x0700, "SmallChi"): {
         "ReplyMsgNum": lambda b: b.reply_serial,
         "CommandId": lambda b: b.command,

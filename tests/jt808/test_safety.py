@@ -4,13 +4,13 @@ provincial variant, variant detection, strict encoding, tolerance, and the corpu
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cmsv6.jt808.codec import decode, decode_body, encode_body
+from cmsv6.jt808.codec import decode_body, encode_body
 from cmsv6.jt808.errors import CodecError
 from cmsv6.jt808.fields import BEIJING
 from cmsv6.jt808.messages.location import AlarmIdentification, AlarmIdentification30
@@ -32,11 +32,13 @@ from cmsv6.jt808.messages.safety import (
     FileUploadCompleteResponse,
 )
 from cmsv6.jt808.model import RawBody
-from tests.corpus import body_version
-from tests.jt808.test_multimedia import (
+from tests.corpus import (
+    Keys,
     check_corpus_record,
     check_expect,
-    corpus_cases,
+    corpus_records,
+    record_body,
+    same,
     when,
 )
 
@@ -279,12 +281,6 @@ def test_9208_variant_detected(variant: Any, terminal_id: str, ip: str, reserved
 
 # -- conformance corpus ---------------------------------------------------------------------
 
-_Keys = dict[str, Callable[[Any], Any] | None]
-
-
-def _same(getter: Callable[[Any], Any], *names: str) -> _Keys:
-    return dict.fromkeys(names, getter)
-
 
 def _reserved_bytes(ident: Any) -> list[int]:
     if isinstance(ident, AlarmIdentificationHLJ):
@@ -293,12 +289,12 @@ def _reserved_bytes(ident: Any) -> list[int]:
     return list(ident.reserved.to_bytes(size, "big"))
 
 
-_IDENT: _Keys = {
-    **_same(lambda i: i.terminal_id, "TerminalID", "TerminalId", "terminalId"),
-    **_same(lambda i: when(i.time), "Time", "time"),
-    **_same(lambda i: i.sequence, "SN", "SerialNumber", "sequence"),
-    **_same(lambda i: i.attachments, "AttachCount", "AttachNumber", "attachmentCount"),
-    **_same(lambda i: i.reserved, "Retain", "reserved"),
+_IDENT: Keys = {
+    **same(lambda i: i.terminal_id, "TerminalID", "TerminalId", "terminalId"),
+    **same(lambda i: when(i.time), "Time", "time"),
+    **same(lambda i: i.sequence, "SN", "SerialNumber", "sequence"),
+    **same(lambda i: i.attachments, "AttachCount", "AttachNumber", "attachmentCount"),
+    **same(lambda i: i.reserved, "Retain", "reserved"),
     # SmallChi's Guangdong identification has two reserved bytes; ours is one WORD.
     "Retain1": lambda i: i.reserved >> 8,
     "Retain2": lambda i: i.reserved & 0xFF,
@@ -306,7 +302,7 @@ _IDENT: _Keys = {
 }
 
 #: yezhihao writes the identification's fields flat in the message.
-_FLAT_IDENT: _Keys = {
+_FLAT_IDENT: Keys = {
     "deviceId_": lambda b: b.identification.terminal_id,
     "dateTime": lambda b: when(b.identification.time),
     "sequenceNo": lambda b: b.identification.sequence,
@@ -314,30 +310,30 @@ _FLAT_IDENT: _Keys = {
     "reserved": lambda b: b.identification.reserved,
 }
 
-_FILE_NAME: _Keys = {
-    **_same(lambda b: b.name, "FileName", "name"),
-    **_same(lambda b: len(b.name.encode("gbk")), "FileNameLength", "FileNameLen"),
+_FILE_NAME: Keys = {
+    **same(lambda b: b.name, "FileName", "name"),
+    **same(lambda b: len(b.name.encode("gbk")), "FileNameLength", "FileNameLen"),
 }
 
-_FILE_INFO: _Keys = {
+_FILE_INFO: Keys = {
     **_FILE_NAME,
-    **_same(lambda b: b.file_type, "FileType", "type"),
-    **_same(lambda b: b.size, "FileSize", "size"),
+    **same(lambda b: b.file_type, "FileType", "type"),
+    **same(lambda b: b.size, "FileSize", "size"),
 }
 
-SAFETY_KEYS: dict[type, _Keys] = {
+SAFETY_KEYS: dict[type, Keys] = {
     AlarmAttachmentInfo: {
         **_FLAT_IDENT,
         # go-jt808 reads the Heilongjiang layout's absent terminal id as "".
-        **_same(
+        **same(
             lambda b: "" if b.terminal_id is None else b.terminal_id,
             "TerminalId", "TerminalID", "deviceId",
         ),
-        **_same(lambda b: b.identification, "AlarmIdentification", "P9208AlarmSign"),
-        **_same(lambda b: b.alarm_number, "AlarmId", "AlarmID", "platformAlarmId"),
-        **_same(lambda b: b.info_type, "InfoType", "type"),
+        **same(lambda b: b.identification, "AlarmIdentification", "P9208AlarmSign"),
+        **same(lambda b: b.alarm_number, "AlarmId", "AlarmID", "platformAlarmId"),
+        **same(lambda b: b.info_type, "InfoType", "type"),
         "AttachCount": lambda b: len(b.files),
-        **_same(lambda b: b.files, "AttachInfos", "T0x1210AlarmItemList"),
+        **same(lambda b: b.files, "AttachInfos", "T0x1210AlarmItemList"),
     },
     AttachmentFile: {**_FILE_NAME, "FileSize": lambda f: f.size},
     FileInfo: _FILE_INFO,
@@ -345,26 +341,26 @@ SAFETY_KEYS: dict[type, _Keys] = {
     AlarmAttachmentUploadRequest: {
         **_FLAT_IDENT,
         "deviceId": lambda b: b.identification.terminal_id,
-        **_same(lambda b: b.server_ip, "AttachmentServerIP", "ServerAddr", "ip", "attachmentServerIp"),
-        **_same(lambda b: len(b.server_ip), "AttachmentServerIPLength", "ServerIPLen"),
-        **_same(lambda b: b.tcp_port, "AttachmentServerIPTcpPort", "TcpPort", "tcpPort", "attachmentServerPortTcp"),
-        **_same(lambda b: b.udp_port, "AttachmentServerIPUdpPort", "UdpPort", "udpPort", "attachmentServerPortUdp"),
-        **_same(lambda b: b.identification, "AlarmIdentification", "P9208AlarmSign", "alarmIdentifier"),
-        **_same(lambda b: b.alarm_number, "AlarmId", "AlarmID", "platformAlarmId", "alarmNo"),
+        **same(lambda b: b.server_ip, "AttachmentServerIP", "ServerAddr", "ip", "attachmentServerIp"),
+        **same(lambda b: len(b.server_ip), "AttachmentServerIPLength", "ServerIPLen"),
+        **same(lambda b: b.tcp_port, "AttachmentServerIPTcpPort", "TcpPort", "tcpPort", "attachmentServerPortTcp"),
+        **same(lambda b: b.udp_port, "AttachmentServerIPUdpPort", "UdpPort", "udpPort", "attachmentServerPortUdp"),
+        **same(lambda b: b.identification, "AlarmIdentification", "P9208AlarmSign", "alarmIdentifier"),
+        **same(lambda b: b.alarm_number, "AlarmId", "AlarmID", "platformAlarmId", "alarmNo"),
         "reserves": lambda b: list(b.reserved),
     },
     FileUploadCompleteResponse: {
         **_FILE_NAME,
-        **_same(lambda b: b.file_type, "FileType", "type"),
-        **_same(lambda b: b.result, "UploadResult", "result"),
-        **_same(lambda b: len(b.retransmit), "DataPackageCount", "RetransmitPacketNumber", "total"),
-        **_same(lambda b: b.retransmit, "DataPackages", "P0x9212RetransmitPacketList"),
+        **same(lambda b: b.file_type, "FileType", "type"),
+        **same(lambda b: b.result, "UploadResult", "result"),
+        **same(lambda b: len(b.retransmit), "DataPackageCount", "RetransmitPacketNumber", "total"),
+        **same(lambda b: b.retransmit, "DataPackages", "P0x9212RetransmitPacketList"),
         # yezhihao lists offset, length, offset, length...
         "items": lambda b: [n for block in b.retransmit for n in (block.offset, block.length)],
     },
     DataBlock: {
-        **_same(lambda d: d.offset, "Offset", "DataOffset"),
-        **_same(lambda d: d.length, "Length", "DataLength"),
+        **same(lambda d: d.offset, "Offset", "DataOffset"),
+        **same(lambda d: d.length, "Length", "DataLength"),
     },
     **dict.fromkeys(
         (AlarmIdentification, AlarmIdentificationGD, AlarmIdentificationHLJ, AlarmIdentification30),
@@ -372,7 +368,7 @@ SAFETY_KEYS: dict[type, _Keys] = {
     ),
 }  # fmt: skip
 
-CORPUS = corpus_cases(SAFETY_IDS)
+CORPUS = corpus_records(SAFETY_IDS)
 
 
 @pytest.mark.parametrize("r", CORPUS, ids=[r["id"] for r in CORPUS])
@@ -389,11 +385,7 @@ def test_corpus_covers_every_message() -> None:
     checked = 0
     variants = set()
     for r in CORPUS:
-        data = bytes.fromhex(r["hex"])
-        if r["kind"] == "body":
-            body = decode_body(int(r["msg_id"], 16), data, body_version(r))
-        else:
-            body = decode(data if r["kind"] == "frame" else b"\x7e" + data + b"\x7e").body
+        body = record_body(r)
         assert not isinstance(body, RawBody), r["id"]
         if hasattr(body, "identification"):
             variants.add(type(body.identification))

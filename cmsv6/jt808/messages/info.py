@@ -20,7 +20,6 @@ from construct import (
     Bytes,
     Computed,
     Construct,
-    FocusedSeq,
     GreedyBytes,
     GreedyRange,
     If,
@@ -32,43 +31,24 @@ from construct import (
     PrefixedArray,
     Rebuild,
     Struct,
-    Subconstruct,
     Terminated,
     len_,
     this,
 )
-from construct.core import SizeofError, stream_size, stream_tell
+from construct.core import SizeofError, stream_tell
 
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fields import V2019, Bcd, BcdTime, PrefixedText, Text, Tuple
+from cmsv6.jt808.fields import V2019, Bcd, BcdTime, Exact, PrefixedText, Text, Trailing, Tuple
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.model import message, record
 
-# -- private building blocks (candidates for fields.py) ----------------------------------
-
-
-class _IfMore(Subconstruct):  # type: ignore[misc]
-    """A trailing field that is there only when bytes remain: None when absent, and written
-    only when not None."""
-
-    def _parse(self, stream: Any, context: Any, path: str) -> Any:
-        if stream_size(stream) - stream_tell(stream, path) <= 0:
-            return None
-        return self.subcon._parsereport(stream, context, path)
-
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
-        if obj is None:
-            return None
-        return self.subcon._build(obj, stream, context, path)
-
-    def _sizeof(self, context: Any, path: str) -> int:
-        raise SizeofError("an optional trailing field has no fixed size", path=path)
+# -- private building blocks --------------------------------------------------------------
 
 
 def _to_end(item: Construct) -> Construct:
     """Items repeated up to the end of the body; a partial last item is an error, not
     silently dropped (plain ``GreedyRange`` would lose it)."""
-    return FocusedSeq("items", "items" / GreedyRange(item), Terminated)
+    return Exact(GreedyRange(item))
 
 
 class _BcdDate(Adapter):  # type: ignore[misc]
@@ -108,7 +88,7 @@ class TemporaryTracking:
     interval: int
     validity: int | None = None
 
-    FORMAT = Struct("interval" / Int16ub, "validity" / _IfMore(Int32ub))
+    FORMAT = Struct("interval" / Int16ub, "validity" / Trailing(Int32ub))
 
 
 @message(0x8203)
@@ -239,7 +219,7 @@ class SetEvents:
 
     FORMAT = Struct(
         "kind" / Int8ub,
-        "events" / _IfMore(Tuple(PrefixedArray(Int8ub, Event.CODEC))),  # type: ignore[attr-defined]
+        "events" / Trailing(Tuple(PrefixedArray(Int8ub, Event.CODEC))),  # type: ignore[attr-defined]
     )
 
 
@@ -311,7 +291,7 @@ class SetInfoMenu:
 
     FORMAT = Struct(
         "kind" / Int8ub,
-        "items" / _IfMore(Tuple(PrefixedArray(Int8ub, InfoMenuItem.CODEC))),  # type: ignore[attr-defined]
+        "items" / Trailing(Tuple(PrefixedArray(Int8ub, InfoMenuItem.CODEC))),  # type: ignore[attr-defined]
     )
 
 
@@ -381,7 +361,7 @@ class SetPhoneBook:
 
     FORMAT = Struct(
         "kind" / Int8ub,
-        "contacts" / _IfMore(Tuple(PrefixedArray(Int8ub, Contact.CODEC))),  # type: ignore[attr-defined]
+        "contacts" / Trailing(Tuple(PrefixedArray(Int8ub, Contact.CODEC))),  # type: ignore[attr-defined]
     )
 
 
@@ -425,12 +405,12 @@ def _driver_layout(layout: int) -> Struct:
         "layout" / Computed(layout),
         "status" / Int8ub,
         "time" / BcdTime,
-        "ic_result" / _IfMore(Int8ub),
-        "driver_name" / _IfMore(PrefixedText(Int8ub)),
+        "ic_result" / Trailing(Int8ub),
+        "driver_name" / Trailing(PrefixedText(Int8ub)),
         "qualification" / If(has_card, Text(20)),
         "issuer" / If(has_card, PrefixedText(Int8ub)),
         "validity" / If(has_card, _BcdDate()),
-        "id_card" / _IfMore(Text(20)),
+        "id_card" / Trailing(Text(20)),
         "rest" / GreedyBytes,
     )
 

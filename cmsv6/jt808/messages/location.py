@@ -20,7 +20,6 @@ from construct import (
     len_,
     Bytes,
     Construct,
-    FocusedSeq,
     GreedyBytes,
     GreedyRange,
     If,
@@ -32,12 +31,11 @@ from construct import (
     PrefixedArray,
     Select,
     Struct,
-    Terminated,
     this,
 )
 
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fields import Ascii, BcdTime, Tuple
+from cmsv6.jt808.fields import Ascii, BcdTime, Exact, Tuple
 from cmsv6.jt808.model import message, record
 
 # Status bits used by the codec (JT/T 808 table 24).
@@ -101,15 +99,6 @@ class DrivingBehaviorAlarm:
     fatigue: int
 
     FORMAT = Struct("behavior" / Int16ub, "fatigue" / Int8ub)
-
-
-def _exact(subcon: Construct) -> Construct:
-    """``subcon`` that must use every byte of the item value."""
-    return FocusedSeq("value", "value" / subcon, Terminated)
-
-
-def _either(*subcons: Construct) -> Construct:
-    return Select(*(_exact(s) for s in subcons))
 
 
 def _identification_format(terminal_id: int, reserved: Construct | None) -> Struct:
@@ -206,7 +195,7 @@ def _each_identification(*head: Any, after: tuple[Any, ...] = ()) -> Construct:
     (building picks the one whose form the value has)."""
     return Select(
         *(
-            _exact(Struct(*head, *_COMMON_TAIL, "identification" / ident.CODEC, *after))  # type: ignore[attr-defined]
+            Exact(Struct(*head, *_COMMON_TAIL, "identification" / ident.CODEC, *after))  # type: ignore[attr-defined]
             for ident in IDENTIFICATIONS
         )
     )
@@ -366,7 +355,7 @@ EXTRA_ITEMS: dict[int, Construct] = {
     0x67: BsdAlarm.CODEC,  # type: ignore[attr-defined]
 }
 
-_ITEM_PARSERS = {k: _exact(v) for k, v in EXTRA_ITEMS.items()}
+_ITEM_PARSERS = {k: Exact(v) for k, v in EXTRA_ITEMS.items()}
 
 
 def _split_items(items: list[Any], tail: bytes) -> tuple[dict[int, Any], bytes]:

@@ -34,7 +34,7 @@ from construct import (
 from construct.core import stream_read, stream_seek, stream_size, stream_tell
 
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fields import BcdTime, Tuple
+from cmsv6.jt808.fields import BcdTime, Trailing, Tuple
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.model import RecordAdapter, message, record
 
@@ -87,33 +87,6 @@ class _BasicLocationAdapter(Adapter):  # type: ignore[misc]
 BasicLocation = _BasicLocationAdapter(
     FixedSized(BASIC_LOCATION_SIZE, Location.CODEC)  # type: ignore[attr-defined]
 )
-
-
-class _Optional(Construct):  # type: ignore[misc]
-    """``subcon``, or ``default`` when the body ends before it (a tail some units leave out).
-
-    With ``omit_default`` the default is also written as nothing, for tails the standard
-    itself leaves out (0x8800 when every packet arrived).
-    """
-
-    def __init__(self, subcon: Construct, default: Any, omit_default: bool = False) -> None:
-        super().__init__()
-        self.subcon = subcon
-        self.default = default
-        self.omit_default = omit_default
-        self.flagbuildnone = True
-
-    def _parse(self, stream: Any, context: Any, path: str) -> Any:
-        if _remaining(stream, path) == 0:
-            return self.default
-        return self.subcon._parsereport(stream, context, path)
-
-    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
-        if obj is None:
-            obj = self.default
-        if self.omit_default and obj == self.default:
-            return obj
-        return self.subcon._build(obj, stream, context, path)
 
 
 class _MediaLocation(Construct):  # type: ignore[misc]
@@ -209,7 +182,7 @@ class MultimediaUploadResponse:
     FORMAT = Struct(
         "media_id" / Int32ub,
         "retransmit_ids"
-        / _Optional(Tuple(PrefixedArray(Int8ub, Int16ub)), default=(), omit_default=True),
+        / Trailing(Tuple(PrefixedArray(Int8ub, Int16ub)), default=(), omit_default=True),
     )
 
 
@@ -274,7 +247,7 @@ class TakePhotoResponse:
     FORMAT = Struct(
         "reply_serial" / Int16ub,
         "result" / Int8ub,
-        "media_ids" / _Optional(Tuple(PrefixedArray(Int16ub, Int32ub)), default=()),
+        "media_ids" / Trailing(Tuple(PrefixedArray(Int16ub, Int32ub)), default=()),
     )
 
 

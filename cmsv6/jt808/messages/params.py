@@ -31,10 +31,8 @@ from construct import (
     Array,
     BitsInteger,
     BitStruct,
-    Bytes,
     Computed,
     Construct,
-    FocusedSeq,
     GreedyBytes,
     GreedyRange,
     Int8ub,
@@ -51,61 +49,22 @@ from construct import (
 from construct.core import stream_seek, stream_size, stream_tell
 
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fields import TEXT_ENCODING, Bcd, Tuple
+from cmsv6.jt808.fields import (
+    TEXT_ENCODING,
+    Bcd,
+    Exact,
+    PrefixedText,
+    Text,
+    Tuple,
+    text_decode,
+    text_encode,
+)
 from cmsv6.jt808.model import message, record
 
-# -- lossless text -----------------------------------------------------------------------
-# fields.Text replaces bytes that are not GBK and strips padding from both ends, which
-# loses bytes; these bodies must re-encode exactly, so their text keeps every byte.
-# (Candidates for fields.py.)
-
-
-def lossless_decode(raw: bytes) -> str:
-    """GBK text that encodes back to ``raw``: bytes that are not GBK become lone surrogates
-    (``surrogateescape``), as do all high bytes if the codec would not give ``raw`` back."""
-    text = raw.decode(TEXT_ENCODING, errors="surrogateescape")
-    if text.encode(TEXT_ENCODING, errors="surrogateescape") == raw:
-        return text
-    return raw.decode("ascii", errors="surrogateescape")
-
-
-def lossless_encode(text: str) -> bytes:
-    try:
-        return text.encode(TEXT_ENCODING, errors="surrogateescape")
-    except UnicodeEncodeError as e:
-        raise CodecError(f"{text!r} cannot be written as GBK: {e}") from None
-
-
-class _LosslessText(Adapter):  # type: ignore[misc]
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        return lossless_decode(obj)
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        return lossless_encode(obj)
-
-
-class _FixedText(Adapter):  # type: ignore[misc]
-    """BYTE[n] text padded with NULs at the end. Only trailing NULs are dropped on reading,
-    so whatever else a unit put there (spaces, leading NULs) survives a round trip."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(Bytes(size))
-        self.size = size
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        return lossless_decode(obj.rstrip(b"\x00"))
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        raw = lossless_encode(obj)
-        if len(raw) > self.size:
-            raise CodecError(f"{obj!r} is longer than {self.size} bytes")
-        return raw.ljust(self.size, b"\x00")
-
-
-#: The rest of the body as lossless text.
-LosslessText = _LosslessText(GreedyBytes)
-#: A lossless text after its BYTE length.
-PrefixedLosslessText = Prefixed(Int8ub, _LosslessText(GreedyBytes))
+# -- text -------------------------------------------------------------------------------
+# Text in the bodies (0x8105 parameters, 0x0107 and 0x8108 ids and versions) is
+# fields.Text: lossless, so those bodies re-encode exactly. A STRING parameter value is
+# strict instead: one that is not GBK leaves the whole item as bytes (see decode_param).
 
 
 class _StrictText(Adapter):  # type: ignore[misc]
@@ -125,11 +84,6 @@ class _StrictText(Adapter):  # type: ignore[misc]
 
 STRING = _StrictText(GreedyBytes)
 BYTE, WORD, DWORD = Int8ub, Int16ub, Int32ub
-
-
-def _exact(subcon: Construct) -> Construct:
-    """``subcon`` that must use every byte it is given."""
-    return FocusedSeq("value", "value" / subcon, Terminated)
 
 
 # -- structured parameter values ------------------------------------------------------------
@@ -437,7 +391,7 @@ PARAM_TYPES.update(
     dict.fromkeys(range(0x0110, 0x0200), CanIdCollection.CODEC)  # type: ignore[attr-defined]
 )
 
-_PARAM_PARSERS = {k: _exact(v) for k, v in PARAM_TYPES.items()}
+_PARAM_PARSERS = {k: Exact(v) for k, v in PARAM_TYPES.items()}
 
 
 def decode_param(param_id: int, raw: bytes) -> Any:
@@ -594,7 +548,7 @@ class TerminalControl:
     command: int
     parameters: str = ""
 
-    FORMAT = Struct("command" / Int8ub, "parameters" / LosslessText)
+    FORMAT = Struct("command" / Int8ub, "parameters" / Text())
 
 
 # Command parameter fields (JT/T 808 table 20): STRING until ';', WORD binary, BYTE[5].
@@ -617,12 +571,12 @@ def _split_command(raw: bytes, kinds: tuple[str, ...]) -> list[Any] | None:
         if width is None:
             end = raw.find(b";", pos)
             end = len(raw) if end < 0 else end
-            out.append(lossless_decode(raw[pos:end]) if end > pos else None)
+            out.append(text_decode(raw[pos:end]) if end > pos else None)
             pos = end
         elif pos + width <= len(raw) and raw[pos + width : pos + width + 1] in (b";", b""):
             chunk = raw[pos : pos + width]
             if kind == _M:
-                out.append(lossless_decode(chunk.rstrip(b"\x00")))
+                out.append(text_decode(chunk.rstrip(b"\x00")))
             else:
                 out.append(int.from_bytes(chunk, "big"))
             pos += width
@@ -647,13 +601,13 @@ def _join_command(values: list[Any], kinds: tuple[str, ...]) -> str:
             except OverflowError:
                 raise CodecError(f"{value} does not fit {size} byte(s)") from None
         elif kind == _M:
-            raw = lossless_encode(value)
+            raw = text_encode(value)
             if len(raw) > 5:
                 raise CodecError(f"manufacturer id {value!r} is longer than 5 bytes")
             parts.append(raw.ljust(5, b"\x00"))
         else:
-            parts.append(lossless_encode(value))
-    return lossless_decode(b";".join(parts))
+            parts.append(text_encode(value))
+    return text_decode(b";".join(parts))
 
 
 class _CommandParameters:
@@ -669,7 +623,7 @@ class _CommandParameters:
     @classmethod
     def from_text(cls, text: str) -> Self | None:
         """The fields of a parameters string in the standard's layout, or None if it is not."""
-        values = _split_command(lossless_encode(text), cls.KINDS)
+        values = _split_command(text_encode(text), cls.KINDS)
         return None if values is None else cls(*values)
 
 
@@ -772,12 +726,12 @@ def _attributes_format(widths: tuple[int, int, int]) -> Struct:
     manufacturer, model, terminal_id = widths
     return Struct(
         "terminal_type" / Int16ub,
-        "manufacturer" / _FixedText(manufacturer),
-        "model" / _FixedText(model),
-        "terminal_id" / _FixedText(terminal_id),
+        "manufacturer" / Text(manufacturer),
+        "model" / Text(model),
+        "terminal_id" / Text(terminal_id),
         "iccid" / Bcd(10),
-        "hardware_version" / PrefixedLosslessText,
-        "firmware_version" / PrefixedLosslessText,
+        "hardware_version" / PrefixedText(),
+        "firmware_version" / PrefixedText(),
         # hylexus/xtream-codec's 2013 encoder leaves both out; a unit may too.
         "gnss" / Optional(Int8ub),
         "network" / Optional(Int8ub),
@@ -834,8 +788,8 @@ UPGRADE_GNSS_MODULE = 52
 def _upgrade_format(manufacturer_size: int) -> Struct:
     return Struct(
         "type" / Int8ub,
-        "manufacturer" / _FixedText(manufacturer_size),
-        "version" / PrefixedLosslessText,
+        "manufacturer" / Text(manufacturer_size),
+        "version" / PrefixedText(),
         "data" / Prefixed(Int32ub, GreedyBytes),
     )
 
