@@ -71,6 +71,73 @@ def decode_command(stdin: IO[str], stdout: IO[str]) -> int:
     return 1 if failed else 0
 
 
+def _dsn(args: argparse.Namespace) -> str:
+    from cmsv6 import config
+
+    if getattr(args, "dsn", None):
+        return str(args.dsn)
+    try:
+        return str(config.load(args.config, "gateway")["database"]["dsn"])
+    except config.ConfigError as e:
+        raise SystemExit(f"cmsv6: {e}") from None
+
+
+def _password(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") if path != "-" else sys.stdin as f:
+            return f.readline().rstrip("\r\n")
+    except OSError as e:
+        raise SystemExit(f"cmsv6: cannot read {path}: {e.strerror}") from None
+
+
+def db_command(args: argparse.Namespace) -> int:
+    import psycopg2
+
+    from cmsv6.db.upgrade import upgrade
+
+    try:
+        applied = upgrade(_dsn(args))
+    except psycopg2.Error as e:
+        print(f"cmsv6: database upgrade failed: {str(e).strip()}", file=sys.stderr)
+        return 1
+    print(f"schema upgraded ({', '.join(map(str, applied))})" if applied else "schema up to date")
+    return 0
+
+
+def device_command(args: argparse.Namespace) -> int:
+    import psycopg2
+
+    from cmsv6.db.admin import AdminError, add_device
+
+    try:
+        phone = add_device(_dsn(args), args.phone, args.plate, args.fleet, args.channels)
+    except (AdminError, psycopg2.Error) as e:
+        print(f"cmsv6: {str(e).strip()}", file=sys.stderr)
+        return 1
+    print(f"device {phone} added")
+    return 0
+
+
+def user_command(args: argparse.Namespace) -> int:
+    import psycopg2
+
+    from cmsv6.db.admin import AdminError, add_user
+
+    try:
+        add_user(_dsn(args), args.name, _password(args.password_file), args.admin, args.fleet)
+    except (AdminError, psycopg2.Error) as e:
+        print(f"cmsv6: {str(e).strip()}", file=sys.stderr)
+        return 1
+    print(f"user {args.name} added")
+    return 0
+
+
+def send_command(args: argparse.Namespace) -> int:
+    from cmsv6.sendcmd import send
+
+    return send(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cmsv6", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,11 +145,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         "decode",
         help="decode JT/T 808 frames: one hex frame per line on stdin, one JSON object per line out",
     )
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="TOML configuration file (its [database] dsn)")
+        p.add_argument("--dsn", help="PostgreSQL DSN (overrides the configuration)")
+        return p
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    with_db(db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)"))
+
+    device = sub.add_parser("device", help="devices")
+    device_sub = device.add_subparsers(dest="device_command", required=True)
+    p = with_db(device_sub.add_parser("add", help="add (or update) a device"))
+    p.add_argument("phone", help="terminal phone number (up to 20 digits)")
+    p.add_argument("--plate")
+    p.add_argument("--fleet")
+    p.add_argument("--channels", type=int, default=4)
+
+    user = sub.add_parser("user", help="users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    p = with_db(user_sub.add_parser("add", help="add (or update) a user"))
+    p.add_argument("name")
+    p.add_argument("--password-file", required=True, help="file whose first line is the password (- for stdin)")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--fleet", action="append", help="a fleet the user sees (repeatable)")
+
+    p = sub.add_parser("send", help="send a platform message to an online device through a gateway")
+    p.add_argument("phone")
+    p.add_argument("msg_id", help="message id, e.g. 0x8300")
+    p.add_argument("--json", help="the body as JSON (the message's fields)", default=None)
+    p.add_argument("--hex", help="the body as hex bytes", default=None)
+    p.add_argument("--gateway", default="tcp:127.0.0.1:7613", help="the gateway's cluster endpoint")
+    p.add_argument("--version", type=int, choices=(2013, 2019), default=2013,
+                   help="protocol version to encode the body for")
+    p.add_argument("--timeout", type=float, default=10.0)
+
     args = parser.parse_args(argv)
     if args.command == "decode":
         return decode_command(sys.stdin, sys.stdout)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    commands = {"db": db_command, "device": device_command, "user": user_command,
+                "send": send_command}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,181 @@
+"""A private PostgreSQL cluster in a directory of ours: for tests and ``cmsv6 demo``.
+
+PostgreSQL refuses to run as root; when we are root the cluster's directory is given to the
+``postgres`` user and every server command runs as that user. The server listens on
+127.0.0.1 and a socket directory inside the cluster directory, with trust authentication:
+it is reachable from this machine only and is not for production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+#: Where Debian puts the PostgreSQL 15 server binaries.
+BINDIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+SUPERUSER = "cmsv6"
+
+
+class ClusterError(Exception):
+    pass
+
+
+def find_bindir() -> Path:
+    for candidate in BINDIRS:
+        if (Path(candidate) / "initdb").exists():
+            return Path(candidate)
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    raise ClusterError("PostgreSQL server binaries not found (apt-get install postgresql-15)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateCluster:
+    def __init__(self, directory: Path | str, port: int | None = None) -> None:
+        self.directory = Path(directory).resolve()
+        self.data = self.directory / "data"
+        self.sockets = self.directory / "run"
+        self.log = self.directory / "postgresql.log"
+        self.port = port if port is not None else free_port()
+        self.bindir = find_bindir()
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise ClusterError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def _own(self) -> None:
+        """As root, give the cluster directory to postgres (and let it reach it)."""
+        if os.geteuid() != 0:
+            return
+        shutil.chown(self.directory, "postgres", "postgres")
+        for path in self.directory.rglob("*"):
+            shutil.chown(path, "postgres", "postgres")
+        parent = self.directory.parent
+        while parent != parent.parent:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o001)  # traverse only
+            parent = parent.parent
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """Create the cluster if it does not exist yet (a second run reuses it)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.sockets.mkdir(exist_ok=True)
+        self._own()
+        if self.initialized:
+            return
+        self._run(
+            "initdb",
+            "-D", str(self.data),
+            "-U", SUPERUSER,
+            "-A", "trust",
+            "-E", "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )  # fmt: skip
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# cmsv6 private cluster\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "max_connections = 200\n"
+                "shared_buffers = 128MB\n"
+                "wal_level = replica\n"
+                "max_wal_senders = 4\n"
+                "fsync = on\n"
+            )
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.write("host replication all 127.0.0.1/32 trust\n")
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.running:
+            return
+        self._run(
+            "pg_ctl", "start", "-w", "-t", str(int(timeout)),
+            "-D", str(self.data), "-l", str(self.log),
+            "-o", f"-p {self.port} -k {self.sockets}",
+        )  # fmt: skip
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self._run(
+                "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, check=False
+            )
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise ClusterError(f"PostgreSQL on port {self.port} not ready; see {self.log}")
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.initialized:
+            self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data), check=False)
+
+    def kill(self) -> None:
+        """Stop as a crash would (immediate mode: no shutdown checkpoint)."""
+        self.stop("immediate")
+
+    @property
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data), check=False).returncode == 0
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- databases -----------------------------------------------------------------------
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} dbname={dbname} user={SUPERUSER}"
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        r = self._run(
+            "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+            "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-d", dbname, "-c", sql,
+        )  # fmt: skip
+        return r.stdout.strip()
+
+    def create_database(self, name: str, template: str = "template1") -> str:
+        """Create database ``name`` (if missing) and return its DSN."""
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if not exists:
+            self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return self.dsn(name)
+
+    def standby(self, directory: Path | str, port: int | None = None) -> PrivateCluster:
+        """A streaming standby of this cluster (pg_basebackup -R), initialised, not started."""
+        other = PrivateCluster(directory, port)
+        other.directory.mkdir(parents=True, exist_ok=True)
+        other.sockets.mkdir(exist_ok=True)
+        other._own()
+        other._run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER,
+            "-D", str(other.data), "-R", "-X", "stream", "-c", "fast", "--no-sync",
+        )  # fmt: skip
+        return other
+
+    def promote(self) -> None:
+        self._run("pg_ctl", "promote", "-w", "-D", str(self.data))

@@ -1,0 +1,165 @@
+"""Positions, last positions and alarms: the SQL of the gateway's write path.
+
+A batch is written in one transaction: the positions (one INSERT over arrays, duplicates of
+an already stored report ignored), each device's last position, and the alarms that opened
+or closed. The gateway acknowledges the reports only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import psycopg2
+from attrs import frozen
+from twisted.internet import defer
+
+from cmsv6.db.service import Database
+
+
+@frozen
+class PositionRow:
+    device_id: int
+    time: datetime
+    received: datetime
+    latitude: float
+    longitude: float
+    altitude: int
+    speed: float
+    direction: int
+    alarm: int
+    status: int
+    extras: str | None  # JSON text
+    blind: bool
+    digest: bytes
+
+
+@frozen
+class AlarmChange:
+    """An alarm of ``kind`` opened (``opened=True``) or closed at ``time`` on a device.
+
+    ``instant`` alarms (active-safety events) open and close at once.
+    """
+
+    device_id: int
+    kind: str
+    time: datetime
+    opened: bool
+    latitude: float | None = None
+    longitude: float | None = None
+    details: str | None = None  # JSON text
+    instant: bool = False
+
+
+@frozen
+class AlarmReset:
+    """The first report of a session: close the device's open alarm-bit alarms (kinds
+    starting ``bit:``) except those still set, whatever happened while it was away."""
+
+    device_id: int
+    time: datetime
+    keep: tuple[str, ...]
+
+
+def month_of(t: datetime) -> tuple[int, int]:
+    t = t.astimezone(timezone.utc)
+    return t.year, t.month
+
+
+def _partition_sql(year: int, month: int) -> str:
+    nyear, nmonth = (year + 1, 1) if month == 12 else (year, month + 1)
+    return (
+        f"CREATE TABLE IF NOT EXISTS positions_{year:04d}_{month:02d} PARTITION OF positions"
+        f" FOR VALUES FROM ('{year:04d}-{month:02d}-01 00:00+00')"
+        f" TO ('{nyear:04d}-{nmonth:02d}-01 00:00+00')"
+    )
+
+
+@defer.inlineCallbacks
+def ensure_partitions(db: Database, months: Iterable[tuple[int, int]]) -> Any:
+    """Create the monthly partitions (idempotent; a concurrent creator is fine)."""
+    for year, month in sorted(set(months)):
+        try:
+            yield db.run_operation(_partition_sql(year, month))
+        except (psycopg2.errors.DuplicateTable, psycopg2.errors.UniqueViolation):
+            pass
+
+
+_INSERT = """
+INSERT INTO positions (device_id, time, received, latitude, longitude, altitude, speed,
+                       direction, alarm, status, extras, blind, digest)
+SELECT d, t, r, la, lo, al, s, di, a, st, e::jsonb, b, g
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[],
+            %s::int[], %s::real[], %s::smallint[], %s::bigint[], %s::bigint[], %s::text[],
+            %s::bool[], %s::bytea[])
+     AS x(d, t, r, la, lo, al, s, di, a, st, e, b, g)
+ON CONFLICT DO NOTHING
+"""
+
+_LAST = """
+INSERT INTO last_positions AS p (device_id, time, received, latitude, longitude, altitude,
+                                 speed, direction, alarm, status, extras)
+SELECT DISTINCT ON (d) d, t, r, la, lo, al, s, di, a, st, e::jsonb
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[],
+            %s::int[], %s::real[], %s::smallint[], %s::bigint[], %s::bigint[], %s::text[])
+     AS x(d, t, r, la, lo, al, s, di, a, st, e)
+WHERE d IN (SELECT id FROM devices)
+ORDER BY d, t DESC
+ON CONFLICT (device_id) DO UPDATE SET
+    time = EXCLUDED.time, received = EXCLUDED.received, latitude = EXCLUDED.latitude,
+    longitude = EXCLUDED.longitude, altitude = EXCLUDED.altitude, speed = EXCLUDED.speed,
+    direction = EXCLUDED.direction, alarm = EXCLUDED.alarm, status = EXCLUDED.status,
+    extras = EXCLUDED.extras
+WHERE EXCLUDED.time >= p.time
+"""
+
+
+def _columns(rows: list[PositionRow], n: int) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(n)]
+    for row in rows:
+        values = (
+            row.device_id, row.time, row.received, row.latitude, row.longitude, row.altitude,
+            row.speed, row.direction, row.alarm, row.status, row.extras, row.blind,
+            psycopg2.Binary(row.digest),
+        )  # fmt: skip
+        for i in range(n):
+            cols[i].append(values[i])
+    return cols
+
+
+@defer.inlineCallbacks
+def _write_txn(
+    cursor: Any, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]
+) -> Any:
+    if rows:
+        yield cursor.execute(_INSERT, _columns(rows, 13))
+        yield cursor.execute(_LAST, _columns(rows, 11))
+    for change in alarms:
+        if isinstance(change, AlarmReset):
+            yield cursor.execute(
+                "UPDATE alarms SET ended = %s WHERE device_id = %s AND ended IS NULL"
+                " AND kind LIKE 'bit:%%' AND NOT (kind = ANY(%s::text[]))",
+                (change.time, change.device_id, list(change.keep)),
+            )
+        elif change.opened:
+            yield cursor.execute(
+                "INSERT INTO alarms (device_id, kind, started, ended, latitude, longitude, details)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
+                " ON CONFLICT (device_id, kind) WHERE ended IS NULL DO NOTHING",
+                (
+                    change.device_id, change.kind, change.time,
+                    change.time if change.instant else None,
+                    change.latitude, change.longitude, change.details,
+                ),
+            )  # fmt: skip
+        else:
+            yield cursor.execute(
+                "UPDATE alarms SET ended = %s WHERE device_id = %s AND kind = %s"
+                " AND ended IS NULL",
+                (change.time, change.device_id, change.kind),
+            )
+
+
+def write(db: Database, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]) -> Any:
+    """Write one batch in one transaction; fires once it is committed."""
+    return db.run_interaction(_write_txn, rows, alarms)

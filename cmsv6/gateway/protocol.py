@@ -1,0 +1,78 @@
+"""The thin JT/T 808 protocol: bytes in, frames to the session; the session's link out."""
+
+from __future__ import annotations
+
+from twisted.internet import protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from cmsv6.gateway.gateway import Gateway
+from cmsv6.gateway.session import DeviceSession
+from cmsv6.jt808.framing import Deframer, Frame
+
+_log = Logger()
+
+#: Consecutive undecodable pieces of input after which a connection is closed.
+MAX_FRAME_ERRORS = 20
+
+
+class JT808Protocol(protocol.Protocol):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.deframer = Deframer()
+        self.peer = "?"
+        self.session: DeviceSession | None = None
+        self._errors = 0
+
+    def connectionMade(self) -> None:  # noqa: N802
+        address = self.transport.getPeer()
+        self.peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
+        self.session = DeviceSession(self.gateway, self)
+        self.gateway.connected(self.session)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        assert self.session is not None
+        for item in self.deframer.feed(data):
+            if isinstance(item, Frame):
+                self._errors = 0
+                self.session.frame_received(item)
+            else:
+                self._errors += 1
+                self.gateway.count("frame_errors")
+                _log.debug("{peer}: {reason}: {data}", peer=self.peer, reason=item.reason,
+                           data=item.data[:64].hex())
+                if self._errors >= MAX_FRAME_ERRORS:
+                    _log.info("{peer}: {n} bad frames in a row; closing", peer=self.peer,
+                              n=self._errors)
+                    self.close()
+                    return
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
+        if self.session is not None:
+            self.session.connection_lost(reason.getErrorMessage())
+
+    # -- the session's link --------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def pause(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        self.transport.resumeProducing()
+
+
+class JT808Factory(protocol.Factory):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def buildProtocol(self, addr: object) -> JT808Protocol:  # noqa: N802
+        p = JT808Protocol(self.gateway)
+        p.factory = self
+        return p

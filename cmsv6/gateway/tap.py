@@ -1,0 +1,98 @@
+"""``twistd gateway``: options and the service tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import internet, service, strports
+from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
+from twisted.python import usage
+
+from cmsv6 import config as cfg
+from cmsv6.db import devices as device_store
+from cmsv6.db.service import Database
+from cmsv6.gateway.gateway import Gateway
+from cmsv6.gateway.protocol import JT808Factory
+from cmsv6.gateway.rpc import ClusterFactory
+
+_log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE] [--jt808 ENDPOINT] ..."
+    optParameters = [
+        ["config", "c", None, "TOML configuration file ([gateway] and [database])"],
+        ["dsn", None, None, "PostgreSQL DSN (libpq; multi-host allowed)"],
+        ["id", None, None, "gateway id"],
+        ["jt808", None, None, "endpoint for devices (e.g. tcp:7611)"],
+        ["public_jt808", None, None, "address login gives devices (host:port)"],
+        ["cluster", None, None, "AMP endpoint for commands from the cluster"],
+        ["registration", None, None, "'open' (unknown terminals may register) or 'known'"],
+        ["idle_timeout", None, None, "seconds without a frame before a device is dropped"],
+        ["media_dir", None, None, "where uploaded photos and files are written"],
+    ]
+
+    def postOptions(self) -> None:  # noqa: N802
+        try:
+            settings = cfg.load(self["config"], "gateway")
+        except cfg.ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        gateway = settings["gateway"]
+        for key in gateway:
+            if self.get(key) is not None:
+                gateway[key] = self[key]
+        if self["dsn"]:
+            settings["database"]["dsn"] = self["dsn"]
+        if gateway["registration"] not in ("open", "known"):
+            raise usage.UsageError("registration must be 'open' or 'known'")
+        try:
+            gateway["idle_timeout"] = float(gateway["idle_timeout"])
+        except ValueError:
+            raise usage.UsageError("idle_timeout must be a number of seconds") from None
+        self.settings = settings
+
+
+def makeService(options: Options, reactor: Any = None) -> service.MultiService:  # noqa: N802
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    settings = options.settings
+    conf = settings["gateway"]
+    top = service.MultiService()
+    db = Database(settings["database"]["dsn"], reactor)
+    db.setServiceParent(top)
+    gateway = Gateway(
+        db,
+        reactor,
+        conf["id"],
+        conf["public_jt808"],
+        open_registration=conf["registration"] == "open",
+        idle_timeout=conf["idle_timeout"],
+        media_dir=conf["media_dir"],
+    )
+    top.gateway = gateway  # type: ignore[attr-defined]
+
+    def ready(_: object) -> Any:
+        return device_store.close_gateway_sessions(
+            db, gateway.id, gateway.now(), "gateway restarted"
+        ).addErrback(lambda f: _log.warn("stale sessions not closed: {e}", e=f.getErrorMessage()))
+
+    class _Startup(service.Service):
+        def startService(self) -> None:  # noqa: N802
+            super().startService()
+            db.ready().addCallback(ready).addErrback(lambda f: None)
+
+        def stopService(self) -> None:  # noqa: N802
+            super().stopService()
+            gateway.writer.stop()
+
+    _Startup().setServiceParent(top)
+    strports.service(conf["jt808"], JT808Factory(gateway), reactor=reactor).setServiceParent(top)
+    if conf["cluster"]:
+        strports.service(conf["cluster"], ClusterFactory(gateway), reactor=reactor).setServiceParent(top)
+    internet.TimerService(2.0, gateway.tick).setServiceParent(top)
+    _log.info("gateway {id}: devices on {jt808}, cluster on {cluster}", id=conf["id"],
+              jt808=conf["jt808"], cluster=conf["cluster"])
+    return top
