@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet import defer
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +24,20 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached now; try again later."""
 
 
+def _is_dead(failure: Failure) -> bool:
+    """txpostgres's default checker knows psycopg2's errors only; when the server dies the
+    reactor hands the connection Twisted's ConnectionLost, which must count too, or the
+    next query waits forever on a dead socket."""
+    import psycopg2
+
+    return bool(
+        failure.check(
+            psycopg2.InterfaceError, psycopg2.OperationalError, txpostgres.RollbackFailed,
+            error.ConnectionLost, error.ConnectionDone,
+        )  # fmt: skip
+    )
+
+
 def _fast_reconnects() -> Any:
     return retrying.simpleBackoffIterator(
         initialDelay=0.2, maxDelay=2.0, factor=2.0, maxRetries=0, now=True
@@ -33,7 +47,7 @@ def _fast_reconnects() -> Any:
 class _Pool(txpostgres.ConnectionPool):  # type: ignore[misc]
     def connectionFactory(self, reactor: Any, cooperator: Any) -> txpostgres.Connection:  # noqa: N802
         detector = reconnection.DeadConnectionDetector(
-            reconnectionIterator=_fast_reconnects, reactor=reactor
+            deathChecker=_is_dead, reconnectionIterator=_fast_reconnects, reactor=reactor
         )
         return txpostgres.Connection(reactor, cooperator, detector=detector)
 

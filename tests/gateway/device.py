@@ -79,10 +79,15 @@ class DeviceProtocol(protocol.Protocol):
         self.lost.callback(None)
 
     @defer.inlineCallbacks
-    def next(self, msg_id: int | None = None) -> Any:
-        """The next message from the platform (of ``msg_id``, skipping others)."""
+    def next(self, msg_id: int | None = None, timeout: float = 30.0) -> Any:
+        """The next message from the platform (of ``msg_id``, skipping others); fails
+        after ``timeout`` seconds rather than hang the test."""
+        from twisted.internet import reactor
+
         while True:
-            m = yield self.received.get()
+            d = self.received.get()
+            d.addTimeout(timeout, reactor)
+            m = yield d
             if msg_id is None or m.header.msg_id == msg_id:
                 return m
 
