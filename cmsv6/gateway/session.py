@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
+from struct import Struct
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
@@ -27,8 +28,6 @@ from cmsv6.db.positions import PositionRow
 from cmsv6.gateway import alarms
 from cmsv6.jt808.codec import Message, decode_frame, encode, encode_packets
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fast import encode_location
-from cmsv6.jt808.fields import BEIJING
 from cmsv6.jt808.framing import Frame
 from cmsv6.jt808.header import Header
 from cmsv6.jt808.jsonable import jsonable
@@ -346,22 +345,60 @@ class DeviceSession:
 
     @staticmethod
     def row(device_id: int, loc: Location, time: datetime, received: datetime, blind: bool) -> PositionRow:
-        extras = json.dumps(jsonable(loc.extras, "extras"), ensure_ascii=False) if loc.extras else None
         return PositionRow(
-            device_id=device_id,
-            time=time,
-            received=received,
-            latitude=loc.latitude,
-            longitude=loc.longitude,
-            altitude=loc.altitude,
-            speed=loc.speed,
-            direction=loc.direction,
-            alarm=loc.alarm,
-            status=loc.status,
-            extras=extras.replace("\\u0000", "") if extras else None,
-            blind=blind,
-            digest=hashlib.md5(encode_location(loc), usedforsecurity=False).digest(),
+            device_id,
+            time,
+            received,
+            loc.latitude,
+            loc.longitude,
+            loc.altitude,
+            loc.speed,
+            loc.direction,
+            loc.alarm,
+            loc.status,
+            extras_json(loc.extras) if loc.extras else None,
+            blind,
+            report_digest(loc, time),
         )
+
+
+_DIGEST = Struct(">IIddhdHd")
+
+
+def report_digest(loc: Location, time: datetime) -> bytes:
+    """Identifies a report by its basic fields and time, whichever way it arrives (a unit
+    re-sends an unacknowledged 0x0200 inside a 0x0704), so it is stored once."""
+    raw = _DIGEST.pack(
+        loc.alarm, loc.status, loc.latitude, loc.longitude, loc.altitude, loc.speed,
+        loc.direction, time.timestamp(),
+    )  # fmt: skip
+    return hashlib.md5(raw, usedforsecurity=False).digest()
+
+
+def extras_json(extras: dict[int, Any]) -> str:
+    """The additional items as JSON (keys "0x01"…), as PostgreSQL's jsonb takes them."""
+    out: dict[str, Any] = {}
+    for k, v in extras.items():
+        if type(v) is int:
+            out[f"0x{k:02x}"] = v
+        elif isinstance(v, bytes):
+            out[f"0x{k:02x}"] = v.hex()
+        else:
+            out[f"0x{k:02x}"] = jsonable(v)
+    text = json.dumps(out, ensure_ascii=False)
+    if "\\u0000" in text:  # jsonb refuses NUL characters, which a unit's text can hold
+        text = json.dumps(_without_nul(out), ensure_ascii=False)
+    return text
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 _HANDLERS = {
@@ -378,4 +415,3 @@ _HANDLERS = {
     0x0801: DeviceSession._on_multimedia,
 }
 
-__all__ = ["DeviceSession", "Link", "BEIJING"]
