@@ -181,9 +181,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="protocol version to encode the body for")
     p.add_argument("--timeout", type=float, default=10.0)
 
+    from cmsv6.sim.cli import add_arguments as add_sim_arguments
+
+    add_sim_arguments(sub.add_parser("sim", help="simulated DVRs: JT/T 808 terminals against a server"))
+
     args = parser.parse_args(argv)
     if args.command == "decode":
         return decode_command(sys.stdin, sys.stdout)
+    if args.command == "sim":
+        from cmsv6.sim.cli import run as run_sim
+
+        return run_sim(args)
     commands = {"db": db_command, "device": device_command, "user": user_command,
                 "send": send_command}
     return commands[args.command](args)

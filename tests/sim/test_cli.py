@@ -1,0 +1,62 @@
+"""``cmsv6 sim`` options."""
+
+from __future__ import annotations
+
+import argparse
+import io
+
+import pytest
+
+from cmsv6.sim.cli import add_arguments, config_from_args, run
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults() -> None:
+    """Without options: one 2013 device at the local gateway, reports every 10 s,
+    heartbeats every 30 s, T = 10 s with 3 retransmissions, until stopped."""
+    config = config_from_args(_args())
+    assert config.server == "tcp:127.0.0.1:7611" and config.devices == 1
+    assert config.version == "2013" and config.duration is None
+    d = config.device
+    assert (d.interval, d.heartbeat, d.timeout, d.retries) == (10.0, 30.0, 10.0, 3)
+    assert d.max_unacked == 10_000 and d.area.latitude == 22.54
+
+
+def test_options_reach_the_configuration() -> None:
+    """Every option ends up in the fleet or device configuration."""
+    config = config_from_args(
+        _args(
+            "--server", "tcp:10.0.0.1:6608", "--devices", "50", "--first-phone", "013900000000",
+            "--version", "mixed", "--interval", "0.5", "--duration", "60", "--heartbeat", "20",
+            "--gap-probability", "0.01", "--alarm-probability", "0.02", "--seed", "9",
+            "--state", "s.json", "--ack-log", "a.jsonl", "--plate-prefix", "京A",
+            "--center", "39.9,116.4", "--fallback-after", "5", "--max-unacked", "100",
+        )
+    )
+    assert (config.server, config.devices, config.first_phone) == ("tcp:10.0.0.1:6608", 50, "013900000000")
+    assert (config.version, config.duration, config.seed) == ("mixed", 60.0, 9)
+    assert (config.state, config.ack_log, config.plate_prefix) == ("s.json", "a.jsonl", "京A")
+    d = config.device
+    assert (d.interval, d.heartbeat, d.gap_probability, d.alarm_probability) == (0.5, 20.0, 0.01, 0.02)
+    assert (d.area.latitude, d.area.longitude, d.fallback_after, d.max_unacked) == (39.9, 116.4, 5, 100)
+
+
+@pytest.mark.parametrize("argv", [["--interval", "0"], ["--gap-probability", "2"], ["--devices", "0"], ["--center", "x"]])
+def test_bad_values_are_refused(argv: list[str]) -> None:
+    """Out-of-range values are usage errors."""
+    with pytest.raises(SystemExit):
+        _args(*argv)
+
+
+def test_phone_too_long_for_2013() -> None:
+    """Phones beyond the 12 digits of a 2013 header are refused before anything runs."""
+    err = io.StringIO()
+    assert run(_args("--first-phone", "999999999999", "--devices", "2"), err) == 2
+    assert "12 digits" in err.getvalue()
+    config = config_from_args(_args("--first-phone", "999999999999", "--devices", "2", "--version", "2019"))
+    assert config.devices == 2
