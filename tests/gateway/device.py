@@ -111,3 +111,15 @@ def connect(reactor: Any, port: int, phone: str, version: int = 2013) -> Any:
     endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     device = yield endpoints.connectProtocol(endpoint, DeviceProtocol(phone, version))
     return device
+
+
+@defer.inlineCallbacks
+def until(predicate: Any, what: str, polls: int = 600, every: float = 0.05) -> Any:
+    """Wait (polling every ``every`` s, at most ``polls`` times) for ``predicate()``."""
+    from twisted.internet import reactor, task
+
+    for _ in range(polls):
+        if predicate():
+            return
+        yield task.deferLater(reactor, every, lambda: None)
+    raise AssertionError(f"gave up waiting for {what}")

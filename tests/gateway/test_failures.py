@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import psycopg2
 import pytest
@@ -18,21 +18,9 @@ from cmsv6.db.upgrade import upgrade
 from cmsv6.gateway.gateway import Gateway
 from cmsv6.gateway.protocol import JT808Factory
 from cmsv6.jt808.fields import BEIJING
-from tests.gateway.device import connect, location
+from tests.gateway.device import connect, location, until
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=BEIJING)
-
-
-@defer.inlineCallbacks
-def until(predicate: Callable[[], bool], what: str, polls: int = 600) -> Any:
-    """Wait (polling every 0.05 s, at most ``polls`` times) for ``predicate``."""
-    from twisted.internet import reactor
-
-    for _ in range(polls):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def count(dsn: str) -> int:

@@ -1,0 +1,79 @@
+"""Run ``twistd gateway`` as a real process for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+class GatewayProcess:
+    def __init__(self, dsn: str, port: int, directory: Path, *extra: str) -> None:
+        self.dsn = dsn
+        self.port = port
+        self.directory = directory
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.directory / f"gateway-{self.starts}.log"
+        self.proc = subprocess.Popen(
+            [
+                TWISTD, "-n", "--pidfile=", f"--logfile={log}", "gateway",
+                "--dsn", self.dsn,
+                "--jt808", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
+                "--cluster", "",
+                "--registration", "open",
+                "--media_dir", str(self.directory / "media"),
+                *self.extra,
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+__all__ = ["GatewayProcess", "free_port", "wait_port", "os"]
