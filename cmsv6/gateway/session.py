@@ -305,19 +305,24 @@ class DeviceSession:
                 self.link.send(frames[index - 1])
 
     def _on_location(self, h: Header, body: Location) -> None:
-        self._store([body], blind=False).addCallback(lambda _: self.respond(h, RESULT_OK))
+        self._store([body], blind=False, then=lambda error: self._stored(h, error))
+
+    def _stored(self, h: Header, error: Exception | None) -> None:
+        """The answer to a report once the writer is done with it."""
+        if error is None:
+            self.respond(h, RESULT_OK)
+        else:
+            self.gateway.count("refused_reports")
+            self.respond(h, RESULT_FAILED)
 
     def _on_location_reply(self, h: Header, body: Any) -> None:
-        d = self._store([body.location], blind=False)
         if body.reply_serial in self.pending:
             self.gateway.command_replied(self, body.reply_serial, h.msg_id, Message(h, body))
-        d.addCallback(lambda _: self.respond(h, RESULT_OK))
+        self._store([body.location], blind=False, then=lambda error: self._stored(h, error))
 
     def _on_batch(self, h: Header, body: LocationBatch) -> None:
         blind = body.kind == BATCH_BLIND_AREA
-        self._store(list(body.locations), blind=blind).addCallback(
-            lambda _: self.respond(h, RESULT_OK)
-        )
+        self._store(list(body.locations), blind, then=lambda error: self._stored(h, error))
 
     def _on_terminal_response(self, h: Header, body: Any) -> None:
         if body.reply_serial in self.pending:
@@ -330,7 +335,9 @@ class DeviceSession:
 
     # -- storing reports -----------------------------------------------------------------
 
-    def _store(self, locations: list[Location], blind: bool) -> defer.Deferred[None]:
+    def _store(self, locations: list[Location], blind: bool, then: Any) -> None:
+        """Queue reports for writing; ``then(None)`` once committed, ``then(error)`` if they
+        cannot be stored."""
         assert self.device is not None
         received = self.gateway.now()
         rows = []
@@ -341,7 +348,7 @@ class DeviceSession:
             if not blind:  # a backfill replays the past; alarms follow live reports
                 changes += alarms.changes(self.device.id, self._alarm_word, loc, time)
                 self._alarm_word = alarms.alarm_word(loc)
-        return self.gateway.writer.submit(rows, changes)
+        self.gateway.writer.submit_then(rows, changes, then)
 
     @staticmethod
     def row(device_id: int, loc: Location, time: datetime, received: datetime, blind: bool) -> PositionRow:
@@ -377,6 +384,19 @@ def report_digest(loc: Location, time: datetime) -> bytes:
 
 def extras_json(extras: dict[int, Any]) -> str:
     """The additional items as JSON (keys "0x01"…), as PostgreSQL's jsonb takes them."""
+    parts = []
+    for k, v in extras.items():
+        t = type(v)
+        if t is int:
+            parts.append(f'"0x{k:02x}":{v}')
+        elif t is bytes:
+            parts.append(f'"0x{k:02x}":"{v.hex()}"')
+        else:
+            return _extras_json(extras)  # typed items: the general way
+    return "{" + ",".join(parts) + "}"
+
+
+def _extras_json(extras: dict[int, Any]) -> str:
     out: dict[str, Any] = {}
     for k, v in extras.items():
         if type(v) is int:

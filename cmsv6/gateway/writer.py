@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from cmsv6.db import positions as store
 from cmsv6.db.positions import AlarmChange, AlarmReset, PositionRow
-from cmsv6.db.service import Database
+from cmsv6.db.service import Database, DatabaseUnavailable
 
 _log = Logger()
 
@@ -42,7 +42,7 @@ class PositionWriter:
         self.low_water = low_water
         self.concurrency = concurrency
         self._write = write
-        self._queue: list[tuple[list[PositionRow], list[Any], defer.Deferred[None]]] = []
+        self._queue: list[tuple[list[PositionRow], list[Any], Callable[[None], Any]]] = []
         self._queued_rows = 0
         self._in_flight = 0
         self._in_flight_rows = 0
@@ -53,6 +53,7 @@ class PositionWriter:
         self.stopped = False
         # Counters (for logs and metrics).
         self.written = 0
+        self.refused = 0
         self.batches = 0
         self.failures = 0
 
@@ -66,14 +67,31 @@ class PositionWriter:
     ) -> defer.Deferred[None]:
         """Queue reports (and the alarm changes they carry); fires once committed."""
         d: defer.Deferred[None] = defer.Deferred()
-        self._queue.append((rows, list(alarms), d))
+
+        def done(error: Exception | None) -> None:
+            if error is None:
+                d.callback(None)
+            else:
+                d.errback(error)
+
+        self.submit_then(rows, alarms, done)
+        return d
+
+    def submit_then(
+        self,
+        rows: list[PositionRow],
+        alarms: list[AlarmChange | AlarmReset],
+        committed: Callable[[None], Any],
+    ) -> None:
+        """``submit`` for the hot path: ``committed(None)`` is called once committed, or
+        ``committed(error)`` if the reports cannot be stored (no Deferred per report)."""
+        self._queue.append((rows, list(alarms), committed))
         self._queued_rows += len(rows) or 1
         self._check_pressure()
         if self._queued_rows >= self.max_batch:
             self._flush()
         elif self._timer is None:
             self._timer = self.clock.callLater(self.window, self._flush)
-        return d
 
     def stop(self) -> None:
         """Write nothing more (pending reports stay unacknowledged; devices resend them)."""
@@ -112,7 +130,32 @@ class PositionWriter:
             self._timer = self.clock.callLater(self.window, self._flush)
 
     @defer.inlineCallbacks
-    def _run(self, batch: list[tuple[list[PositionRow], list[Any], defer.Deferred[None]]], n: int) -> Any:
+    def _run(self, batch: list[tuple[list[PositionRow], list[Any], Callable[[Any], Any]]], n: int) -> Any:
+        """Write a batch: retried while the database is unavailable; on any other error it
+        is split, and a report that cannot be stored on its own is refused (its callback
+        gets the error), so one bad report never blocks the others."""
+        results = yield self._write_retrying(batch)
+        self._in_flight -= 1
+        self._in_flight_rows -= n
+        if self.stopped:
+            return
+        self.batches += 1
+        for (rows, _, committed), result in zip(batch, results):
+            if result is None:
+                self.written += len(rows)
+            else:
+                self.refused += len(rows)
+            try:
+                committed(result)
+            except Exception:  # noqa: BLE001 - one report's answer, not the batch
+                _log.failure("answering a report failed", Failure())
+        self._check_pressure()
+        if self._queue:
+            self._flush()
+
+    @defer.inlineCallbacks
+    def _write_retrying(self, batch: list[tuple[list[PositionRow], list[Any], Any]]) -> Any:
+        """[None or the error] per item of the batch."""
         rows = [row for item in batch for row in item[0]]
         alarms = [a for item in batch for a in item[1]]
         delay = 0.2
@@ -123,25 +166,26 @@ class PositionWriter:
                     yield store.ensure_partitions(self.db, months)
                     self._months |= months
                 yield self._write(self.db, rows, alarms)
-            except Exception:  # noqa: BLE001 - any failure: retry the same batch
+                return [None] * len(batch)
+            except DatabaseUnavailable as e:
                 self.failures += 1
-                _log.failure("writing {n} reports failed; retrying in {delay:.1f} s",
-                             Failure(), n=len(rows), delay=delay)
+                _log.warn("writing {n} reports failed ({error}); retrying in {delay:.1f} s",
+                          n=len(rows), error=str(e), delay=delay)
                 yield _sleep(self.clock, delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            break
-        self._in_flight -= 1
-        self._in_flight_rows -= n
-        if self.stopped:
-            return
-        self.written += len(rows)
-        self.batches += 1
-        for _, _, d in batch:
-            d.callback(None)
-        self._check_pressure()
-        if self._queue:
-            self._flush()
+            except Exception as e:  # noqa: BLE001 - the data, not the database
+                self.failures += 1
+                if len(batch) == 1:
+                    _log.error("a report cannot be stored: {error}", error=str(e).strip())
+                    return [e]
+                _log.warn("a batch of {n} failed ({error}); writing its reports one by one",
+                          n=len(rows), error=str(e).strip())
+                results = []
+                for item in batch:
+                    (result,) = yield self._write_retrying([item])
+                    results.append(result)
+                return results
+        return [DatabaseUnavailable("writer stopped")] * len(batch)
 
 
 def _sleep(clock: IReactorTime, seconds: float) -> defer.Deferred[None]:
