@@ -155,7 +155,8 @@ def main() -> int:
             time.sleep(1)
         ramp = time.monotonic() - started
         authenticated = sum(load.get("authenticated") for load in loads)
-        print(f"ramp: {authenticated:,.0f} of {args.devices:,} devices authenticated in {ramp:.0f} s")
+        print(f"ramp: {authenticated:,.0f} of {args.devices:,} devices authenticated in {ramp:.0f} s"
+              f" (gateway log: {workdir}/gateway-1.log)")
         time.sleep(max(5.0, 3 * args.interval))  # let the reports settle into their rhythm
         for load in loads:
             load.recording = True

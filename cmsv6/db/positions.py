@@ -8,6 +8,7 @@ or closed. The gateway acknowledges the reports only after that transaction comm
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timezone
 from typing import Any, Iterable, NamedTuple
 
@@ -15,7 +16,7 @@ import psycopg2
 from attrs import frozen
 from twisted.internet import defer
 
-from cmsv6.db.service import Database
+from cmsv6.db.service import Database, DatabaseUnavailable
 
 
 class PositionRow(NamedTuple):
@@ -135,38 +136,107 @@ def rows_json(rows: list[PositionRow]) -> str:
     )
 
 
-@defer.inlineCallbacks
-def _write_txn(
-    cursor: Any, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]
-) -> Any:
+_RESET = (
+    "UPDATE alarms SET ended = %s WHERE device_id = %s AND ended IS NULL"
+    " AND kind LIKE 'bit:%%' AND NOT (kind = ANY(%s::text[]))"
+)
+_OPEN = (
+    "INSERT INTO alarms (device_id, kind, started, ended, latitude, longitude, details)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
+    " ON CONFLICT (device_id, kind) WHERE ended IS NULL DO NOTHING"
+)
+_CLOSE = "UPDATE alarms SET ended = %s WHERE device_id = %s AND kind = %s AND ended IS NULL"
+
+
+def batch_sql(
+    rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]
+) -> tuple[str, tuple[Any, ...]]:
+    """The whole batch as one query string and its arguments.
+
+    Several statements sent as one query run in one implicit transaction, so the batch is
+    atomic and costs one round trip (BEGIN / statements / COMMIT would cost three or more,
+    each waiting for a turn of a busy reactor).
+    """
+    statements: list[str] = []
+    args: list[Any] = []
     if rows:
-        yield cursor.execute(_WRITE, (rows_json(rows),))
+        statements.append(_WRITE)
+        args.append(rows_json(rows))
     for change in alarms:
         if isinstance(change, AlarmReset):
-            yield cursor.execute(
-                "UPDATE alarms SET ended = %s WHERE device_id = %s AND ended IS NULL"
-                " AND kind LIKE 'bit:%%' AND NOT (kind = ANY(%s::text[]))",
-                (change.time, change.device_id, list(change.keep)),
-            )
+            statements.append(_RESET)
+            args += [change.time, change.device_id, list(change.keep)]
         elif change.opened:
-            yield cursor.execute(
-                "INSERT INTO alarms (device_id, kind, started, ended, latitude, longitude, details)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
-                " ON CONFLICT (device_id, kind) WHERE ended IS NULL DO NOTHING",
-                (
-                    change.device_id, change.kind, change.time,
-                    change.time if change.instant else None,
-                    change.latitude, change.longitude, change.details,
-                ),
-            )  # fmt: skip
+            statements.append(_OPEN)
+            args += [
+                change.device_id, change.kind, change.time,
+                change.time if change.instant else None,
+                change.latitude, change.longitude, change.details,
+            ]  # fmt: skip
         else:
-            yield cursor.execute(
-                "UPDATE alarms SET ended = %s WHERE device_id = %s AND kind = %s"
-                " AND ended IS NULL",
-                (change.time, change.device_id, change.kind),
-            )
+            statements.append(_CLOSE)
+            args += [change.time, change.device_id, change.kind]
+    return ";\n".join(statements), tuple(args)
 
 
 def write(db: Database, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]) -> Any:
     """Write one batch in one transaction; fires once it is committed."""
-    return db.run_interaction(_write_txn, rows, alarms)
+    sql, args = batch_sql(rows, alarms)
+    if not sql:
+        return defer.succeed(None)
+    return db.run_operation(sql, args)
+
+
+class ThreadedWriter:
+    """Writes batches on threads of their own, each with a blocking connection.
+
+    Measured under load (19,000 devices, bench/gateway_load.py): a 2,000-row batch takes
+    ~50 ms in PostgreSQL but ~560 ms through the asynchronous connection, because each step
+    of a transaction waits for a turn of a reactor busy with thousands of sockets. Here the
+    whole batch is one round trip on a thread, and only its completion goes through the
+    reactor. Other queries stay on txpostgres.
+    """
+
+    def __init__(self, dsn: str, reactor: Any, threads: int = 3) -> None:
+        from twisted.python.threadpool import ThreadPool
+
+        self.dsn = dsn
+        self.reactor = reactor
+        self.pool = ThreadPool(minthreads=threads, maxthreads=threads, name="cmsv6-writer")
+        self._local = threading.local()
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+
+    def write(
+        self, db: Any, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]
+    ) -> Any:
+        from twisted.internet.threads import deferToThreadPool
+
+        return deferToThreadPool(self.reactor, self.pool, self._write, rows, alarms)
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = psycopg2.connect(self.dsn, connect_timeout=5)
+            except psycopg2.OperationalError as e:
+                raise DatabaseUnavailable(str(e).strip()) from None
+            conn.autocommit = True  # one multi-statement query = one implicit transaction
+            self._local.conn = conn
+        return conn
+
+    def _write(self, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]) -> None:
+        sql, args = batch_sql(rows, alarms)
+        if not sql:
+            return
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            conn.close()
+            raise DatabaseUnavailable(str(e).strip()) from None

@@ -88,17 +88,18 @@ def changes(
     (None for a session's first report)."""
     current = alarm_word(location)
     out: list[AlarmChange | AlarmReset] = []
-    now_set = set(kinds(*current))
-    if previous is None:
-        out.append(AlarmReset(device_id, time, tuple(sorted(now_set))))
-        was_set: set[str] = set()
-    else:
-        was_set = set(kinds(*previous)) if previous != current else now_set
     lat, lon = location.latitude, location.longitude
-    for kind in sorted(now_set - was_set):
-        out.append(AlarmChange(device_id, kind, time, True, lat, lon))
-    for kind in sorted(was_set - now_set):
-        out.append(AlarmChange(device_id, kind, time, False))
+    if previous != current:  # the common case, nothing changed, costs one comparison
+        now_set = set(kinds(*current))
+        if previous is None:
+            out.append(AlarmReset(device_id, time, tuple(sorted(now_set))))
+            was_set: set[str] = set()
+        else:
+            was_set = set(kinds(*previous))
+        for kind in sorted(now_set - was_set):
+            out.append(AlarmChange(device_id, kind, time, True, lat, lon))
+        for kind in sorted(was_set - now_set):
+            out.append(AlarmChange(device_id, kind, time, False))
     for item in location.extras.values():
         name = _SAFETY.get(type(item))
         if name is not None:

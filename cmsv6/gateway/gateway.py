@@ -73,6 +73,10 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         #: Called with (phone, online) when a device comes or goes (login's directory).
         self.listeners: list[Any] = []
+        self._status_at = clock.seconds()
+        self._status_written = 0
+        self._status_batches = 0
+        self._status_write_seconds = 0.0
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
@@ -134,8 +138,11 @@ class Gateway:
             )
 
     def tick(self) -> None:
-        """Every few seconds: close idle sessions, sub-package housekeeping."""
+        """Every few seconds: close idle sessions, sub-package housekeeping, and a status
+        line every ``STATUS_EVERY`` seconds."""
         now = self.clock.seconds()
+        if now - self._status_at >= self.STATUS_EVERY:
+            self._status(now)
         for session in list(self.connections):
             if now - session.last_seen > self.idle_timeout:
                 self.count("idle_closed")
@@ -145,6 +152,27 @@ class Gateway:
                 session.connection_lost("idle timeout")
             else:
                 session.tick(now)
+
+    STATUS_EVERY = 10.0
+
+    def _status(self, now: float) -> None:
+        w = self.writer
+        elapsed = now - self._status_at
+        written = w.written - self._status_written
+        batches = w.batches - self._status_batches
+        _log.info(
+            "{sessions} devices online ({connections} connections); {pending} reports waiting;"
+            " {rate:.0f} stored/s in {batches} batches (avg {size:.0f} rows, {ms:.0f} ms);"
+            " pressure {pressure}",
+            sessions=len(self.sessions), connections=len(self.connections), pending=w.pending,
+            rate=written / elapsed if elapsed else 0, batches=batches,
+            size=written / batches if batches else 0, pressure="on" if w.pressure else "off",
+            ms=1000 * (w.write_seconds - self._status_write_seconds) / batches if batches else 0,
+        )  # fmt: skip
+        self._status_at = now
+        self._status_written = w.written
+        self._status_batches = w.batches
+        self._status_write_seconds = w.write_seconds
 
     def _pressure(self, on: bool) -> None:
         for session in self.connections:

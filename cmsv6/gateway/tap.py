@@ -11,7 +11,9 @@ from twisted.python import usage
 
 from cmsv6 import config as cfg
 from cmsv6.db import devices as device_store
+from cmsv6.db.positions import ThreadedWriter
 from cmsv6.db.service import Database
+from cmsv6.gateway.writer import PositionWriter
 from cmsv6.gateway.gateway import Gateway
 from cmsv6.gateway.protocol import JT808Factory
 from cmsv6.gateway.rpc import ClusterFactory
@@ -61,8 +63,10 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     settings = options.settings
     conf = settings["gateway"]
     top = service.MultiService()
-    db = Database(settings["database"]["dsn"], reactor)
+    db = Database(settings["database"]["dsn"], reactor, size=2)
     db.setServiceParent(top)
+    threaded = ThreadedWriter(settings["database"]["dsn"], reactor, threads=3)
+    writer = PositionWriter(db, reactor, concurrency=3, write=threaded.write)
     gateway = Gateway(
         db,
         reactor,
@@ -71,6 +75,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         open_registration=conf["registration"] == "open",
         idle_timeout=conf["idle_timeout"],
         media_dir=conf["media_dir"],
+        writer=writer,
     )
     top.gateway = gateway  # type: ignore[attr-defined]
 
@@ -82,11 +87,13 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     class _Startup(service.Service):
         def startService(self) -> None:  # noqa: N802
             super().startService()
+            threaded.start()
             db.ready().addCallback(ready).addErrback(lambda f: None)
 
         def stopService(self) -> None:  # noqa: N802
             super().stopService()
             gateway.writer.stop()
+            threaded.stop()
 
     _Startup().setServiceParent(top)
     strports.service(conf["jt808"], JT808Factory(gateway), reactor=reactor).setServiceParent(top)

@@ -31,7 +31,7 @@ class PositionWriter:
         max_batch: int = 2000,
         high_water: int = 40_000,
         low_water: int = 10_000,
-        concurrency: int = 2,
+        concurrency: int = 3,
         write: Callable[..., Any] = store.write,
     ) -> None:
         self.db = db
@@ -53,6 +53,7 @@ class PositionWriter:
         self.stopped = False
         # Counters (for logs and metrics).
         self.written = 0
+        self.write_seconds = 0.0
         self.refused = 0
         self.batches = 0
         self.failures = 0
@@ -165,7 +166,9 @@ class PositionWriter:
                 if months:
                     yield store.ensure_partitions(self.db, months)
                     self._months |= months
+                started = self.clock.seconds()
                 yield self._write(self.db, rows, alarms)
+                self.write_seconds += self.clock.seconds() - started
                 return [None] * len(batch)
             except DatabaseUnavailable as e:
                 self.failures += 1

@@ -123,3 +123,20 @@ def until(predicate: Any, what: str, polls: int = 600, every: float = 0.05) -> A
             return
         yield task.deferLater(reactor, every, lambda: None)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+def shipping_writer(db: Any, dsn: str, reactor: Any) -> Any:
+    """The position writer as ``twistd gateway`` builds it (threaded batch writes);
+    returns (writer, stop)."""
+    from cmsv6.db.positions import ThreadedWriter
+    from cmsv6.gateway.writer import PositionWriter
+
+    threaded = ThreadedWriter(dsn, reactor, threads=2)
+    threaded.start()
+    writer = PositionWriter(db, reactor, write=threaded.write)
+
+    def stop() -> None:
+        writer.stop()
+        threaded.stop()
+
+    return writer, stop

@@ -18,7 +18,7 @@ from cmsv6.db.upgrade import upgrade
 from cmsv6.gateway.gateway import Gateway
 from cmsv6.gateway.protocol import JT808Factory
 from cmsv6.jt808.fields import BEIJING
-from tests.gateway.device import connect, location, until
+from tests.gateway.device import connect, location, shipping_writer, until
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=BEIJING)
 
@@ -49,7 +49,10 @@ def start_gateway(dsn: str) -> Any:
     db = Database(dsn, reactor, size=2)
     db.startService()
     yield db.ready()
-    gw = Gateway(db, reactor, "gw-fail", "127.0.0.1:7611", open_registration=True)
+    writer, stop_writer = shipping_writer(db, dsn, reactor)
+    gw = Gateway(db, reactor, "gw-fail", "127.0.0.1:7611", open_registration=True,
+                 writer=writer)
+    gw.stop_writer = stop_writer  # type: ignore[attr-defined]
     port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         JT808Factory(gw)
     )
@@ -60,7 +63,7 @@ def start_gateway(dsn: str) -> Any:
 def stop_gateway(db: Database, gw: Gateway, port: Any) -> Any:
     for session in list(gw.connections):
         session.link.close()
-    gw.writer.stop()
+    gw.stop_writer()  # type: ignore[attr-defined]
     yield port.stopListening()
     yield db.stopService()
 

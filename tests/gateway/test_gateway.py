@@ -17,7 +17,7 @@ from cmsv6.gateway.protocol import JT808Factory
 from cmsv6.jt808.fields import BEIJING
 from cmsv6.jt808.messages.core import Heartbeat, TerminalResponse
 from cmsv6.jt808.messages.location import LocationBatch
-from tests.gateway.device import connect, location
+from tests.gateway.device import connect, location, shipping_writer
 
 PHONE = "13800000001"
 
@@ -36,8 +36,9 @@ def gateway(dsn: str, tmp_path: Any) -> Any:
 
     db = Database(dsn, reactor, size=2)
     db.startService()
+    writer, stop_writer = shipping_writer(db, dsn, reactor)
     gw = Gateway(db, reactor, "gw-test", "127.0.0.1:7611", open_registration=True,
-                 media_dir=tmp_path / "media")
+                 media_dir=tmp_path / "media", writer=writer)
     gw.dsn = dsn  # type: ignore[attr-defined]
     pytest_twisted.blockon(db.ready())
     port = pytest_twisted.blockon(
@@ -47,7 +48,7 @@ def gateway(dsn: str, tmp_path: Any) -> Any:
     yield gw
     for session in list(gw.connections):
         session.link.close()
-    gw.writer.stop()
+    stop_writer()
     pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
     pytest_twisted.blockon(defer.maybeDeferred(db.stopService))
 
