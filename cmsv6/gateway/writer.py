@@ -173,9 +173,10 @@ class PositionWriter:
             except DatabaseUnavailable as e:
                 self.failures += 1
                 _log.warn("writing {n} reports failed ({error}); retrying in {delay:.1f} s",
-                          n=len(rows), error=str(e), delay=delay)
+                          n=len(rows), error=str(e) or type(e).__name__, delay=delay)
                 yield _sleep(self.clock, delay)
-                delay = min(delay * 2, 5.0)
+                # Capped at 1 s: reports resume within a second of the database's return.
+                delay = min(delay * 2, 1.0)
             except Exception as e:  # noqa: BLE001 - the data, not the database
                 self.failures += 1
                 if len(batch) == 1:
