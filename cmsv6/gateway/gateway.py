@@ -89,8 +89,6 @@ class Gateway:
     def connected(self, session: DeviceSession) -> None:
         self.connections.add(session)
         self.count("connections")
-        if self.writer.pressure:
-            session.link.pause()
 
     def attach(self, session: DeviceSession) -> defer.Deferred[None]:
         """An authenticated session: replace any other for the same phone, record it."""
@@ -103,6 +101,8 @@ class Gateway:
             old.link.close()
             old.connection_lost("replaced by a new connection")
         self.sessions[session.phone] = session
+        if self.writer.pressure:  # it reports from now on: hold it like the others
+            session.link.pause()
         d = device_store.open_session(
             self.db, session.device.id, self.id, self.public_address, session.link.peer, self.now()
         )
@@ -175,7 +175,10 @@ class Gateway:
         self._status_write_seconds = w.write_seconds
 
     def _pressure(self, on: bool) -> None:
-        for session in self.connections:
+        """Stop (or resume) reading from authenticated devices: they are the ones reporting.
+        Devices still registering go on, so a reconnect storm drains while the database
+        catches up."""
+        for session in self.sessions.values():
             if on:
                 session.link.pause()
             else:
