@@ -283,3 +283,40 @@ def test_retransmission_schedule() -> None:
     assert times == [0 + 10, 10 + 20, 30 + 60][: len(times)] and len(times) == 3
     clock.advance(1000)
     assert failures and failures[0].check(CommandTimeout)
+
+
+def test_backpressure_holds_reporting_devices_only() -> None:
+    """When the writer is behind, authenticated devices are paused and devices still
+    registering are not; all are resumed when it catches up."""
+    from cmsv6.gateway.session import DeviceSession
+
+    clock = task.Clock()
+    gw = Gateway(db=None, clock=clock, gateway_id="gw", public_address="x")  # type: ignore[arg-type]
+
+    class Link:
+        peer = "test"
+
+        def __init__(self) -> None:
+            self.paused = False
+
+        def send(self, data: bytes) -> None: ...
+        def close(self) -> None: ...
+
+        def pause(self) -> None:
+            self.paused = True
+
+        def resume(self) -> None:
+            self.paused = False
+
+    reporting, registering = Link(), Link()
+    for phone, link in ((PHONE, reporting), (None, registering)):
+        session = DeviceSession(gw, link)
+        gw.connected(session)
+        if phone:
+            session.phone = phone
+            session.device = object()  # type: ignore[assignment]
+            gw.sessions[phone] = session
+    gw.writer.on_pressure(True)
+    assert reporting.paused and not registering.paused
+    gw.writer.on_pressure(False)
+    assert not reporting.paused
