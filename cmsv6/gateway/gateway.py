@@ -48,6 +48,9 @@ class PendingCommand:
 
 
 class Gateway:
+    #: Commands awaiting a device's reply at most, per device.
+    MAX_PENDING_COMMANDS = 32
+
     def __init__(
         self,
         db: Database,
@@ -196,6 +199,10 @@ class Gateway:
         session = self.sessions.get(canonical_phone(phone))
         if session is None or not session.authenticated:
             return defer.fail(DeviceOffline(f"{phone} is not online on {self.id}"))
+        if len(session.pending) >= self.MAX_PENDING_COMMANDS:
+            return defer.fail(CommandTimeout(
+                f"{phone} already has {len(session.pending)} commands awaiting replies"
+            ))
         serial, frames = session.send_raw(msg_id, body)
         d: defer.Deferred[Message] = defer.Deferred()
         command = PendingCommand(msg_id, frames, d, timeout)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -16,17 +18,26 @@ _log = Logger()
 MAX_FRAME_ERRORS = 20
 
 
+@implementer(IPushProducer)
 class JT808Protocol(protocol.Protocol):
+    """Reading stops for two independent reasons: the gateway's writer is behind
+    (``pause``/``resume`` from the session's link), or the device does not read what we send
+    (the transport's buffer is full and it pauses us as its producer)."""
+
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.deframer = Deframer()
         self.peer = "?"
         self.session: DeviceSession | None = None
         self._errors = 0
+        self._paused: set[str] = set()
 
     def connectionMade(self) -> None:  # noqa: N802
         address = self.transport.getPeer()
         self.peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
+        # Our writes to a device that does not read fill the transport's buffer; as its
+        # producer we are then paused, and stop reading from that device.
+        self.transport.registerProducer(self, True)
         self.session = DeviceSession(self.gateway, self)
         self.gateway.connected(self.session)
 
@@ -61,11 +72,36 @@ class JT808Protocol(protocol.Protocol):
         if self.transport is not None:
             self.transport.loseConnection()
 
+    def _hold(self, reason: str, on: bool) -> None:
+        if self.transport is None:
+            return
+        was = bool(self._paused)
+        if on:
+            self._paused.add(reason)
+        else:
+            self._paused.discard(reason)
+        if bool(self._paused) != was:
+            if self._paused:
+                self.transport.pauseProducing()
+            else:
+                self.transport.resumeProducing()
+
     def pause(self) -> None:
-        self.transport.pauseProducing()
+        self._hold("writer", True)
 
     def resume(self) -> None:
-        self.transport.resumeProducing()
+        self._hold("writer", False)
+
+    # IPushProducer, for our own transport's outgoing buffer.
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.gateway.count("slow_readers")
+        self._hold("device", True)
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self._hold("device", False)
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
 
 
 class JT808Factory(protocol.Factory):

@@ -320,3 +320,24 @@ def test_backpressure_holds_reporting_devices_only() -> None:
     assert reporting.paused and not registering.paused
     gw.writer.on_pressure(False)
     assert not reporting.paused
+
+
+def test_reading_paused_for_either_reason() -> None:
+    """A connection stops being read while the writer is behind or while the device does
+    not read what we send, and resumes only when neither holds."""
+    from twisted.internet.testing import StringTransport
+
+    from cmsv6.gateway.protocol import JT808Protocol
+
+    gw = Gateway(db=None, clock=task.Clock(), gateway_id="gw", public_address="x")  # type: ignore[arg-type]
+    proto = JT808Protocol(gw)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    assert transport.producer is proto  # the transport pauses us when its buffer is full
+    proto.pauseProducing()  # the device does not read
+    proto.pause()  # and the writer is behind
+    assert transport.producerState == "paused"
+    proto.resumeProducing()
+    assert transport.producerState == "paused"
+    proto.resume()
+    assert transport.producerState == "producing"
