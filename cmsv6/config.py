@@ -17,6 +17,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "cluster": "tcp:7613:interface=127.0.0.1",
         "registration": "known",
         "login": [],
+        "capacity": 10000,  # devices login sends here at most
+        "public_cluster": "",  # where login reaches "cluster" ("" = derived from it)
         "idle_timeout": 180.0,
         "media_dir": "var/media",
         "metrics": "",
@@ -27,6 +29,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "web": "tcp:8080",
         "public_jt808": "127.0.0.1:6608",
         "registration": "known",
+        "metrics": "",
     },
     "media": {
         "id": "media-1",

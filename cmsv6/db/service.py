@@ -115,6 +115,10 @@ class Database(Service):
             d.errback(DatabaseUnavailable("stopped"))
         self._waiting = []
         if pool is not None:
+            # A detector takes the close for a lost connection and reconnects: detach them
+            # first, or a stopped service keeps (and leaks) connections.
+            for conn in pool.connections:
+                conn.detector = None
             return pool.close()
         return None
 

@@ -33,7 +33,14 @@ class Options(usage.Options):
         ["registration", None, None, "'open' (unknown terminals may register) or 'known'"],
         ["idle_timeout", None, None, "seconds without a frame before a device is dropped"],
         ["media_dir", None, None, "where uploaded photos and files are written"],
+        ["metrics", None, None, "endpoint serving Prometheus /metrics (e.g. tcp:9611)"],
+        ["capacity", None, None, "devices login sends to this gateway at most"],
+        ["public_cluster", None, None, "client endpoint where login reaches 'cluster'"],
     ]
+
+    def opt_login(self, value: str) -> None:  # noqa: N802
+        """login server AMP endpoint (repeat for active and standby; '' = standalone)"""
+        self["login"] = (self.get("login") or []) + ([value] if value else [])
 
     def postOptions(self) -> None:  # noqa: N802
         try:
@@ -52,6 +59,14 @@ class Options(usage.Options):
             gateway["idle_timeout"] = float(gateway["idle_timeout"])
         except ValueError:
             raise usage.UsageError("idle_timeout must be a number of seconds") from None
+        if not isinstance(gateway["login"], list) or not all(
+            isinstance(a, str) for a in gateway["login"]
+        ):
+            raise usage.UsageError("login must be a list of endpoint strings")
+        try:
+            gateway["capacity"] = int(gateway["capacity"])
+        except ValueError:
+            raise usage.UsageError("capacity must be a number of devices") from None
         self.settings = settings
 
 
@@ -100,6 +115,24 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     if conf["cluster"]:
         strports.service(conf["cluster"], ClusterFactory(gateway), reactor=reactor).setServiceParent(top)
     internet.TimerService(2.0, gateway.tick).setServiceParent(top)
+    if conf["metrics"]:
+        from twisted.web import resource as web_resource
+        from twisted.web import server as web_server
+
+        from cmsv6.metrics import MetricsResource, gateway_collector, make_registry
+
+        registry = make_registry()
+        gateway_collector(gateway, registry)
+        root = web_resource.Resource()
+        root.putChild(b"metrics", MetricsResource(registry))
+        strports.service(conf["metrics"], web_server.Site(root), reactor=reactor).setServiceParent(top)
+    if conf["login"]:
+        from cmsv6.gateway.cluster import LoginClient, cluster_address
+
+        public_cluster = conf["public_cluster"] or cluster_address(conf["cluster"], conf["public_jt808"])
+        LoginClient(gateway, conf["login"], reactor, public_cluster, conf["capacity"]).setServiceParent(top)
+        _log.info("gateway {id}: reporting to login at {login}", id=conf["id"],
+                  login=", ".join(conf["login"]))
     _log.info("gateway {id}: devices on {jt808}, cluster on {cluster}", id=conf["id"],
               jt808=conf["jt808"], cluster=conf["cluster"])
     return top

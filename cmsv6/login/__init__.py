@@ -1,0 +1,1 @@
+"""The login server: the cluster's directory ("memory data"), device assignment, hot standby."""

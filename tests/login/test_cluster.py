@@ -1,0 +1,220 @@
+"""The cluster end to end, as real processes on loopback: PostgreSQL, ``twistd login``
+(one, or an active and a standby), ``twistd gateway`` (one or two) and simulated devices
+that know only login's address."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest_twisted
+from twisted.internet import defer, error, task
+
+from cmsv6.jt808.messages.core import Authenticate, Register, TerminalResponse
+from cmsv6.sim.device import DeviceConfig
+from cmsv6.sim.fleet import Fleet, FleetConfig
+from tests.gateway.device import DeviceProtocol, connect, location, until
+from tests.gateway.process import GatewayProcess, free_port
+from tests.login.process import LoginProcess
+
+
+def query(dsn: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        out = cur.fetchall()
+    conn.close()
+    return out
+
+
+def current_gateways(dsn: str) -> dict[str, str]:
+    """phone → the gateway of the device's latest session (killed gateways leave theirs
+    open, so the latest one counts)."""
+    rows = query(
+        dsn,
+        "SELECT DISTINCT ON (d.phone) d.phone, s.gateway_id FROM device_sessions s"
+        " JOIN devices d ON d.id = s.device_id ORDER BY d.phone, s.connected DESC, s.id DESC",
+    )
+    return dict(rows)
+
+
+def positions(dsn: str) -> dict[str, int]:
+    rows = query(
+        dsn,
+        "SELECT d.phone, count(*) FROM positions p JOIN devices d ON d.id = p.device_id"
+        " GROUP BY d.phone",
+    )
+    return dict(rows)
+
+
+def logged(path: Path, text: str) -> bool:
+    try:
+        return text in path.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+
+
+def gateway_process(dsn: str, directory: Path, name: str, *logins: str) -> GatewayProcess:
+    directory.mkdir(parents=True, exist_ok=True)
+    port, cluster = free_port(), free_port()
+    extra: list[str] = [
+        "--id", name, "--public_jt808", f"127.0.0.1:{port}",
+        "--cluster", f"tcp:{cluster}:interface=127.0.0.1",
+    ]  # fmt: skip
+    for login in logins:
+        extra += ["--login", login]
+    return GatewayProcess(dsn, port, directory, *extra)
+
+
+def fleet(login_port: int, devices: int, first_phone: str) -> Fleet:
+    from twisted.internet import reactor
+
+    return Fleet(
+        reactor,
+        FleetConfig(
+            server=f"tcp:127.0.0.1:{login_port}",
+            devices=devices,
+            first_phone=first_phone,
+            version="mixed",
+            seed=11,
+            status_interval=3600,
+            device=DeviceConfig(
+                interval=0.5, heartbeat=5.0, timeout=1.0, retries=3, alarm_probability=0.0,
+                reconnect_initial=0.1, reconnect_max=1.0, fallback_after=3,
+            ),  # fmt: skip
+        ),
+    )
+
+
+@pytest_twisted.inlineCallbacks
+def test_assignment_and_gateway_failover(dsn: str, tmp_path: Path) -> None:
+    """Devices that know only login are spread over two gateways, authenticate there and
+    their positions are stored; kill -9 one gateway and its devices come back through the
+    backup address (login) and are reassigned to the other."""
+    login = LoginProcess(dsn, tmp_path, "login")
+    gateways = [gateway_process(dsn, tmp_path / n, n, login_cluster(login)) for n in ("gw-a", "gw-b")]
+    sim = fleet(login.jt808, 8, "013900000000")
+    done = None
+    try:
+        login.start()
+        for g in gateways:
+            g.start()
+        yield until(lambda: all(logged(login.log, f"gateway {n} is live") for n in ("gw-a", "gw-b")),
+                    "both gateways announced", polls=400)
+        done = sim.start()
+        phones = {d.phone.lstrip("0") for d in sim.devices}
+        yield until(lambda: set(current_gateways(dsn)) == phones, "every device on a gateway", polls=600)
+        yield until(lambda: set(positions(dsn)) == phones, "positions from every device", polls=600)
+        placed = current_gateways(dsn)
+        assert set(placed.values()) == {"gw-a", "gw-b"}, placed  # spread by load
+        assert sim.counters.redirects >= len(phones)
+
+        on_a = {p for p, g in placed.items() if g == "gw-a"}
+        before = positions(dsn)
+        gateways[0].kill()
+        yield until(lambda: set(current_gateways(dsn).values()) == {"gw-b"},
+                    "every device reassigned to gw-b", polls=1200)
+        yield until(lambda: all(positions(dsn).get(p, 0) > before[p] for p in on_a),
+                    "positions from the moved devices stored again", polls=600)
+        assert sim.counters.fallbacks >= len(on_a)
+    finally:
+        if done is not None:
+            yield sim.stop()
+        for g in gateways:
+            g.stop()
+        login.stop()
+
+
+def login_cluster(login: LoginProcess) -> str:
+    return login.client_cluster
+
+
+@defer.inlineCallbacks
+def try_assignment(port: int, phone: str) -> Any:
+    """One visit of a new device to login: the 0x8103 it gets, or None (refused, or
+    nothing listening)."""
+    from twisted.internet import reactor
+
+    try:
+        dev: DeviceProtocol = yield connect(reactor, port, phone)
+    except error.ConnectError:
+        return None
+    try:
+        dev.send(Register(44, 300, "CMSV6", "SIM-1", "T000001", 1, "粤B00001"))
+        reply = yield dev.next(0x8100, timeout=5.0)
+        dev.send(Authenticate(reply.body.auth_code))
+        answer = yield dev.next(timeout=5.0)
+        if answer.header.msg_id != 0x8103:
+            return None
+        dev.send(TerminalResponse(answer.header.serial, 0x8103, 0))
+        return answer, reply.body.auth_code
+    except (defer.TimeoutError, error.ConnectionDone, error.ConnectionLost):
+        return None
+    finally:
+        dev.transport.loseConnection()
+
+
+@pytest_twisted.inlineCallbacks
+def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
+    """Two login servers on one database: the standby listens on nothing; kill -9 the
+    active one and the standby takes over, the gateway re-announces itself and its
+    devices to it, and a new device is assigned (time from the kill is printed)."""
+    from twisted.internet import reactor
+
+    active = LoginProcess(dsn, tmp_path / "a", "login-a")
+    standby = LoginProcess(dsn, tmp_path / "b", "login-b")
+    for p in (active, standby):
+        p.directory.mkdir()
+    gw = gateway_process(dsn, tmp_path / "gw", "gw-1", active.client_cluster, standby.client_cluster)
+    sim = fleet(active.jt808, 3, "013700000000")
+    done = None
+    try:
+        active.start()
+        standby.start(wait=False)
+        yield until(lambda: logged(standby.log, "standing by"), "the standby to stand by", polls=400)
+        for port in (standby.jt808, standby.cluster):  # the standby serves nothing
+            with socket.socket() as s:
+                assert s.connect_ex(("127.0.0.1", port)) != 0, port
+        gw.start()
+        yield until(lambda: logged(active.log, "gateway gw-1 is live"), "gw-1 announced", polls=400)
+        done = sim.start()
+        phones = {d.phone.lstrip("0") for d in sim.devices}
+        yield until(lambda: set(positions(dsn)) == phones, "positions from every device", polls=600)
+
+        killed = time.monotonic()
+        active.kill()
+        assigned = None
+        for attempt in range(400):
+            assigned = yield try_assignment(standby.jt808, "13600000002")
+            if assigned is not None:
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        took = time.monotonic() - killed
+        assert assigned is not None, "the standby never assigned a device"
+        print(f"\nhot standby: {took:.2f} s from kill -9 of the active login server to the"
+              f" first assignment by the standby")
+        (tmp_path.parent / "takeover.txt").write_text(f"{took:.3f}\n")
+        answer, code = assigned
+        assert answer.body.as_dict()[0x0018] == gw.port
+        yield until(lambda: logged(gw.directory / "gateway-1.log", "with 3 devices online"),
+                    "the gateway re-announcing its devices to the standby")
+        # The new device goes to the gateway and is served there.
+        dev = yield connect(reactor, gw.port, "13600000002")
+        dev.send(Authenticate(code))
+        ack = yield dev.next(0x8001)
+        assert ack.body.result == 0
+        serial = dev.send(location())
+        ack = yield dev.next(0x8001)
+        assert (ack.body.reply_serial, ack.body.result) == (serial, 0)
+        dev.transport.loseConnection()
+        # The devices already on the gateway never noticed.
+        acked = sim.counters.acknowledged
+        yield until(lambda: sim.counters.acknowledged > acked + 6, "the fleet carrying on")
+    finally:
+        if done is not None:
+            yield sim.stop()
+        gw.stop()
+        active.stop()
+        standby.stop()
