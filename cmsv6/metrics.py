@@ -1,0 +1,203 @@
+"""Prometheus metrics: a registry per server process, the ``/metrics`` resource, and
+collectors that read the servers' own state at scrape time (nothing is counted twice, and a
+scrape never waits for the reactor).
+
+The gateway::
+
+    registry = make_registry()
+    gateway_collector(gateway, registry)
+    root.putChild(b"metrics", MetricsResource(registry))
+
+The login server::
+
+    amp_links_gauge(registry, lambda: {"gateway": len(gateways), "media": len(media)})
+    role_gauge(registry, lambda: standby.active)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from twisted.web import resource, server
+
+#: ``gateway.counters`` keys with one of these prefixes count messages by id
+#: ("msg:0x0200") and are exposed as cmsv6_gateway_messages_total{msg_id="0x0200"}.
+MESSAGE_PREFIXES = ("msg:", "rx:")
+
+
+def make_registry(process: bool = True) -> CollectorRegistry:
+    """A registry of this process's own (not prometheus-client's global one), with the
+    process, platform and garbage-collector collectors."""
+    registry = CollectorRegistry(auto_describe=True)
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+class MetricsResource(resource.Resource):
+    """The registry in the text exposition format (OpenMetrics if the scraper asks)."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: server.Request) -> bytes:  # noqa: N802
+        accept = (request.getHeader(b"accept") or b"").decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        request.setHeader(b"content-type", content_type.encode())
+        request.setHeader(b"cache-control", b"no-store")
+        return encoder(self.registry)  # type: ignore[no-any-return]
+
+
+class GatewayCollector(Collector):
+    """Reads a ``cmsv6.gateway.gateway.Gateway``: connections, online devices, its counters
+    (frames, errors, commands... and messages by id), and its position writer."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        gw = self.gateway
+        info = GaugeMetricFamily("cmsv6_gateway_info", "This gateway", labels=["id"])
+        info.add_metric([str(getattr(gw, "id", ""))], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "cmsv6_gateway_connections", "Open device connections", value=len(gw.connections)
+        )
+        yield GaugeMetricFamily(
+            "cmsv6_gateway_devices_online", "Authenticated devices (one session each)",
+            value=len(gw.sessions),
+        )  # fmt: skip
+        events = CounterMetricFamily(
+            "cmsv6_gateway_events", "Gateway events by name (frames, errors, commands...)",
+            labels=["event"],
+        )  # fmt: skip
+        messages = CounterMetricFamily(
+            "cmsv6_gateway_messages", "Messages from devices by message id", labels=["msg_id"]
+        )
+        for name, n in sorted(gw.counters.items()):
+            prefix = next((p for p in MESSAGE_PREFIXES if name.startswith(p)), None)
+            if prefix is not None:
+                messages.add_metric([name[len(prefix):]], n)
+            else:
+                events.add_metric([name], n)
+        yield events
+        yield messages
+        w = gw.writer
+        yield GaugeMetricFamily(
+            "cmsv6_gateway_writer_pending", "Reports accepted and not yet committed",
+            value=w.pending,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "cmsv6_gateway_writer_pressure",
+            "1 while the writer is behind and devices are paused", value=1 if w.pressure else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "cmsv6_gateway_positions_written", "Positions committed", value=w.written
+        )
+        yield CounterMetricFamily(
+            "cmsv6_gateway_positions_refused", "Reports that could not be stored", value=w.refused
+        )
+        yield CounterMetricFamily(
+            "cmsv6_gateway_write_batches", "Batches committed", value=w.batches
+        )
+        yield CounterMetricFamily(
+            "cmsv6_gateway_write_failures", "Failed batch writes (retried or split)",
+            value=w.failures,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "cmsv6_gateway_write_seconds", "Time spent writing batches", value=w.write_seconds
+        )
+
+
+def gateway_collector(gateway: Any, registry: CollectorRegistry | None = None) -> GatewayCollector:
+    """The gateway's collector, registered in ``registry`` if one is given."""
+    collector = GatewayCollector(gateway)
+    if registry is not None:
+        registry.register(collector)
+    return collector
+
+
+Reading = Callable[[], "float | Mapping[Any, float]"]
+
+
+class CallbackGauge(Collector):
+    """A gauge whose value is read at scrape time: ``read()`` returns a number, or (with
+    ``labels``) a mapping of label values (a string, or a tuple for several labels) to
+    numbers."""
+
+    def __init__(
+        self, name: str, documentation: str, read: Reading, labels: Sequence[str] = ()
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.read = read
+        self.labels = tuple(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        value = self.read()
+        if not self.labels:
+            yield GaugeMetricFamily(self.name, self.documentation, value=float(value))  # type: ignore[arg-type]
+            return
+        family = GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for key, n in sorted(value.items()):  # type: ignore[union-attr]
+            key = key if isinstance(key, tuple) else (key,)
+            family.add_metric([str(k) for k in key], float(n))
+        yield family
+
+
+def callback_gauge(
+    registry: CollectorRegistry,
+    name: str,
+    documentation: str,
+    read: Reading,
+    labels: Sequence[str] = (),
+) -> CallbackGauge:
+    collector = CallbackGauge(name, documentation, read, labels)
+    registry.register(collector)
+    return collector
+
+
+def amp_links_gauge(
+    registry: CollectorRegistry, read: Callable[[], Mapping[str, int]]
+) -> CallbackGauge:
+    """``cmsv6_amp_links{peer="gateway"|"media"|"login"...}``: open AMP links by kind."""
+    return callback_gauge(registry, "cmsv6_amp_links", "Open AMP links by peer kind", read,
+                          labels=("peer",))
+
+
+def role_gauge(registry: CollectorRegistry, is_active: Callable[[], bool]) -> CallbackGauge:
+    """``cmsv6_login_active``: 1 on the active login server, 0 on the standby."""
+    return callback_gauge(
+        registry, "cmsv6_login_active", "1 if this login server is the active one, 0 if standby",
+        lambda: 1.0 if is_active() else 0.0,
+    )  # fmt: skip
+
+
+class WebCollector(Collector):
+    """The Open API's client sockets and login limiter (``cmsv6.web.site``)."""
+
+    def __init__(self, hub: Any, limiter: Any) -> None:
+        self.hub = hub
+        self.limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("cmsv6_web_clients", "Open client WebSockets",
+                                value=len(self.hub.clients))
+        yield GaugeMetricFamily("cmsv6_web_subscribed_devices",
+                                "Devices with at least one subscriber",
+                                value=len(self.hub.subscribers))
+        yield CounterMetricFamily("cmsv6_web_polls", "Client push polls", value=self.hub.polls)
+        yield CounterMetricFamily("cmsv6_web_pushed", "Messages pushed to clients",
+                                  value=self.hub.pushed)
+        yield GaugeMetricFamily("cmsv6_web_login_limiter_entries",
+                                "Names and addresses with recent failed logins",
+                                value=len(self.limiter))

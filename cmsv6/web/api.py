@@ -1,0 +1,356 @@
+"""The Open API (JSON over HTTP): login, devices, positions, alarms, commands, live video.
+
+Times are ISO 8601; a time without an offset is taken as UTC; times in answers are UTC.
+Lists that can be long are paged: an answer's ``next`` is passed back as ``after``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web import server
+
+from cmsv6.db import api as store
+from cmsv6.db.api import ALARM_STATES, Alarm, DeviceRow, Position, User
+from cmsv6.db.service import Database
+from cmsv6.jt808.codec import decode_body
+from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.jsonable import jsonable
+from cmsv6.phone import canonical_phone, valid_phone
+from cmsv6.rpc.commands import BadRequest, CommandTimeout, DeviceOffline, Unavailable
+from cmsv6.web.auth import Authenticator, bearer_token
+from cmsv6.web.cluster import Cluster
+from cmsv6.web.commands import BadCommand, encode_command
+from cmsv6.web.openapi import DOCUMENT
+from cmsv6.web.routing import ApiError, Route, bad_request, json_body, not_found, query_arg
+
+_log = Logger()
+
+#: The earliest and latest times a query can name (PostgreSQL and Python both hold them).
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+# -- JSON shapes ---------------------------------------------------------------------------
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(timezone.utc).isoformat()
+
+
+def _cursor_time(t: datetime) -> str:
+    # "Z" rather than "+00:00": a "+" in a query string that is not escaped reads as a space.
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def position_json(p: Position) -> dict[str, Any]:
+    out = {
+        "time": iso(p.time), "received": iso(p.received), "latitude": p.latitude,
+        "longitude": p.longitude, "altitude": p.altitude, "speed": p.speed,
+        "direction": p.direction, "alarm": p.alarm, "status": p.status, "extras": p.extras,
+    }  # fmt: skip
+    if p.blind is not None:
+        out["blind"] = p.blind
+    return out
+
+
+def device_json(d: DeviceRow, gateway: str | None) -> dict[str, Any]:
+    return {
+        "phone": d.phone, "plate": d.plate, "fleet": d.fleet, "online": gateway is not None,
+        "gateway": gateway, "protocol": d.protocol, "channels": d.channels,
+        "last_position": position_json(d.last_position) if d.last_position else None,
+    }  # fmt: skip
+
+
+def alarm_json(a: Alarm) -> dict[str, Any]:
+    return {
+        "id": a.id, "phone": a.phone, "kind": a.kind, "started": iso(a.started),
+        "ended": iso(a.ended), "latitude": a.latitude, "longitude": a.longitude,
+        "details": a.details, "state": a.state, "handled": iso(a.handled),
+        "handled_by": a.handled_by, "note": a.note,
+    }  # fmt: skip
+
+
+# -- arguments -----------------------------------------------------------------------------
+
+
+def parse_time(text: str, name: str) -> datetime:
+    candidates = [text]
+    if " " in text:  # an unescaped "+" of an offset arrives as a space
+        head, _, tail = text.rpartition(" ")
+        candidates.append(f"{head}+{tail}")
+    for candidate in candidates:
+        try:
+            t = datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        if not _FAR_PAST <= t <= _FAR_FUTURE:
+            raise bad_request(f"{name} is out of range")
+        return t
+    raise bad_request(f"{name} is not an ISO 8601 time: {text!r}")
+
+
+def _limit(request: server.Request, default: int, maximum: int) -> int:
+    text = query_arg(request, "limit")
+    if text is None:
+        return default
+    try:
+        limit = int(text)
+    except ValueError:
+        raise bad_request("limit must be an integer") from None
+    if not 1 <= limit <= maximum:
+        raise bad_request(f"limit must be between 1 and {maximum}")
+    return limit
+
+
+def _phone(phone: str) -> str:
+    if not valid_phone(phone):
+        raise not_found("no such device")
+    return canonical_phone(phone)
+
+
+class Api:
+    """The handlers of the Open API, and their routes."""
+
+    def __init__(
+        self,
+        db: Database,
+        cluster: Cluster,
+        auth: Authenticator,
+        clock: Any,
+        command_timeout: float = 10.0,
+        max_page: int = 1000,
+    ) -> None:
+        self.db = db
+        self.cluster = cluster
+        self.auth = auth
+        self.clock = clock
+        self.command_timeout = command_timeout
+        self.max_page = max_page
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/api/openapi.json", self.openapi),
+            Route("POST", "/api/v1/login", self.login),
+            Route("POST", "/api/v1/logout", self.logout),
+            Route("GET", "/api/v1/me", self.me),
+            Route("GET", "/api/v1/devices", self.devices),
+            Route("GET", "/api/v1/devices/{phone}", self.device),
+            Route("GET", "/api/v1/devices/{phone}/positions", self.positions),
+            Route("POST", "/api/v1/devices/{phone}/commands", self.command),
+            Route("POST", "/api/v1/devices/{phone}/live", self.live),
+            Route("GET", "/api/v1/alarms", self.alarms),
+            Route("POST", "/api/v1/alarms/{alarm_id}", self.handle_alarm),
+        ]
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+
+    async def _device(self, user: User, phone: str) -> DeviceRow:
+        device: DeviceRow | None = await store.get_device(self.db, user, _phone(phone))
+        if device is None:
+            raise not_found("no such device")
+        return device
+
+    def _online(self) -> dict[str, str]:
+        return {canonical_phone(p): g for p, g in self.cluster.online().items()}
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def openapi(self, request: server.Request) -> Any:
+        return DOCUMENT
+
+    async def login(self, request: server.Request) -> Any:
+        body = json_body(request)
+        name, password = body.get("username"), body.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise bad_request("username and password are required strings")
+        if not 1 <= len(name) <= 64 or len(password) > 1024:
+            raise ApiError(401, "bad_credentials", "wrong user name or password")
+        peer = request.getClientAddress()
+        session = await self.auth.login(name, password, str(getattr(peer, "host", peer)))
+        return {
+            "token": session.token,
+            "expires": iso(session.expires),
+            "user": {"name": session.user.name, "role": session.user.role},
+            "media": {"web": self.cluster.media_server()},
+        }
+
+    async def logout(self, request: server.Request) -> Any:
+        await self.auth.user(request)
+        await self.auth.logout(bearer_token(request))
+        return {}
+
+    async def me(self, request: server.Request) -> Any:
+        user = await self.auth.user(request)
+        return {"name": user.name, "role": user.role}
+
+    async def devices(self, request: server.Request) -> Any:
+        user = await self.auth.user(request)
+        rows = await store.list_devices(self.db, user)
+        online = self._online()
+        return [device_json(d, online.get(d.phone)) for d in rows]
+
+    async def device(self, request: server.Request, phone: str) -> Any:
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        return device_json(d, self.cluster.device_gateway(d.phone))
+
+    async def positions(self, request: server.Request, phone: str) -> Any:
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        start, end = self._range(request)
+        limit = _limit(request, 100, self.max_page)
+        after: tuple[datetime, bytes | None] | None = None
+        cursor = query_arg(request, "after")
+        if cursor:
+            t, _, digest = cursor.partition("~")
+            try:
+                after = (parse_time(t, "after"), bytes.fromhex(digest) if digest else None)
+            except ValueError:
+                raise bad_request("after is not a cursor from a previous answer") from None
+        rows = await store.positions(self.db, d.id, start, end, limit, after)
+        nxt = None
+        if len(rows) == limit:
+            last = rows[-1]
+            nxt = f"{_cursor_time(last.time)}~{(last.digest or b'').hex()}"
+        return {"phone": d.phone, "positions": [position_json(p) for p in rows], "next": nxt}
+
+    def _range(self, request: server.Request) -> tuple[datetime, datetime]:
+        """``from`` (default: a day ago) and ``to`` (default: no end)."""
+        start_text, end_text = query_arg(request, "from"), query_arg(request, "to")
+        end = parse_time(end_text, "to") if end_text else _FAR_FUTURE
+        start = (
+            parse_time(start_text, "from") if start_text
+            else min(end, self.now()) - timedelta(days=1)
+        )  # fmt: skip
+        if start > end:
+            raise bad_request("from is after to")
+        return start, end
+
+    async def alarms(self, request: server.Request) -> Any:
+        user = await self.auth.user(request)
+        start, end = self._range(request)
+        limit = _limit(request, 100, self.max_page)
+        device_id = None
+        phone = query_arg(request, "device")
+        if phone:
+            device_id = (await self._device(user, phone)).id
+        state = query_arg(request, "state")
+        if state is not None and state not in ALARM_STATES:
+            raise bad_request(f"state must be one of {', '.join(ALARM_STATES)}")
+        after: tuple[datetime, int] | None = None
+        cursor = query_arg(request, "after")
+        if cursor:
+            t, _, ident = cursor.partition("~")
+            try:
+                after = (parse_time(t, "after"), int(ident))
+            except ValueError:
+                raise bad_request("after is not a cursor from a previous answer") from None
+        rows = await store.alarms(self.db, user, start, end, limit, device_id, state, after)
+        nxt = None
+        if len(rows) == limit:
+            nxt = f"{_cursor_time(rows[-1].started)}~{rows[-1].id}"
+        return {"alarms": [alarm_json(a) for a in rows], "next": nxt}
+
+    async def handle_alarm(self, request: server.Request, alarm_id: str) -> Any:
+        user = await self.auth.user(request)
+        try:
+            ident = int(alarm_id)
+        except ValueError:
+            raise not_found("no such alarm") from None
+        if not 0 < ident < 2**63:
+            raise not_found("no such alarm")
+        body = json_body(request)
+        state = body.get("state")
+        if state not in ALARM_STATES[1:]:
+            raise bad_request(f"state must be one of {', '.join(ALARM_STATES[1:])}")
+        note = body.get("note")
+        if note is not None and (not isinstance(note, str) or len(note) > 2000):
+            raise bad_request("note must be a string of at most 2000 characters")
+        alarm = await store.handle_alarm(self.db, user, ident, state, note, self.now())
+        if alarm is None:
+            raise not_found("no such alarm")
+        return alarm_json(alarm)
+
+    async def command(self, request: server.Request, phone: str) -> Any:
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        command = json_body(request)
+        version = d.protocol if d.protocol in (2013, 2019) else 2013
+        try:
+            encoded = encode_command(command, version)
+        except BadCommand as e:
+            raise bad_request(str(e), "bad_command") from None
+        timeout = command.get("timeout", self.command_timeout)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
+            raise bad_request("timeout must be between 1 and 300 seconds", "bad_command")
+        command_id = await store.start_command(
+            self.db, user, d.id, d.phone, encoded.msg_id, command, self.now()
+        )
+        try:
+            reply = await self.cluster.send_to_device(d.phone, encoded.msg_id, encoded.body,
+                                                      float(timeout))
+        except DeviceOffline:
+            await self._finish(command_id, "offline", None)
+            raise ApiError(409, "device_offline", f"device {d.phone} is offline") from None
+        except CommandTimeout:
+            await self._finish(command_id, "timeout", None)
+            raise ApiError(504, "timeout", f"device {d.phone} did not answer") from None
+        except BadRequest as e:
+            await self._finish(command_id, "failed", {"error": str(e)})
+            raise bad_request(f"the gateway refused the command: {e}", "bad_command") from None
+        except Unavailable as e:
+            await self._finish(command_id, "failed", {"error": str(e)})
+            raise ApiError(503, "unavailable", "the device's gateway is unavailable") from None
+        except Exception as e:
+            _log.failure("command {id} to {phone} failed", id=command_id, phone=d.phone)
+            await self._finish(command_id, "failed", {"error": str(e)})
+            raise ApiError(502, "failed", "the command could not be sent") from None
+        out = reply_json(reply)
+        await self._finish(command_id, "replied", out)
+        return {"command": command_id, "status": "replied", "reply": out}
+
+    async def _finish(self, command_id: int, status: str, reply: Any) -> None:
+        """Record a command's outcome; the client gets its answer even if this fails."""
+        try:
+            await store.finish_command(self.db, command_id, status, reply, self.now())
+        except Exception:  # noqa: BLE001 - the outcome is logged; the answer still goes out
+            _log.failure("command {id}: outcome {status} not recorded", id=command_id,
+                         status=status)
+
+    async def live(self, request: server.Request, phone: str) -> Any:
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        body = json_body(request)
+        channel = body.get("channel", 1)
+        if isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 64:
+            raise bad_request("channel must be an integer from 1 to 64")
+        stream = body.get("stream", "main")
+        if stream not in ("main", "sub"):
+            raise bad_request('stream must be "main" or "sub"')
+        media = self.cluster.media_server()
+        if media is None:
+            raise ApiError(503, "media_unavailable", "no media server is available")
+        if self.cluster.device_gateway(d.phone) is None:
+            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+        base = media.rstrip("/")
+        path = f"/live/{d.phone}/{channel}.flv?stream={stream}"
+        ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
+        return {"ws_flv": ws_base + path, "http_flv": base + path}
+
+
+def reply_json(reply: dict[str, Any]) -> dict[str, Any]:
+    """A device's reply as JSON: its message id, version and decoded body (hex if it does
+    not decode)."""
+    msg_id, version, body = reply["msg_id"], reply["version"], reply["body"]
+    try:
+        decoded = jsonable(decode_body(msg_id, body, version))
+    except CodecError as e:
+        decoded = {"hex": body.hex(), "error": str(e)}
+    return {"msg_id": f"0x{msg_id:04x}", "version": version, "body": decoded}
+

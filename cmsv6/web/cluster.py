@@ -1,0 +1,26 @@
+"""What the web site needs from the cluster: where devices are, a way to reach them, and a
+media server. The login server implements it over its AMP links; tests use a fake."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twisted.internet.defer import Deferred
+
+
+class Cluster(Protocol):
+    def device_gateway(self, phone: str) -> str | None:
+        """The id of the gateway the device is online on; None if it is offline."""
+
+    def send_to_device(
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0
+    ) -> Deferred[dict]:  # type: ignore[type-arg]
+        """Fires with the device's reply ``{"msg_id": int, "version": int, "body": bytes}``;
+        errbacks with ``cmsv6.rpc.commands.DeviceOffline`` / ``CommandTimeout`` /
+        ``Unavailable`` / ``BadRequest``."""
+
+    def media_server(self) -> str | None:
+        """The least-loaded media server's public web URL, or None if there is none."""
+
+    def online(self) -> dict[str, str]:
+        """phone → gateway id for every online device."""

@@ -1,0 +1,142 @@
+"""Client commands (JSON) → JT/T 808 platform messages, encoded with the codec.
+
+``{"type": "text", "text": "...", "flag": 4, "text_type": 1}`` → 0x8300
+``{"type": "query_parameters"}`` → 0x8104; with ``"ids": [1, "0x0013"]`` → 0x8106
+``{"type": "set_parameters", "params": {"0x0029": 30, "0x0013": "host:7611"}}`` → 0x8103
+   (a value ``{"hex": "0102"}`` is sent as those bytes)
+``{"type": "query_position"}`` → 0x8201
+``{"type": "take_photo", "channel": 1, "count": 1, ...}`` → 0x8801
+``{"type": "terminal_control", "command": 4, "parameters": ""}`` → 0x8105
+
+Bodies are built in the device's protocol version (2019 text messages carry a text type).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from attrs import frozen
+
+from cmsv6.jt808.codec import encode_body
+from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.model import MESSAGES
+
+
+class BadCommand(Exception):
+    pass
+
+
+@frozen
+class Encoded:
+    msg_id: int
+    fields: dict[str, Any]
+    body: bytes
+
+
+def _int(value: Any, name: str, low: int = 0, high: int = 0xFFFFFFFF) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 0)
+        except ValueError:
+            raise BadCommand(f"{name} must be an integer") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadCommand(f"{name} must be an integer")
+    if not low <= value <= high:
+        raise BadCommand(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _text(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    text = command.get("text")
+    if not isinstance(text, str) or not text:
+        raise BadCommand("text must be a non-empty string")
+    if len(text) > 1000:
+        raise BadCommand("text is longer than 1000 characters")
+    fields: dict[str, Any] = {"flag": _int(command.get("flag", 0x04), "flag", 0, 0xFF), "text": text}
+    if version == 2019:
+        fields["text_type"] = _int(command.get("text_type", 1), "text_type", 0, 0xFF)
+    return 0x8300, fields
+
+
+def _query_parameters(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    ids = command.get("ids")
+    if ids is None:
+        return 0x8104, {}
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 255:
+        raise BadCommand("ids must be a list of 1 to 255 parameter ids")
+    return 0x8106, {"ids": [_int(i, "a parameter id") for i in ids]}
+
+
+def _param_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"hex"}:
+        try:
+            return bytes.fromhex(value["hex"])
+        except (TypeError, ValueError):
+            raise BadCommand("hex must be a string of hex digits") from None
+    if isinstance(value, bool) or value is None:
+        raise BadCommand("parameter values are integers, strings, objects or {\"hex\": ...}")
+    return value
+
+
+def _set_parameters(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    params = command.get("params")
+    if not isinstance(params, dict) or not 1 <= len(params) <= 255:
+        raise BadCommand("params must be an object of 1 to 255 parameters (id: value)")
+    return 0x8103, {
+        "params": [(_int(k, "a parameter id"), _param_value(v)) for k, v in params.items()]
+    }
+
+
+def _query_position(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    return 0x8201, {}
+
+
+_PHOTO_DEFAULTS = {
+    "command": 1, "interval": 0, "save": 0, "resolution": 1, "quality": 5, "brightness": 128,
+    "contrast": 64, "saturation": 64, "chroma": 128,
+}  # fmt: skip
+
+
+def _take_photo(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    fields: dict[str, Any] = {"channel": _int(command.get("channel"), "channel", 0, 0xFF)}
+    if "count" in command and "command" not in command:
+        command = {**command, "command": command["count"]}
+    for name, default in _PHOTO_DEFAULTS.items():
+        high = 0xFFFF if name in ("command", "interval") else 0xFF
+        fields[name] = _int(command.get(name, default), name, 0, high)
+    return 0x8801, fields
+
+
+def _terminal_control(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    parameters = command.get("parameters", "")
+    if not isinstance(parameters, str) or len(parameters) > 1000:
+        raise BadCommand("parameters must be a string")
+    return 0x8105, {
+        "command": _int(command.get("command"), "command", 0, 0xFF), "parameters": parameters
+    }
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any], int], tuple[int, dict[str, Any]]]] = {
+    "text": _text,
+    "query_parameters": _query_parameters,
+    "set_parameters": _set_parameters,
+    "query_position": _query_position,
+    "take_photo": _take_photo,
+    "terminal_control": _terminal_control,
+}
+
+
+def encode_command(command: dict[str, Any], version: int) -> Encoded:
+    """The message id, fields and body bytes of a client command; BadCommand if it is not
+    one or does not encode."""
+    kind = command.get("type")
+    builder = BUILDERS.get(kind) if isinstance(kind, str) else None
+    if builder is None:
+        raise BadCommand(f"type must be one of {', '.join(sorted(BUILDERS))}")
+    msg_id, fields = builder(command, version)
+    cls = MESSAGES[msg_id]
+    try:
+        body = encode_body(cls(**fields), version)
+    except (CodecError, TypeError, ValueError) as e:
+        raise BadCommand(f"the command does not encode: {e}") from None
+    return Encoded(msg_id, fields, body)

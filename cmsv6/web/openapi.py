@@ -1,0 +1,357 @@
+"""The OpenAPI 3 document of the Open API, served at ``/api/openapi.json``.
+
+It is data (a Python literal, so it installs with the package without package-data rules);
+``tests/web/test_openapi.py`` keeps it true: every route the site serves is here with its
+methods, and every path here is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_PHONE = {
+    "name": "phone", "in": "path", "required": True,
+    "description": "Terminal phone number (leading zeros optional)",
+    "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{1,20}$"},
+}  # fmt: skip
+_FROM = {
+    "name": "from", "in": "query",
+    "description": "ISO 8601 time (UTC if no offset); default: a day ago",
+    "schema": {"type": "string", "format": "date-time"},
+}  # fmt: skip
+_TO = {
+    "name": "to", "in": "query", "description": "ISO 8601 time, exclusive; default: no end",
+    "schema": {"type": "string", "format": "date-time"},
+}  # fmt: skip
+_LIMIT = {
+    "name": "limit", "in": "query", "description": "Page size (default 100)",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+}  # fmt: skip
+_AFTER = {
+    "name": "after", "in": "query",
+    "description": "The previous page's `next` (for positions also a plain time)",
+    "schema": {"type": "string"},
+}  # fmt: skip
+
+_UNAUTHORIZED = _error("No valid bearer token")
+_NOT_FOUND = _error("No such device (or not one this user may see)")
+_BAD = _error("Bad request (bad JSON, bad arguments)")
+
+_TIME = {"type": "string", "format": "date-time"}
+_NTIME = {"type": "string", "format": "date-time", "nullable": True}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Position": {
+        "type": "object",
+        "properties": {
+            "time": _TIME,
+            "received": _TIME,
+            "latitude": {"type": "number", "description": "Signed degrees (south negative)"},
+            "longitude": {"type": "number", "description": "Signed degrees (west negative)"},
+            "altitude": {"type": "integer", "description": "m"},
+            "speed": {"type": "number", "description": "km/h"},
+            "direction": {"type": "integer", "description": "degrees"},
+            "alarm": {"type": "integer", "description": "0x0200 alarm bits"},
+            "status": {"type": "integer", "description": "0x0200 status bits"},
+            "extras": {"type": "object", "nullable": True,
+                       "description": "Additional-information items by id (\"0x01\"...)"},
+            "blind": {"type": "boolean", "description": "From a blind-area upload"},
+        },
+    },
+    "Device": {
+        "type": "object",
+        "properties": {
+            "phone": {"type": "string"},
+            "plate": {"type": "string", "nullable": True},
+            "fleet": {"type": "string", "nullable": True},
+            "online": {"type": "boolean"},
+            "gateway": {"type": "string", "nullable": True},
+            "protocol": {"type": "integer", "nullable": True, "enum": [2013, 2019, None]},
+            "channels": {"type": "integer"},
+            "last_position": {"allOf": [_ref("Position")], "nullable": True},
+        },
+    },
+    "Alarm": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "phone": {"type": "string"},
+            "kind": {"type": "string", "description": "e.g. bit:emergency, video:..., adas:..."},
+            "started": _TIME,
+            "ended": _NTIME,
+            "latitude": {"type": "number", "nullable": True},
+            "longitude": {"type": "number", "nullable": True},
+            "details": {"type": "object", "nullable": True},
+            "state": {"type": "string", "enum": ["new", "acknowledged", "handled", "dismissed"]},
+            "handled": _NTIME,
+            "handled_by": {"type": "string", "nullable": True},
+            "note": {"type": "string", "nullable": True},
+        },
+    },
+    "Command": {
+        "type": "object",
+        "required": ["type"],
+        "description": (
+            "text → 0x8300 (text, flag, text_type); query_parameters → 0x8104, or 0x8106 with"
+            " ids; set_parameters → 0x8103 (params: {id: value}, a value {\"hex\": ...} is sent"
+            " as bytes); query_position → 0x8201; take_photo → 0x8801 (channel, count,"
+            " interval, save, resolution, quality, brightness, contrast, saturation, chroma);"
+            " terminal_control → 0x8105 (command, parameters). Optional timeout in seconds."
+        ),
+        "properties": {
+            "type": {"type": "string", "enum": [
+                "text", "query_parameters", "set_parameters", "query_position", "take_photo",
+                "terminal_control",
+            ]},  # fmt: skip
+            "text": {"type": "string"},
+            "flag": {"type": "integer"},
+            "text_type": {"type": "integer"},
+            "ids": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]}},
+            "params": {"type": "object"},
+            "channel": {"type": "integer"},
+            "count": {"type": "integer"},
+            "command": {"type": "integer"},
+            "parameters": {"type": "string"},
+            "timeout": {"type": "number", "minimum": 1, "maximum": 300},
+        },
+    },
+    "CommandResult": {
+        "type": "object",
+        "properties": {
+            "command": {"type": "integer", "description": "The command's id"},
+            "status": {"type": "string", "enum": ["replied"]},
+            "reply": {
+                "type": "object",
+                "properties": {
+                    "msg_id": {"type": "string", "example": "0x0001"},
+                    "version": {"type": "integer"},
+                    "body": {"type": "object", "description": "The decoded reply body"},
+                },
+            },
+        },
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "cmsv6 Open API",
+        "version": "1",
+        "description": (
+            "Devices, positions, alarms, commands and live video of a cmsv6 cluster. Log in"
+            " for a token and send it as `Authorization: Bearer TOKEN`. Errors are an HTTP"
+            " status with {\"error\": {\"code\", \"message\"}}. Request bodies are at most"
+            " 64 KiB. Live positions and alarms: the WebSocket at /ws."
+        ),
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": _SCHEMAS,
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
+        "/api/v1/login": {
+            "post": {
+                "summary": "Log in: a token, its expiry and the media server to use",
+                "security": [],
+                "requestBody": _body({
+                    "type": "object", "required": ["username", "password"],
+                    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                }),  # fmt: skip
+                "responses": {
+                    "200": _json({
+                        "type": "object",
+                        "properties": {
+                            "token": {"type": "string"},
+                            "expires": _TIME,
+                            "user": {"type": "object", "properties": {
+                                "name": {"type": "string"}, "role": {"type": "string"}}},
+                            "media": {"type": "object", "properties": {
+                                "web": {"type": "string", "nullable": True}}},
+                        },
+                    }),  # fmt: skip
+                    "400": _BAD,
+                    "401": _error("Wrong user name or password"),
+                    "429": _error("Too many failed logins for this name or address (Retry-After)"),
+                },
+            }
+        },
+        "/api/v1/logout": {
+            "post": {
+                "summary": "Revoke this token",
+                "responses": {"200": _json({"type": "object"}), "401": _UNAUTHORIZED},
+            }
+        },
+        "/api/v1/me": {
+            "get": {
+                "summary": "The user of this token",
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "name": {"type": "string"}, "role": {"type": "string"}}}),
+                    "401": _UNAUTHORIZED,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices": {
+            "get": {
+                "summary": "The devices this user may see (admins: all; operators: their fleets')",
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Device")}),
+                    "401": _UNAUTHORIZED,
+                },
+            }
+        },
+        "/api/v1/devices/{phone}": {
+            "get": {
+                "summary": "One device",
+                "parameters": [_PHONE],
+                "responses": {"200": _json(_ref("Device")), "401": _UNAUTHORIZED,
+                              "404": _NOT_FOUND},
+            }
+        },
+        "/api/v1/devices/{phone}/positions": {
+            "get": {
+                "summary": "A device's positions in [from, to), oldest first, paged",
+                "parameters": [_PHONE, _FROM, _TO, _LIMIT, _AFTER],
+                "responses": {
+                    "200": _json({
+                        "type": "object",
+                        "properties": {
+                            "phone": {"type": "string"},
+                            "positions": {"type": "array", "items": _ref("Position")},
+                            "next": {"type": "string", "nullable": True,
+                                     "description": "Pass as `after` for the next page"},
+                        },
+                    }),  # fmt: skip
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
+                },
+            }
+        },
+        "/api/v1/devices/{phone}/commands": {
+            "post": {
+                "summary": "Send a command to an online device and wait for its reply",
+                "parameters": [_PHONE],
+                "requestBody": _body(_ref("Command")),
+                "responses": {
+                    "200": _json(_ref("CommandResult")),
+                    "400": _error("Not a command, or it does not encode (bad_command)"),
+                    "401": _UNAUTHORIZED,
+                    "404": _NOT_FOUND,
+                    "409": _error("The device is offline (device_offline)"),
+                    "503": _error("The device's gateway is unavailable"),
+                    "504": _error("The device did not answer (timeout)"),
+                },
+            }
+        },
+        "/api/v1/devices/{phone}/live": {
+            "post": {
+                "summary": "Where to play a channel's live video",
+                "parameters": [_PHONE],
+                "requestBody": _body({"type": "object", "properties": {
+                    "channel": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
+                    "stream": {"type": "string", "enum": ["main", "sub"], "default": "main"},
+                }}),  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "ws_flv": {"type": "string"}, "http_flv": {"type": "string"}}}),
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
+                    "409": _error("The device is offline (device_offline)"),
+                    "503": _error("No media server is available (media_unavailable)"),
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/alarms": {
+            "get": {
+                "summary": "Alarms that started in [from, to), oldest first, paged",
+                "parameters": [
+                    _FROM, _TO, _LIMIT, _AFTER,
+                    {"name": "device", "in": "query", "description": "A device's phone",
+                     "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "schema": {
+                        "type": "string", "enum": ["new", "acknowledged", "handled", "dismissed"]}},
+                ],  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "alarms": {"type": "array", "items": _ref("Alarm")},
+                        "next": {"type": "string", "nullable": True}}}),
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/alarms/{alarm_id}": {
+            "post": {
+                "summary": "Handle an alarm: set its state with a note (recorded with user and time)",
+                "parameters": [{"name": "alarm_id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}}],
+                "requestBody": _body({
+                    "type": "object", "required": ["state"],
+                    "properties": {
+                        "state": {"type": "string", "enum": ["acknowledged", "handled", "dismissed"]},
+                        "note": {"type": "string", "maxLength": 2000},
+                    },
+                }),  # fmt: skip
+                "responses": {
+                    "200": _json(_ref("Alarm")), "400": _BAD, "401": _UNAUTHORIZED,
+                    "404": _error("No such alarm (or not one this user may see)"),
+                },  # fmt: skip
+            }
+        },
+        "/ws": {
+            "get": {
+                "summary": "Client WebSocket: live positions and alarms of subscribed devices",
+                "description": (
+                    "First message {\"token\": ...}; then {\"subscribe\": [phones]} and"
+                    " {\"unsubscribe\": [phones]}. The server sends {\"type\": \"position\"|"
+                    "\"alarm\"|\"subscribed\"|\"unsubscribed\"|\"dropped\"|\"error\", ...}."
+                    " Close codes: 4000 server going away (reconnect), 4001 no valid token,"
+                    " 4002 not JSON text, 1013 database unavailable."
+                ),
+                "security": [],
+                "responses": {"101": {"description": "Switching to the WebSocket protocol"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "security": [],
+                "responses": {"200": {"description": "OK",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
+    },
+}

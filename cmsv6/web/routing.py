@@ -1,0 +1,206 @@
+"""A small JSON router on twisted.web: routes as ``METHOD /path/{param}`` templates, handlers
+as coroutines, one error policy, bounded request bodies.
+
+Every response is JSON; every error is an HTTP status with ``{"error": {"code", "message"}}``.
+No exception escapes a handler: ``ApiError`` is the intended answer, ``DatabaseUnavailable``
+becomes 503, anything else is logged and becomes 500.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from io import BytesIO
+from typing import Any, Awaitable, Callable
+
+from attrs import frozen
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from cmsv6.db.service import DatabaseUnavailable
+
+_log = Logger()
+
+#: Request bodies larger than this are refused with 413 (and not kept in memory).
+MAX_BODY = 64 * 1024
+
+
+class ApiError(Exception):
+    """An answer that is an error: HTTP status, a stable code, a message for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad_request(message: str, code: str = "bad_request") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def not_found(message: str = "not found") -> ApiError:
+    return ApiError(404, "not_found", message)
+
+
+@frozen
+class Response:
+    """A JSON answer with a status other than 200."""
+
+    status: int
+    body: Any
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@frozen
+class Route:
+    method: str
+    template: str  # "/api/v1/devices/{phone}"
+    handler: Handler
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
+        return re.compile(f"^{regex}$")
+
+
+class BoundedRequest(server.Request):
+    """A request whose body is kept only up to ``max_body`` bytes; past that, ``too_large``
+    is set and the rest is discarded (the handler answers 413)."""
+
+    max_body = MAX_BODY
+    too_large = False
+    _body_size = 0
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802
+        self.too_large = length is not None and length > self.max_body
+        self._body_size = 0
+        if self.too_large:
+            self.content = BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+        self._body_size += len(data)
+        if self._body_size > self.max_body:
+            self.too_large = True
+        if not self.too_large:
+            super().handleContentChunk(data)
+
+
+def bounded_request_factory(max_body: int) -> type[BoundedRequest]:
+    return type("BoundedRequest", (BoundedRequest,), {"max_body": max_body})
+
+
+def json_body(request: server.Request) -> dict[str, Any]:
+    """The request's JSON object; 413 if it is too large, 400 if it is not a JSON object."""
+    if getattr(request, "too_large", False):
+        raise ApiError(413, "too_large", "the request body is too large")
+    request.content.seek(0)
+    raw = request.content.read()
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise bad_request("the request body is not JSON", "bad_json") from None
+    if not isinstance(value, dict):
+        raise bad_request("the request body must be a JSON object", "bad_json")
+    return value
+
+
+def query_arg(request: server.Request, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    if not values:
+        return None
+    try:
+        return values[-1].decode("utf-8")  # type: ignore[no-any-return]
+    except UnicodeDecodeError:
+        raise bad_request(f"{name} is not UTF-8") from None
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def write_json(request: server.Request, status: int, body: Any) -> None:
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"content-length", str(len(data)).encode())
+    request.write(data)
+    request.finish()
+
+
+class Router(resource.Resource):
+    """Serves ``routes`` below the point where it is mounted (it sees the whole path)."""
+
+    isLeaf = True
+
+    def __init__(self, routes: list[Route]) -> None:
+        super().__init__()
+        self.routes = routes
+        self._compiled = [(r, r.pattern) for r in routes]
+
+    def render(self, request: server.Request) -> Any:
+        try:
+            path = request.path.decode("utf-8")
+        except UnicodeDecodeError:
+            write_json(request, 404, error_body("no_route", "no such resource"))
+            return server.NOT_DONE_YET
+        method = request.method.decode("ascii", "replace").upper()
+        allowed = []
+        for route, pattern in self._compiled:
+            m = pattern.match(path)
+            if m is None:
+                continue
+            if route.method != method:
+                allowed.append(route.method)
+                continue
+            self._run(request, route, m.groupdict())
+            return server.NOT_DONE_YET
+        if allowed:
+            request.setHeader(b"allow", ", ".join(sorted(set(allowed))).encode())
+            write_json(request, 405, error_body("method_not_allowed",
+                                                f"{method} is not allowed on {path}"))
+        else:
+            write_json(request, 404, error_body("no_route", f"no such resource: {path}"))
+        return server.NOT_DONE_YET
+
+    def _run(self, request: server.Request, route: Route, params: dict[str, str]) -> None:
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        d = defer.ensureDeferred(route.handler(request, **params))
+
+        def done(result: Any) -> None:
+            if gone:
+                return
+            if isinstance(result, Response):
+                write_json(request, result.status, result.body)
+            else:
+                write_json(request, 200, result)
+
+        def failed(failure: Failure) -> None:
+            if gone:
+                return
+            if failure.check(ApiError):
+                e = failure.value
+                for name, value in e.headers.items():
+                    request.setHeader(name.encode(), value.encode())
+                write_json(request, e.status, error_body(e.code, e.message))
+            elif failure.check(DatabaseUnavailable):
+                write_json(request, 503, error_body("unavailable", "the database is unavailable"))
+            else:
+                _log.failure("{method} {path} failed", failure, method=route.method,
+                             path=request.path.decode("utf-8", "replace"))
+                write_json(request, 500, error_body("internal", "internal error"))
+
+        d.addCallbacks(done, failed).addErrback(
+            lambda f: _log.failure("answering {path} failed", f, path=route.template)
+        )

@@ -1,0 +1,255 @@
+"""Test support for the web site: a fake cluster, the site over a real PostgreSQL on a real
+loopback port, an HTTP client (twisted.web.client.Agent) and a WebSocket client (autobahn)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from io import BytesIO
+from typing import Any, Callable
+
+import attrs
+import psycopg2
+import pytest_twisted
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import defer, endpoints
+from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
+
+from cmsv6.db import positions as position_store
+from cmsv6.db.admin import add_device, add_user
+from cmsv6.db.positions import PositionRow
+from cmsv6.db.service import Database
+from cmsv6.jt808.codec import encode_body
+from cmsv6.jt808.messages.core import TerminalResponse
+from cmsv6.rpc.commands import DeviceOffline
+from cmsv6.web.site import make_site
+
+PASSWORD = "correct horse battery"
+NORTH, SOUTH, LONE = "13800000001", "13800000002", "13800000003"
+#: Long enough for anything the site does over loopback; only a guard against hanging.
+WAIT = 15.0
+
+
+def sql(dsn: str, query: str, args: Any = ()) -> list[tuple[Any, ...]]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        out = cur.fetchall() if cur.description else []
+    conn.close()
+    return out
+
+
+class FakeCluster:
+    """The cluster as the site sees it: online devices, a media server, and device replies
+    given by ``respond(phone, msg_id, body)`` (a reply dict, or an exception to raise)."""
+
+    def __init__(self) -> None:
+        self.gateways: dict[str, str] = {}
+        self.media: str | None = None
+        self.sent: list[tuple[str, int, bytes, float]] = []
+        self.respond: Callable[[str, int, bytes], Any] = self.general_response
+
+    @staticmethod
+    def general_response(phone: str, msg_id: int, body: bytes) -> dict[str, Any]:
+        reply = TerminalResponse(reply_serial=1, reply_id=msg_id, result=0)
+        return {"msg_id": 0x0001, "version": 2013, "body": encode_body(reply)}
+
+    def device_gateway(self, phone: str) -> str | None:
+        return self.gateways.get(phone)
+
+    def send_to_device(
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0
+    ) -> defer.Deferred[dict]:  # type: ignore[type-arg]
+        self.sent.append((phone, msg_id, body, timeout))
+        if phone not in self.gateways:
+            return defer.fail(DeviceOffline(f"{phone} is offline"))
+        try:
+            answer = self.respond(phone, msg_id, body)
+        except Exception as e:  # noqa: BLE001 - handed back as the errback
+            return defer.fail(e)
+        return defer.succeed(answer)
+
+    def media_server(self) -> str | None:
+        return self.media
+
+    def online(self) -> dict[str, str]:
+        return dict(self.gateways)
+
+
+@attrs.define
+class Web:
+    dsn: str
+    db: Database
+    cluster: FakeCluster
+    site: Any
+    port: int
+
+    def url(self, path: str) -> bytes:
+        return f"http://127.0.0.1:{self.port}{path}".encode()
+
+    def device_id(self, phone: str) -> int:
+        return int(sql(self.dsn, "SELECT id FROM devices WHERE phone = %s", (phone,))[0][0])
+
+
+def seed(dsn: str) -> None:
+    """Fleets north and south, a device in each and one in none; an admin and an operator
+    who sees the north fleet."""
+    add_device(dsn, NORTH, plate="N-1", fleet="north")
+    add_device(dsn, SOUTH, plate="S-1", fleet="south")
+    add_device(dsn, LONE)
+    add_user(dsn, "root", PASSWORD, admin=True)
+    add_user(dsn, "olga", PASSWORD, fleets=["north"])
+
+
+def serve(dsn: str, settings: dict[str, Any] | None = None) -> Any:
+    """Start the database service and the site on a loopback port; (Web, stop)."""
+    from twisted.internet import reactor
+
+    db = Database(dsn, reactor, size=3)
+    db.startService()
+    pytest_twisted.blockon(db.ready())
+    cluster = FakeCluster()
+    site = make_site(db, cluster, reactor, {"poll_interval": 0.1, **(settings or {})})
+    port = pytest_twisted.blockon(
+        endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    )
+    web = Web(dsn, db, cluster, site, port.getHost().port)
+
+    def stop() -> None:
+        pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+        pytest_twisted.blockon(site.hub.stop())
+        pytest_twisted.blockon(defer.maybeDeferred(db.stopService))
+
+    return web, stop
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Reply:
+    status: int
+    body: Any
+    headers: Headers
+
+
+@defer.inlineCallbacks
+def call(
+    web: Web,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+) -> Any:
+    """One request; a Reply with the JSON body decoded (None if empty, text if not JSON)."""
+    from twisted.internet import reactor
+
+    headers = Headers()
+    if token is not None:
+        headers.addRawHeader(b"authorization", f"Bearer {token}".encode())
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    producer = FileBodyProducer(BytesIO(data)) if data is not None else None
+    if producer is not None:
+        headers.addRawHeader(b"content-type", b"application/json")
+    response = yield Agent(reactor).request(method.encode(), web.url(path), headers, producer)
+    content = yield readBody(response)
+    try:
+        decoded = json.loads(content) if content else None
+    except ValueError:
+        decoded = content.decode("utf-8", "replace")
+    return Reply(response.code, decoded, response.headers)
+
+
+@defer.inlineCallbacks
+def login(web: Web, name: str = "olga", password: str = PASSWORD) -> Any:
+    reply = yield call(web, "POST", "/api/v1/login", {"username": name, "password": password})
+    assert reply.status == 200, reply.body
+    return reply.body["token"]
+
+
+# -- positions and alarms ------------------------------------------------------------------
+
+T0 = datetime(2026, 11, 25, 2, 0, 0, tzinfo=timezone.utc)
+
+
+def position_row(
+    device_id: int, time: datetime, lat: float = 22.5, lon: float = 114.0, tag: str = "",
+    received: datetime | None = None,
+) -> PositionRow:  # fmt: skip
+    digest = hashlib.sha256(f"{device_id}{time.isoformat()}{lat}{lon}{tag}".encode()).digest()[:8]
+    return PositionRow(
+        device_id, time, received or datetime.now(timezone.utc), lat, lon, 10, 40.0, 90, 0, 3,
+        json.dumps({"0x01": 1000}), False, digest,
+    )  # fmt: skip
+
+
+@defer.inlineCallbacks
+def store_positions(web: Web, rows: list[PositionRow]) -> Any:
+    """Through the gateway's own write path (partitions, positions, last_positions)."""
+    yield position_store.ensure_partitions(web.db, {position_store.month_of(r.time) for r in rows})
+    yield position_store.write(web.db, rows, [])
+
+
+def add_alarm(dsn: str, device_id: int, kind: str, started: datetime, state: str = "new") -> int:
+    return int(
+        sql(dsn, "INSERT INTO alarms (device_id, kind, started, state, latitude, longitude,"
+            " details) VALUES (%s, %s, %s, %s, 22.5, 114.0, '{\"speed\": 90}') RETURNING id",
+            (device_id, kind, started, state))[0][0]
+    )  # fmt: skip
+
+
+# -- WebSocket -----------------------------------------------------------------------------
+
+
+class WsClient(WebSocketClientProtocol):
+    def onOpen(self) -> None:  # noqa: N802
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
+        self.factory.messages.put(json.loads(payload.decode("utf-8")))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
+        if not self.factory.opened.called:
+            self.factory.opened.errback(ConnectionError(f"handshake failed: {code} {reason}"))
+        self.factory.closed.callback((code, reason))
+
+    def send_json(self, message: Any) -> None:
+        self.sendMessage(json.dumps(message).encode())
+
+    def next(self) -> defer.Deferred[Any]:
+        """The next message from the server (fails after WAIT seconds, a guard only)."""
+        from twisted.internet import reactor
+
+        return self.factory.messages.get().addTimeout(WAIT, reactor)
+
+    @defer.inlineCallbacks
+    def next_of(self, kind: str) -> Any:
+        """The next message of this type, skipping others."""
+        while True:
+            message = yield self.next()
+            if message.get("type") == kind:
+                return message
+
+    def closed(self) -> defer.Deferred[Any]:
+        from twisted.internet import reactor
+
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.factory.closed.addBoth(lambda r: (d.callback(r), r)[1])
+        return d.addTimeout(WAIT, reactor)
+
+
+@defer.inlineCallbacks
+def ws_connect(web: Web) -> Any:
+    from twisted.internet import reactor
+
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{web.port}/ws", reactor=reactor)
+    factory.protocol = WsClient
+    factory.opened = defer.Deferred()
+    factory.closed = defer.Deferred()
+    factory.messages = defer.DeferredQueue()
+    yield endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", web.port).connect(factory)
+    client = yield factory.opened.addTimeout(WAIT, reactor)
+    return client
+

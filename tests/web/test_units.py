@@ -1,0 +1,131 @@
+"""The pieces without sockets: the login limiter on a fake clock, command encoding, time
+arguments."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from twisted.internet import task
+
+from cmsv6.jt808.codec import decode_body
+from cmsv6.web.api import parse_time
+from cmsv6.web.auth import LoginLimiter, hash_token
+from cmsv6.web.commands import BadCommand, encode_command
+from cmsv6.web.routing import ApiError, Route
+
+
+def test_limiter_locks_after_max_failures_then_unlocks() -> None:
+    """Five failures lock a key for the lockout; it opens again when the lockout ends."""
+    clock = task.Clock()
+    limiter = LoginLimiter(clock, max_failures=5, window=300, lockout=60)
+    for _ in range(4):
+        limiter.failed("user:a")
+    assert limiter.retry_after("user:a") == 0
+    limiter.failed("user:a")
+    assert limiter.retry_after("user:a") == 60
+    assert limiter.retry_after("user:b") == 0
+    clock.advance(59)
+    assert limiter.retry_after("user:b", "user:a") == 1
+    clock.advance(1)
+    assert limiter.retry_after("user:a") == 0
+
+
+def test_limiter_failures_expire_with_window() -> None:
+    """Failures older than the window do not count toward a lock."""
+    clock = task.Clock()
+    limiter = LoginLimiter(clock, max_failures=3, window=10, lockout=60)
+    limiter.failed("addr:x")
+    limiter.failed("addr:x")
+    clock.advance(11)
+    limiter.failed("addr:x")
+    assert limiter.retry_after("addr:x") == 0
+
+
+def test_limiter_success_clears_and_memory_is_bounded() -> None:
+    """A success clears a key's failures; at most max_entries keys are kept (oldest go)."""
+    clock = task.Clock()
+    limiter = LoginLimiter(clock, max_failures=2, max_entries=100)
+    limiter.failed("user:a")
+    limiter.succeeded("user:a")
+    limiter.failed("user:a")
+    assert limiter.retry_after("user:a") == 0
+    for i in range(1000):
+        limiter.failed(f"addr:{i}")
+    assert len(limiter) == 100
+    limiter.failed("addr:999")
+    assert limiter.retry_after("addr:999") > 0
+
+
+def test_token_hash_is_sha256() -> None:
+    """Tokens are stored as their 32-byte SHA-256."""
+    assert hash_token("abc").hex() == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "msg_id"),
+    [
+        ({"type": "text", "text": "hi"}, 0x8300),
+        ({"type": "query_parameters"}, 0x8104),
+        ({"type": "query_parameters", "ids": [1]}, 0x8106),
+        ({"type": "set_parameters", "params": {"1": 30}}, 0x8103),
+        ({"type": "query_position"}, 0x8201),
+        ({"type": "take_photo", "channel": 1}, 0x8801),
+        ({"type": "terminal_control", "command": 4}, 0x8105),
+    ],
+)
+def test_commands_encode_and_decode_back(command: dict, msg_id: int) -> None:  # type: ignore[type-arg]
+    """Each command kind becomes its message, and the body decodes back to the fields."""
+    encoded = encode_command(command, 2013)
+    assert encoded.msg_id == msg_id
+    body = decode_body(msg_id, encoded.body, 2013)
+    for name, value in encoded.fields.items():
+        got = getattr(body, name)
+        if name == "params":
+            assert tuple(map(tuple, value)) == got
+        elif isinstance(value, list):
+            assert tuple(value) == got
+        else:
+            assert got == value
+
+
+def test_text_2019_carries_text_type() -> None:
+    """A 2019 text message has a text type (1 unless given); 2013 has none."""
+    assert decode_body(0x8300, encode_command({"type": "text", "text": "x"}, 2019).body,
+                       2019).text_type == 1
+    assert decode_body(0x8300, encode_command({"type": "text", "text": "x"}, 2013).body,
+                       2013).text_type is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [{"type": 5}, {"type": "text", "text": ""}, {"type": "query_parameters", "ids": []},
+     {"type": "take_photo", "channel": True}, {"type": "set_parameters", "params": {"1": None}}],
+)
+def test_bad_commands_refused(command: dict) -> None:  # type: ignore[type-arg]
+    """Commands that are not one of the kinds, or have bad fields, raise BadCommand."""
+    with pytest.raises(BadCommand):
+        encode_command(command, 2013)
+
+
+def test_parse_time_forms() -> None:
+    """Times with Z, an offset, an offset whose "+" became a space, or none (UTC) parse;
+    other text is a 400."""
+    want = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
+    for text in ("2026-11-25T02:00:00Z", "2026-11-25T10:00:00+08:00",
+                 "2026-11-25T10:00:00 08:00", "2026-11-25T02:00:00"):
+        assert parse_time(text, "from") == want, text
+    with pytest.raises(ApiError) as e:
+        parse_time("now", "from")
+    assert e.value.status == 400
+
+
+def test_route_patterns() -> None:
+    """Route templates match whole paths and capture their parameters."""
+    pattern = Route("GET", "/api/v1/devices/{phone}/positions", lambda r: None).pattern  # type: ignore[arg-type,return-value]
+    m = pattern.match("/api/v1/devices/0138/positions")
+    assert m is not None and m.groupdict() == {"phone": "0138"}
+    assert pattern.match("/api/v1/devices/a/b/positions") is None
+    assert pattern.match("/api/v1/devices/0138/positions/x") is None
