@@ -1,11 +1,10 @@
-# The two commands of README.rst: `make demo` (arrives with the gateway and login issues)
-# and `make test`. Each creates .venv and installs what it needs itself.
+# The two commands of README.rst: `make demo` and `make test`. Each creates .venv and installs what it needs itself.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test venv bench fuzz clean
+.PHONY: demo test venv bench fuzz clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +14,9 @@ $(STAMP): setup.cfg setup.py
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cmsv6 demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q

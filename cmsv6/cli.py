@@ -185,7 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_sim_arguments(sub.add_parser("sim", help="simulated DVRs: JT/T 808 terminals against a server"))
 
+    from cmsv6 import demo
+
+    demo.add_arguments(sub.add_parser("demo", help="run the whole system on this machine (data in ./var)"))
+
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo.run(args)
     if args.command == "decode":
         return decode_command(sys.stdin, sys.stdout)
     if args.command == "sim":
