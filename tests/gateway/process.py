@@ -23,7 +23,33 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise AssertionError(f"nothing listening on {port}")
 
 
-class GatewayProcess:
+class ServerProcess:
+    """A server started with ``twistd -n`` as a child process."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+class GatewayProcess(ServerProcess):
     def __init__(self, dsn: str, port: int, directory: Path, *extra: str) -> None:
         self.dsn = dsn
         self.port = port
@@ -49,26 +75,6 @@ class GatewayProcess:
         )
         wait_port(self.port)
 
-    def kill(self) -> None:
-        """kill -9: no shutdown, no flush."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -76,4 +82,4 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-__all__ = ["GatewayProcess", "free_port", "wait_port", "os"]
+__all__ = ["GatewayProcess", "ServerProcess", "free_port", "wait_port", "os"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
-from tests.gateway.process import TWISTD, free_port, wait_port
+from tests.gateway.process import TWISTD, ServerProcess, free_port, wait_port
 
 
-class LoginProcess:
+class LoginProcess(ServerProcess):
     def __init__(self, dsn: str, directory: Path, name: str = "login", *extra: str) -> None:
         self.dsn = dsn
         self.directory = directory
@@ -17,6 +16,7 @@ class LoginProcess:
         self.extra = extra
         self.jt808 = free_port()
         self.cluster = free_port()
+        self.web = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -33,7 +33,7 @@ class LoginProcess:
                 "--dsn", self.dsn,
                 "--jt808", f"tcp:{self.jt808}:interface=127.0.0.1",
                 "--cluster", f"tcp:{self.cluster}:interface=127.0.0.1",
-                "--web", "",
+                "--web", f"tcp:{self.web}:interface=127.0.0.1",
                 "--public_jt808", f"127.0.0.1:{self.jt808}",
                 "--registration", "open",
                 *self.extra,
@@ -42,21 +42,6 @@ class LoginProcess:
         )
         if wait:
             wait_port(self.jt808)
-
-    def kill(self) -> None:
-        """kill -9: no shutdown."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     @property
     def client_cluster(self) -> str:
