@@ -44,12 +44,59 @@ def _fast_reconnects() -> Any:
     )
 
 
+def single_host_dsns(dsn: str) -> list[str]:
+    """One DSN per host of a multi-host DSN (``host=a,b port=1,2``), other keys kept."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    params = parse_dsn(dsn)
+    hosts = params.get("host", "").split(",")
+    if len(hosts) < 2:
+        return [dsn]
+    ports = params.get("port", "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    out = []
+    for host, port in zip(hosts, ports):
+        one = dict(params, host=host)
+        if port:
+            one["port"] = port
+        out.append(make_dsn(**one))
+    return out
+
+
+class HostRotation:
+    """Asynchronous connections cannot follow libpq from one host of a multi-host DSN to
+    the next (libpq opens a new socket under txpostgres, which keeps polling the old one).
+    So each connection attempt tries one host, and the next attempt the next host; with
+    ``target_session_attrs=read-write`` a standby refuses and the primary is found."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsns = single_host_dsns(dsn)
+        self._next = 0
+
+    def next(self) -> str:
+        dsn = self.dsns[self._next % len(self.dsns)]
+        self._next += 1
+        return dsn
+
+
+class RotatingConnection(txpostgres.Connection):  # type: ignore[misc]
+    """A txpostgres connection whose every (re)connect goes to the next host."""
+
+    hosts: HostRotation | None = None
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        if self.hosts is not None and args:
+            args = (self.hosts.next(), *args[1:])
+        return super().connect(*args, **kwargs)
+
+
 class _Pool(txpostgres.ConnectionPool):  # type: ignore[misc]
     def connectionFactory(self, reactor: Any, cooperator: Any) -> txpostgres.Connection:  # noqa: N802
         detector = reconnection.DeadConnectionDetector(
             deathChecker=_is_dead, reconnectionIterator=_fast_reconnects, reactor=reactor
         )
-        return txpostgres.Connection(reactor, cooperator, detector=detector)
+        return RotatingConnection(reactor, cooperator, detector=detector)
 
 
 class Database(Service):
@@ -65,6 +112,7 @@ class Database(Service):
         self._retry: Any = None
         self._delay = 0.5
         self.connected = False
+        self._rotations = [HostRotation(dsn) for _ in range(size)]
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
@@ -74,6 +122,10 @@ class Database(Service):
         self._retry = None
         pool = _Pool(None, self.dsn, min=self.size)
         pool.reactor = self.reactor
+        # One rotation per connection slot, kept across pool restarts: a start that failed
+        # on one host goes on to the next.
+        for conn, hosts in zip(pool.connections, self._rotations):
+            conn.hosts = hosts
         d = pool.start()
         d.addCallbacks(self._started, self._failed, callbackArgs=(pool,), errbackArgs=(pool,))
 

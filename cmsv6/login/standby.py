@@ -23,13 +23,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txpostgres import txpostgres
 
+from cmsv6.db.service import HostRotation, RotatingConnection
+
 _log = Logger()
 
 #: The advisory lock key of the active login server ("cmsv6log" as a bigint).
 LOCK_KEY = int.from_bytes(b"cmsv6log", "big")
 
 
-class _LockConnection(txpostgres.Connection):  # type: ignore[misc]
+class _LockConnection(RotatingConnection):
     """A connection that says when its socket goes away (the session has ended)."""
 
     def __init__(self, reactor: Any, on_lost: Callable[[Any, Failure], None]) -> None:
@@ -73,6 +75,7 @@ class ActiveLock(Service):
         deadline: float = 3.0,
     ) -> None:
         self.dsn = dsn
+        self._hosts = HostRotation(dsn)
         self.clock = clock
         self.activate = activate
         self.deactivate = deactivate
@@ -124,6 +127,7 @@ class ActiveLock(Service):
 
     def _connect(self) -> None:
         conn = _LockConnection(self.clock, self._lost)
+        conn.hosts = self._hosts
         self._conn = conn
         self._bounded(conn, conn.connect(self.dsn), lambda _: self._step(), "connect")
 

@@ -4,8 +4,6 @@ that know only login's address."""
 
 from __future__ import annotations
 
-from cmsv6.db.admin import add_user
-
 import socket
 import time
 from pathlib import Path
@@ -15,7 +13,11 @@ import psycopg2
 import pytest_twisted
 from twisted.internet import defer, error, task
 
+from cmsv6.db.admin import add_user
+from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.upgrade import upgrade
 from cmsv6.jt808.messages.core import Authenticate, Register, TerminalResponse
+from cmsv6.phone import canonical_phone
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Fleet, FleetConfig
 from tests.gateway.device import DeviceProtocol, connect, location, until
@@ -70,7 +72,7 @@ def gateway_process(dsn: str, directory: Path, name: str, *logins: str) -> Gatew
     return GatewayProcess(dsn, port, directory, *extra)
 
 
-def fleet(login_port: int, devices: int, first_phone: str) -> Fleet:
+def fleet(login_port: int, devices: int, first_phone: str, record_acks: bool = False) -> Fleet:
     from twisted.internet import reactor
 
     return Fleet(
@@ -82,6 +84,7 @@ def fleet(login_port: int, devices: int, first_phone: str) -> Fleet:
             version="mixed",
             seed=11,
             status_interval=3600,
+            record_acks=record_acks,
             device=DeviceConfig(
                 interval=0.5, heartbeat=5.0, timeout=1.0, retries=3, alarm_probability=0.0,
                 reconnect_initial=0.1, reconnect_max=1.0, fallback_after=3,
@@ -248,3 +251,74 @@ def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
         gw.stop()
         active.stop()
         standby.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
+    """Login and gateway on a multi-host DSN: the primary is killed and its synchronous
+    standby promoted; both carry on there (devices keep being acknowledged, a new device is
+    assigned, a user logs in) and no acknowledged position is lost."""
+    from twisted.internet import reactor
+
+    primary = PrivateCluster(tmp_path / "pg1")
+    primary.init()
+    primary.start()
+    standby = None
+    login = gw = None
+    sim = done = None
+    try:
+        upgrade(primary.create_database("cmsv6"))
+        add_user(primary.dsn("cmsv6"), "ops", "ops-password")
+        primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        primary.psql("SELECT pg_reload_conf()")
+        standby = primary.standby(tmp_path / "pg2")
+        standby.start()
+        dsn = (
+            f"host=127.0.0.1,127.0.0.1 port={primary.port},{standby.port} dbname=cmsv6"
+            " user=cmsv6 target_session_attrs=read-write connect_timeout=2"
+        )
+        login = LoginProcess(dsn, tmp_path / "login", "login")
+        login.directory.mkdir()
+        login.start()
+        gw = gateway_process(dsn, tmp_path / "gw", "gw-1", login.client_cluster)
+        gw.start()
+        yield until(lambda: logged(login.log, "gateway gw-1 is live"), "gw-1 announced", polls=400)
+        sim = fleet(login.jt808, 3, "013500000000", record_acks=True)
+        done = sim.start()
+        yield until(lambda: sim.counters.acknowledged >= 15, "positions acknowledged", polls=600)
+        primary.kill()
+        standby.promote()
+        # The new primary has no standby of its own: clear what it inherited, or every
+        # commit waits (an operator's step at failover).
+        standby.psql("ALTER SYSTEM RESET synchronous_standby_names")
+        standby.psql("SELECT pg_reload_conf()")
+        acked = sim.counters.acknowledged
+        yield until(lambda: sim.counters.acknowledged >= acked + 15, "devices carrying on", polls=600)
+        assigned = None
+        for attempt in range(400):
+            assigned = yield try_assignment(login.jt808, "13500000099")
+            if assigned is not None:
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        assert assigned is not None, "login never assigned a device after the promotion"
+        assert api_login(login.web), "no user could log in after the promotion"
+        yield sim.stop()
+        yield done
+        stored = set(
+            (phone, t)
+            for phone, t in query(
+                standby.dsn("cmsv6"),
+                "SELECT d.phone, p.time FROM positions p JOIN devices d ON d.id = p.device_id",
+            )
+        )
+        lost = [a for a in sim.acknowledged if (canonical_phone(a.phone), a.time) not in stored]
+        assert len(sim.acknowledged) >= 30 and not lost, f"{len(lost)} acknowledged positions lost"
+    finally:
+        if sim is not None and done is not None and not done.called:
+            yield sim.stop()
+        for p in (gw, login):
+            if p is not None:
+                p.stop()
+        if standby is not None:
+            standby.destroy()
+        primary.destroy()
