@@ -26,6 +26,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from cmsv6.address import escape, split_endpoint
 from cmsv6.gateway.gateway import Gateway
 from cmsv6.gateway.rpc import GatewayLocator
 from cmsv6.rpc.commands import MAX_PHONES, AnnounceGateway, DevicesChanged, ReportLoad
@@ -125,7 +126,7 @@ def cluster_address(server_endpoint: str, public_jt808: str) -> str:
     port. "" when it is not a TCP endpoint (login then uses the announcement link)."""
     if not server_endpoint:
         return ""
-    fields = _split(server_endpoint)
+    fields = split_endpoint(server_endpoint)
     kind = fields[0] if len(fields) > 1 else "tcp"
     if len(fields) == 1:
         fields = ["tcp", *fields]
@@ -139,25 +140,7 @@ def cluster_address(server_endpoint: str, public_jt808: str) -> str:
     host = named.get("interface", "")
     if host in ("", "0.0.0.0", "::"):
         host = public_jt808.rpartition(":")[0].strip("[]") or "127.0.0.1"
-    escaped = host.replace("\\", "\\\\").replace(":", "\\:")
-    return f"tcp:host={escaped}:port={port}"
-
-
-def _split(description: str) -> list[str]:
-    fields, current, escaped = [], [], False
-    for ch in description:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    fields.append("".join(current))
-    return fields
+    return f"tcp:host={escape(host)}:port={port}"
 
 
 class LoginClient(service.MultiService):

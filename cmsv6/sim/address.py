@@ -3,40 +3,20 @@ parameters 0x0013 (main server), 0x0017 (backup server) and 0x0018 (TCP port).""
 
 from __future__ import annotations
 
+from cmsv6.address import escape, split_endpoint
+
 #: Seconds a TCP connect may take, in endpoints built from 0x8103 parameters.
 CONNECT_TIMEOUT = 10
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-
-
 def tcp_endpoint(host: str, port: int, timeout: int = CONNECT_TIMEOUT) -> str:
     """The client endpoint string for a host (name, IPv4 or IPv6) and TCP port."""
-    return f"tcp:host={_escape(host)}:port={port}:timeout={timeout}"
-
-
-def _split(description: str) -> list[str]:
-    """Colon-separated fields, with backslash escapes as in Twisted's endpoint strings."""
-    fields, current, escaped = [], [], False
-    for ch in description:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    fields.append("".join(current))
-    return fields
+    return f"tcp:host={escape(host)}:port={port}:timeout={timeout}"
 
 
 def host_port(description: str) -> tuple[str, int] | None:
     """The host and port of a ``tcp:`` client endpoint string, None for other kinds."""
-    fields = _split(description)
+    fields = split_endpoint(description)
     if fields[0] not in ("tcp", "tcp4", "tcp6") or len(fields) < 2:
         return None
     positional = [f for f in fields[1:] if "=" not in f]
