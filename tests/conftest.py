@@ -9,11 +9,17 @@ import tempfile
 from typing import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cmsv6.db.cluster import PrivateCluster
 from cmsv6.db.upgrade import upgrade
 
 _names = itertools.count()
+
+# No per-example deadline: on a loaded 2-core CI machine a slow example is not a failure
+# of the behaviour under test (tests assert behaviour, never time).
+settings.register_profile("cmsv6", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cmsv6")
 
 
 @pytest.fixture(scope="session")
