@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from struct import Struct
 from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -26,7 +25,7 @@ from cmsv6.db import devices as device_store
 from cmsv6.db.devices import Device
 from cmsv6.db.positions import PositionRow
 from cmsv6.gateway import alarms
-from cmsv6.jt808.codec import Message, decode_frame, encode, encode_packets
+from cmsv6.jt808.codec import Message, decode_frame, encode_packets
 from cmsv6.jt808.errors import CodecError
 from cmsv6.jt808.framing import Frame
 from cmsv6.jt808.header import Header

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import internet, service, strports
-from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 

@@ -17,7 +17,6 @@ from construct import (
     FocusedSeq,
     GreedyBytes,
     Int8ub,
-    Int16ub,
     Prefixed,
     SizeofError,
     Terminated,

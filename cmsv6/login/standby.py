@@ -21,7 +21,6 @@ from twisted.internet import error
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from txpostgres import txpostgres
 
 from cmsv6.db.service import HostRotation, RotatingConnection
 

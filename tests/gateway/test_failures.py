@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import psycopg2
 import pytest
 import pytest_twisted
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, endpoints
 
 from cmsv6.db.cluster import PrivateCluster
 from cmsv6.db.service import Database

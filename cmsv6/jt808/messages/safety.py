@@ -23,12 +23,10 @@ rather than guessed at); one is built in the variant of its identification's cla
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Union
+from typing import Any
 
 from attrs import field, frozen
 from construct import (
-    Adapter,
     Bytes,
     Construct,
     ConstructError,
@@ -41,7 +39,7 @@ from construct import (
 from construct.core import stream_seek, stream_size, stream_tell
 
 from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.fields import Ascii, BcdTime, PrefixedText, Tuple
+from cmsv6.jt808.fields import Ascii, PrefixedText, Tuple
 from cmsv6.jt808.messages.location import (
     AlarmIdentification,
     AlarmIdentification30,
