@@ -276,7 +276,11 @@ class DeviceSession:
                     self.link.close()
                 return None
             self.device = device
-            return self.gateway.attach(self).addCallback(lambda _: self.respond(h, RESULT_OK))
+            # The session row is bookkeeping: it is written in the background, and the
+            # device does not wait for it (in a reconnect storm those inserts queue up).
+            self.gateway.attach(self)
+            self.respond(h, RESULT_OK)
+            return None
 
         d.addCallback(answer)
         d.addErrback(self._db_failed, h, "authentication")
