@@ -77,7 +77,9 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     settings = options.settings
     conf = settings["gateway"]
     top = service.MultiService()
-    db = Database(settings["database"]["dsn"], reactor, size=2)
+    # Sessions' queries (registration, authentication, session rows): several in flight,
+    # because each round trip waits for turns of a reactor busy with every device.
+    db = Database(settings["database"]["dsn"], reactor, size=8)
     db.setServiceParent(top)
     threaded = ThreadedWriter(settings["database"]["dsn"], reactor, threads=3)
     writer = PositionWriter(db, reactor, concurrency=3, write=threaded.write)
