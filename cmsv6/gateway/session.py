@@ -208,24 +208,21 @@ class DeviceSession:
 
     def send(self, msg_id: int, body: Any) -> int:
         """Send a platform message in the device's own version; the serial used."""
+        return self._send(msg_id, body)[0]
+
+    def send_raw(self, msg_id: int, body: bytes) -> tuple[int, list[bytes]]:
+        """Send a body given as bytes (from the cluster); (serial, frames)."""
+        return self._send(msg_id, RawBody(body))
+
+    def _send(self, msg_id: int, body: Any) -> tuple[int, list[bytes]]:
         serial = self.next_serial()
         frames = encode_packets(self._header(msg_id, serial), body)
         if len(frames) > 1:
             self._serial = (serial + len(frames)) & 0xFFFF
+            # Kept for a 0x0005 re-send request; only the last few.
             self._sent_packets[serial] = frames
             while len(self._sent_packets) > 4:
                 del self._sent_packets[next(iter(self._sent_packets))]
-        for f in frames:
-            self.link.send(f)
-        return serial
-
-    def send_raw(self, msg_id: int, body: bytes) -> tuple[int, list[bytes]]:
-        """Frames for a body given as bytes (from the cluster), sent now; (serial, frames)."""
-        serial = self.next_serial()
-        frames = encode_packets(self._header(msg_id, serial), RawBody(body))
-        if len(frames) > 1:
-            self._serial = (serial + len(frames)) & 0xFFFF
-            self._sent_packets[serial] = frames
         for f in frames:
             self.link.send(f)
         return serial, frames
