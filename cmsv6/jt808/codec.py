@@ -6,7 +6,8 @@ Only ``CodecError`` leaves these functions. Hot messages go through hand-written
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from attrs import frozen
 
@@ -30,53 +31,49 @@ FAST_DECODERS: dict[int, Callable[[bytes, int], Any]] = {}
 FAST_ENCODERS: dict[int, Callable[[Any, int], bytes]] = {}
 
 
+@contextmanager
+def _codec_errors(prefix: str) -> Iterator[None]:
+    """Only CodecError leaves the codec: construct, struct, unicode and index errors alike
+    become one, named by ``prefix``."""
+    try:
+        yield
+    except CodecError:
+        raise
+    except Exception as e:
+        raise CodecError(f"{prefix}: {e}") from None
+
+
 def decode_body_reference(msg_id: int, data: bytes, version: int = 2013) -> Any:
     """The body through its construct format (RawBody for an unknown id)."""
     cls = MESSAGES.get(msg_id)
     if cls is None:
         return RawBody(data)
-    try:
+    with _codec_errors(f"0x{msg_id:04x} body"):
         return cls.CODEC.parse(data, version=version)  # type: ignore[attr-defined]
-    except CodecError:
-        raise
-    except Exception as e:  # construct, struct, unicode and index errors alike
-        raise CodecError(f"0x{msg_id:04x} body: {e}") from None
 
 
 def decode_body(msg_id: int, data: bytes, version: int = 2013) -> Any:
     fast = FAST_DECODERS.get(msg_id)
     if fast is None:
         return decode_body_reference(msg_id, data, version)
-    try:
+    with _codec_errors(f"0x{msg_id:04x} body"):
         return fast(data, version)
-    except CodecError:
-        raise
-    except Exception as e:
-        raise CodecError(f"0x{msg_id:04x} body: {e}") from None
 
 
 def encode_body_reference(body: Any, version: int = 2013) -> bytes:
     codec = getattr(type(body), "CODEC", None)
     if codec is None:
         raise CodecError(f"{type(body).__name__} is not a message body")
-    try:
+    with _codec_errors(type(body).__name__):
         return codec.build(body, version=version)  # type: ignore[no-any-return]
-    except CodecError:
-        raise
-    except Exception as e:
-        raise CodecError(f"{type(body).__name__}: {e}") from None
 
 
 def encode_body(body: Any, version: int = 2013) -> bytes:
     fast = FAST_ENCODERS.get(getattr(body, "MSG_ID", -1))
     if fast is None:
         return encode_body_reference(body, version)
-    try:
+    with _codec_errors(type(body).__name__):
         return fast(body, version)
-    except CodecError:
-        raise
-    except Exception as e:
-        raise CodecError(f"{type(body).__name__}: {e}") from None
 
 
 def msg_id_of(body: Any) -> int:
