@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from cmsv6.db import devices as device_store
+from cmsv6.db import media as media_store
 from cmsv6.db.service import Database
 from cmsv6.gateway.session import DeviceSession
 from cmsv6.gateway.writer import PositionWriter
@@ -255,7 +256,6 @@ class Gateway:
         ext = {0: "jpg", 1: "tif", 2: "mp3", 3: "wav", 4: "wmv"}.get(body.media_format, "bin")
         directory = self.media_dir / session.phone / received.strftime("%Y%m%d")  # type: ignore[operator]
         path = directory / f"{received:%H%M%S}-{body.media_id}-{body.channel}.{ext}"
-        loc = body.location
 
         def write() -> None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -265,18 +265,9 @@ class Gateway:
 
         d = threads.deferToThread(write)
         d.addCallback(
-            lambda _: self.db.run_operation(
-                "INSERT INTO media_files (device_id, media_id, media_type, format, event,"
-                " channel, time, latitude, longitude, path, size, received)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (
-                    session.device.id, body.media_id, body.media_type, body.media_format,
-                    body.event, body.channel, loc.time if loc else None,
-                    loc.latitude if loc else None, loc.longitude if loc else None,
-                    str(path), len(body.data), received,
-                ),
-            )  # fmt: skip
+            lambda _: media_store.record_file(
+                self.db, session.device.id, body, str(path), received  # type: ignore[union-attr]
+            )
         )
         self.count("media_files")
         return d
