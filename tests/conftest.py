@@ -8,6 +8,7 @@ import os
 import tempfile
 from typing import Iterator
 
+import greenlet
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -20,6 +21,43 @@ _names = itertools.count()
 # of the behaviour under test (tests assert behaviour, never time).
 settings.register_profile("cmsv6", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("cmsv6")
+
+
+#: How long one test (with its fixtures) may wait on the reactor before it fails; a test
+#: that needs longer says so with ``@pytest.mark.deadline(seconds)``. pytest-timeout
+#: (setup.cfg) is the last resort for a test stuck outside the reactor: it ends the run.
+DEADLINE = 120.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "deadline(seconds): this test's own time limit")
+
+
+@pytest.fixture(autouse=True)
+def _deadline(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that is still waiting on the reactor after its deadline, instead of
+    letting a regression hang the suite.
+
+    Tests wait on Deferreds in pytest-twisted's blockon: the test's greenlet is parked while
+    the reactor's runs. When the deadline passes, the reactor's greenlet throws into the
+    parked test, which fails there; the reactor carries on for the tests after it.
+    """
+    from twisted.internet import reactor
+
+    marker = request.node.get_closest_marker("deadline")
+    seconds = float(marker.args[0]) if marker else DEADLINE
+    test = greenlet.getcurrent()
+
+    def expire() -> None:
+        if greenlet.getcurrent() is not test:
+            test.throw(pytest.fail.Exception(f"still waiting after {seconds:g} s (the test's deadline)"))
+
+    call = reactor.callLater(seconds, expire)
+    try:
+        yield
+    finally:
+        if call.active():
+            call.cancel()
 
 
 @pytest.fixture(scope="session")

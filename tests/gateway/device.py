@@ -114,15 +114,41 @@ def connect(reactor: Any, port: int, phone: str, version: int = 2013) -> Any:
 
 
 @defer.inlineCallbacks
-def until(predicate: Any, what: str, polls: int = 600, every: float = 0.05) -> Any:
-    """Wait (polling every ``every`` s, at most ``polls`` times) for ``predicate()``."""
-    from twisted.internet import reactor, task
+def until(
+    predicate: Any, what: str, timeout: float = 30.0, every: float = 0.05, in_thread: bool = False
+) -> Any:
+    """Wait until ``predicate()`` is true, checking every ``every`` s for at most ``timeout``
+    seconds of the reactor's time; then fail with ``what``. A predicate that blocks (a
+    database query, say) runs ``in_thread`` so that the reactor carries on meanwhile."""
+    from twisted.internet import reactor, task, threads
 
-    for _ in range(polls):
-        if predicate():
+    deadline = reactor.seconds() + timeout
+    while True:
+        if in_thread:
+            done = yield threads.deferToThread(predicate)
+        else:
+            done = predicate()
+        if done:
             return
+        if reactor.seconds() >= deadline:
+            raise AssertionError(f"gave up waiting {timeout:g} s for {what}")
         yield task.deferLater(reactor, every, lambda: None)
-    raise AssertionError(f"gave up waiting for {what}")
+
+
+def within(d: defer.Deferred[Any] | None, what: str, timeout: float = 30.0) -> defer.Deferred[Any]:
+    """``d``, or an AssertionError naming ``what`` if it has not fired within ``timeout``
+    seconds (``d`` is then cancelled) rather than a hanging test. ``None`` (what
+    ``stopService`` and ``stopListening`` may return) is done already."""
+    from twisted.internet import reactor
+
+    if d is None:
+        return defer.succeed(None)
+
+    def timed_out(f: Any) -> Any:
+        f.trap(defer.TimeoutError)
+        raise AssertionError(f"gave up waiting {timeout:g} s for {what}")
+
+    return d.addTimeout(timeout, reactor).addErrback(timed_out)
 
 
 def shipping_writer(db: Any, dsn: str, reactor: Any) -> Any:

@@ -12,7 +12,7 @@ import pytest_twisted
 from cmsv6.phone import canonical_phone
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Fleet, FleetConfig
-from tests.gateway.device import until
+from tests.gateway.device import until, within
 from tests.gateway.process import GatewayProcess, free_port
 
 
@@ -61,7 +61,7 @@ def test_kill_9_under_load(dsn: str, tmp_path: Any) -> None:
         yield until(lambda: fleet.counters.acknowledged >= before + 300, "300 more after restart")
         assert fleet.counters.reconnects > reconnects
         # Let what is in flight settle, then stop the devices.
-        yield fleet.stop()
+        yield within(fleet.stop(), "the simulated fleet to stop")
         yield done
     finally:
         gateway.stop()

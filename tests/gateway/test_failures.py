@@ -18,7 +18,7 @@ from cmsv6.db.upgrade import upgrade
 from cmsv6.gateway.gateway import Gateway
 from cmsv6.gateway.protocol import JT808Factory
 from cmsv6.jt808.fields import BEIJING
-from tests.gateway.device import connect, location, shipping_writer, until
+from tests.gateway.device import connect, location, shipping_writer, until, within
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=BEIJING)
 
@@ -36,10 +36,12 @@ def count(dsn: str) -> int:
 def cluster() -> Iterator[PrivateCluster]:
     c = PrivateCluster(tempfile.mkdtemp(prefix="cmsv6-test-fail-"))
     c.init()
-    c.start()
-    upgrade(c.create_database("cmsv6"))
-    yield c
-    c.destroy()
+    try:
+        c.start()
+        upgrade(c.create_database("cmsv6"))
+        yield c
+    finally:
+        c.destroy()
 
 
 @defer.inlineCallbacks
@@ -48,7 +50,7 @@ def start_gateway(dsn: str) -> Any:
 
     db = Database(dsn, reactor, size=2)
     db.startService()
-    yield db.ready()
+    yield within(db.ready(), "the database service to connect")
     writer, stop_writer = shipping_writer(db, dsn, reactor)
     gw = Gateway(db, reactor, "gw-fail", "127.0.0.1:7611", open_registration=True,
                  writer=writer)
@@ -64,8 +66,8 @@ def stop_gateway(db: Database, gw: Gateway, port: Any) -> Any:
     for session in list(gw.connections):
         session.link.close()
     gw.stop_writer()  # type: ignore[attr-defined]
-    yield port.stopListening()
-    yield db.stopService()
+    yield within(port.stopListening(), "the device port to close")
+    yield within(db.stopService(), "the database service to stop")
 
 
 @pytest_twisted.inlineCallbacks
@@ -76,20 +78,21 @@ def test_database_restart(cluster: PrivateCluster) -> None:
 
     dsn = cluster.dsn("cmsv6")
     db, gw, port = yield start_gateway(dsn)
-    dev = yield connect(reactor, port.getHost().port, "13900000001")
-    yield dev.login()
-    dev.send(location(time=T0))
-    yield dev.next(0x8001)
-    cluster.stop()
-    serial = dev.send(location(time=T0 + timedelta(seconds=1)))
-    yield until(lambda: gw.writer.failures > 0, "a failed write")
-    assert dev.received.pending == [] and gw.writer.pending == 1
-    cluster.start()
-    ack = yield dev.next(0x8001)
-    assert ack.body.reply_serial == serial and ack.body.result == 0
-    assert count(dsn) == 2
-    dev.transport.loseConnection()
-    yield stop_gateway(db, gw, port)
+    try:
+        dev = yield connect(reactor, port.getHost().port, "13900000001")
+        yield dev.login()
+        dev.send(location(time=T0))
+        yield dev.next(0x8001)
+        cluster.stop()
+        serial = dev.send(location(time=T0 + timedelta(seconds=1)))
+        yield until(lambda: gw.writer.failures > 0, "a failed write")
+        assert dev.received.pending == [] and gw.writer.pending == 1
+        cluster.start()
+        ack = yield dev.next(0x8001)
+        assert ack.body.reply_serial == serial and ack.body.result == 0
+        assert count(dsn) == 2
+    finally:
+        yield stop_gateway(db, gw, port)
 
 
 @pytest_twisted.inlineCallbacks
@@ -109,27 +112,28 @@ def test_standby_promotion(cluster: PrivateCluster) -> None:
             " user=cmsv6 target_session_attrs=read-write connect_timeout=2"
         )
         db, gw, port = yield start_gateway(dsn)
-        dev = yield connect(reactor, port.getHost().port, "13900000002")
-        yield dev.login()
-        acked = 0
-        for i in range(5):
-            dev.send(location(time=T0 + timedelta(seconds=i)))
-            ack = yield dev.next(0x8001)
-            acked += ack.body.result == 0
-        cluster.kill()
-        standby.promote()
-        # The new primary inherited synchronous_standby_names from the old one (through
-        # pg_basebackup) and has no standby of its own yet: an operator clears it at
-        # failover, or every commit would wait.
-        standby.psql("ALTER SYSTEM RESET synchronous_standby_names")
-        standby.psql("SELECT pg_reload_conf()")
-        for i in range(5, 10):
-            dev.send(location(time=T0 + timedelta(seconds=i)))
-            ack = yield dev.next(0x8001)
-            acked += ack.body.result == 0
-        assert acked == 10
-        assert count(standby.dsn("cmsv6")) == 10
-        dev.transport.loseConnection()
-        yield stop_gateway(db, gw, port)
+        try:
+            dev = yield connect(reactor, port.getHost().port, "13900000002")
+            yield dev.login()
+            acked = 0
+            for i in range(5):
+                dev.send(location(time=T0 + timedelta(seconds=i)))
+                ack = yield dev.next(0x8001)
+                acked += ack.body.result == 0
+            cluster.kill()
+            standby.promote()
+            # The new primary inherited synchronous_standby_names from the old one
+            # (through pg_basebackup) and has no standby of its own yet: an operator
+            # clears it at failover, or every commit would wait.
+            standby.psql("ALTER SYSTEM RESET synchronous_standby_names")
+            standby.psql("SELECT pg_reload_conf()")
+            for i in range(5, 10):
+                dev.send(location(time=T0 + timedelta(seconds=i)))
+                ack = yield dev.next(0x8001)
+                acked += ack.body.result == 0
+            assert acked == 10
+            assert count(standby.dsn("cmsv6")) == 10
+        finally:
+            yield stop_gateway(db, gw, port)
     finally:
         standby.destroy()

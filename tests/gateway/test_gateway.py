@@ -17,7 +17,7 @@ from cmsv6.gateway.protocol import JT808Factory
 from cmsv6.jt808.fields import BEIJING
 from cmsv6.jt808.messages.core import Heartbeat, TerminalResponse
 from cmsv6.jt808.messages.location import LocationBatch
-from tests.gateway.device import connect, location, shipping_writer
+from tests.gateway.device import connect, location, shipping_writer, within
 
 PHONE = "13800000001"
 
@@ -139,7 +139,7 @@ def test_new_connection_replaces_old(gateway: Gateway) -> None:
     second = yield _device(gateway)
     second.send(Authenticate(code))
     yield second.next(0x8001)
-    yield first.lost
+    yield within(first.lost, "the first connection to close")
     assert gateway.sessions[PHONE].link.peer.endswith(f":{second.transport.getHost().port}")
     second.transport.loseConnection()
 

@@ -13,7 +13,7 @@ from cmsv6.db.service import Database
 from cmsv6.jt808.messages.core import Authenticate, Register, TerminalResponse
 from cmsv6.login.assignment import AssignmentFactory, Assigner
 from cmsv6.login.directory import Directory
-from tests.gateway.device import connect
+from tests.gateway.device import connect, within
 
 LOGIN = "127.0.0.2:6608"
 
@@ -74,7 +74,7 @@ def test_device_is_pointed_at_the_least_loaded_gateway(login: Assigner) -> None:
     assert answer.header.msg_id == 0x8103 and answer.header.version == 2013
     assert answer.body.as_dict() == {0x0013: "10.0.0.2", 0x0017: "127.0.0.2", 0x0018: 7612}
     dev.send(TerminalResponse(answer.header.serial, 0x8103, 0))
-    yield dev.lost
+    yield within(dev.lost, "login to close the connection")
     assert login.directory.gateways["idle"].pending.keys() == {"13800000001"}
     assert login.counters["acknowledged"] == 1
 
@@ -87,7 +87,7 @@ def test_2019_device_gets_2019_addresses(login: Assigner) -> None:
     assert answer.header.msg_id == 0x8103 and answer.header.version == 2019
     assert answer.body.as_dict() == {0x0013: "10.0.0.1:7611", 0x0017: LOGIN, 0x0018: 7611}
     dev.send(TerminalResponse(answer.header.serial, 0x8103, 0))
-    yield dev.lost
+    yield within(dev.lost, "login to close the connection")
 
 
 @pytest_twisted.inlineCallbacks
@@ -97,7 +97,7 @@ def test_no_live_gateway_refuses(login: Assigner) -> None:
     dev, answer = yield register_and_authenticate(login, "13800000003")
     assert answer.header.msg_id == 0x8001 and answer.body.reply_id == 0x0102
     assert answer.body.result == 1
-    yield dev.lost
+    yield within(dev.lost, "login to close the connection")
     assert login.counters["refused_no_gateway"] == 1
 
 
@@ -107,7 +107,7 @@ def test_silent_device_is_closed(login: Assigner) -> None:
     login.directory.announce(FakeLink(), "gw", "10.0.0.1:7611", "", 10)
     dev, answer = yield register_and_authenticate(login, "13800000004")
     assert answer.header.msg_id == 0x8103
-    yield dev.lost
+    yield within(dev.lost, "login to close the connection")
     assert login.counters["timeouts"] == 1
 
 
@@ -123,7 +123,7 @@ def test_wrong_code_is_refused(login: Assigner) -> None:
     assert (answer.header.msg_id, answer.body.result) == (0x8001, 1)
     assert login.counters["assigned"] == 0
     dev.transport.loseConnection()
-    yield dev.lost
+    yield within(dev.lost, "login to close the connection")
 
 
 @pytest_twisted.inlineCallbacks
@@ -138,4 +138,4 @@ def test_positions_are_not_taken(login: Assigner) -> None:
     answer = yield dev.next()
     assert (answer.body.reply_serial, answer.body.result) == (serial, 1)
     dev.transport.loseConnection()
-    yield dev.lost
+    yield within(dev.lost, "login to close the connection")

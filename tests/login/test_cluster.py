@@ -20,7 +20,7 @@ from cmsv6.jt808.messages.core import Authenticate, Register, TerminalResponse
 from cmsv6.phone import canonical_phone
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Fleet, FleetConfig
-from tests.gateway.device import DeviceProtocol, connect, location, until
+from tests.gateway.device import DeviceProtocol, connect, location, until, within
 from tests.gateway.process import GatewayProcess, free_port
 from tests.login.process import LoginProcess
 
@@ -107,11 +107,13 @@ def test_assignment_and_gateway_failover(dsn: str, tmp_path: Path) -> None:
         for g in gateways:
             g.start()
         yield until(lambda: all(logged(login.log, f"gateway {n} is live") for n in ("gw-a", "gw-b")),
-                    "both gateways announced", polls=400)
+                    "both gateways announced", timeout=20)
         done = sim.start()
         phones = {d.phone.lstrip("0") for d in sim.devices}
-        yield until(lambda: set(current_gateways(dsn)) == phones, "every device on a gateway", polls=600)
-        yield until(lambda: set(positions(dsn)) == phones, "positions from every device", polls=600)
+        yield until(lambda: set(current_gateways(dsn)) == phones, "every device on a gateway", timeout=30,
+                    in_thread=True)
+        yield until(lambda: set(positions(dsn)) == phones, "positions from every device", timeout=30,
+                    in_thread=True)
         placed = current_gateways(dsn)
         assert set(placed.values()) == {"gw-a", "gw-b"}, placed  # spread by load
         assert sim.counters.redirects >= len(phones)
@@ -120,13 +122,14 @@ def test_assignment_and_gateway_failover(dsn: str, tmp_path: Path) -> None:
         before = positions(dsn)
         gateways[0].kill()
         yield until(lambda: set(current_gateways(dsn).values()) == {"gw-b"},
-                    "every device reassigned to gw-b", polls=1200)
+                    "every device reassigned to gw-b", timeout=60, in_thread=True)
         yield until(lambda: all(positions(dsn).get(p, 0) > before[p] for p in on_a),
-                    "positions from the moved devices stored again", polls=600)
+                    "positions from the moved devices stored again", timeout=30,
+                    in_thread=True)
         assert sim.counters.fallbacks >= len(on_a)
     finally:
         if done is not None:
-            yield sim.stop()
+            yield within(sim.stop(), "the simulated fleet to stop")
         for g in gateways:
             g.stop()
         login.stop()
@@ -198,15 +201,16 @@ def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
     try:
         active.start()
         standby.start(wait=False)
-        yield until(lambda: logged(standby.log, "standing by"), "the standby to stand by", polls=400)
+        yield until(lambda: logged(standby.log, "standing by"), "the standby to stand by", timeout=20)
         for port in (standby.jt808, standby.cluster):  # the standby serves nothing
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", port)) != 0, port
         gw.start()
-        yield until(lambda: logged(active.log, "gateway gw-1 is live"), "gw-1 announced", polls=400)
+        yield until(lambda: logged(active.log, "gateway gw-1 is live"), "gw-1 announced", timeout=20)
         done = sim.start()
         phones = {d.phone.lstrip("0") for d in sim.devices}
-        yield until(lambda: set(positions(dsn)) == phones, "positions from every device", polls=600)
+        yield until(lambda: set(positions(dsn)) == phones, "positions from every device", timeout=30,
+                    in_thread=True)
 
         killed = time.monotonic()
         active.kill()
@@ -247,7 +251,7 @@ def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
         yield until(lambda: sim.counters.acknowledged > acked + 6, "the fleet carrying on")
     finally:
         if done is not None:
-            yield sim.stop()
+            yield within(sim.stop(), "the simulated fleet to stop")
         gw.stop()
         active.stop()
         standby.stop()
@@ -282,10 +286,10 @@ def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
         login.start()
         gw = gateway_process(dsn, tmp_path / "gw", "gw-1", login.client_cluster)
         gw.start()
-        yield until(lambda: logged(login.log, "gateway gw-1 is live"), "gw-1 announced", polls=400)
+        yield until(lambda: logged(login.log, "gateway gw-1 is live"), "gw-1 announced", timeout=20)
         sim = fleet(login.jt808, 3, "013500000000", record_acks=True)
         done = sim.start()
-        yield until(lambda: sim.counters.acknowledged >= 15, "positions acknowledged", polls=600)
+        yield until(lambda: sim.counters.acknowledged >= 15, "positions acknowledged", timeout=30)
         primary.kill()
         standby.promote()
         # The new primary has no standby of its own: clear what it inherited, or every
@@ -293,7 +297,7 @@ def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
         standby.psql("ALTER SYSTEM RESET synchronous_standby_names")
         standby.psql("SELECT pg_reload_conf()")
         acked = sim.counters.acknowledged
-        yield until(lambda: sim.counters.acknowledged >= acked + 15, "devices carrying on", polls=600)
+        yield until(lambda: sim.counters.acknowledged >= acked + 15, "devices carrying on", timeout=30)
         assigned = None
         for attempt in range(400):
             assigned = yield try_assignment(login.jt808, "13500000099")
@@ -302,7 +306,7 @@ def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
             yield task.deferLater(reactor, 0.05, lambda: None)
         assert assigned is not None, "login never assigned a device after the promotion"
         assert api_login(login.web), "no user could log in after the promotion"
-        yield sim.stop()
+        yield within(sim.stop(), "the simulated fleet to stop")
         yield done
         stored = set(
             (phone, t)
@@ -315,7 +319,7 @@ def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
         assert len(sim.acknowledged) >= 30 and not lost, f"{len(lost)} acknowledged positions lost"
     finally:
         if sim is not None and done is not None and not done.called:
-            yield sim.stop()
+            yield within(sim.stop(), "the simulated fleet to stop")
         for p in (gw, login):
             if p is not None:
                 p.stop()

@@ -6,7 +6,7 @@ import psycopg2
 import pytest_twisted
 
 from cmsv6.login.standby import ActiveLock
-from tests.gateway.device import until
+from tests.gateway.device import until, within
 
 KEY = 424242
 
@@ -79,7 +79,7 @@ def test_stopping_releases_the_lock(dsn: str) -> None:
     yield until(lambda: server.active, "active")
     server.lock.stopService()
     assert server.events == ["active", "standby"]
-    yield until(lambda: lock_holder(dsn) == [], "the lock released")
+    yield until(lambda: lock_holder(dsn) == [], "the lock released", in_thread=True)
 
 
 def listening(port: int) -> bool:
@@ -127,5 +127,5 @@ def test_login_stops_serving_when_its_session_ends(dsn: str) -> None:
                     "serving again")
         assert top.serving.activations == 2
     finally:
-        yield top.stopService()
+        yield within(top.stopService(), "login to stop")
     assert not listening(jt808)

@@ -17,6 +17,7 @@ from cmsv6.jt808.messages.params import SetParameters
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fakeplatform import FakePlatform, phone_key
 from cmsv6.sim.fleet import Fleet, FleetConfig
+from tests.gateway.device import within
 
 #: Longest wait for any one condition.
 PATIENCE = 30.0
@@ -83,8 +84,8 @@ async def test_devices_over_loopback() -> None:
         query = platform.send(first, QueryLocation())
         setting = platform.send(second, SetParameters({0x0029: 1}))
         await eventually(lambda: len(platform.replies) >= 2, "answers to both commands")
-        await fleet.stop()
-        counters = await done
+        await within(fleet.stop(), "the fleet to stop")
+        counters = await within(done, "the fleet to finish")
     finally:
         await port.stopListening()
     replies = {(who, m.header.msg_id): m.body for who, m in platform.replies}
@@ -131,8 +132,8 @@ async def test_platform_restart_loses_nothing() -> None:
             lambda: fleet.counters.authenticated == 3 and fleet.pending() == 0,
             "reconnected with nothing pending",
         )
-        await fleet.stop()
-        counters = await done
+        await within(fleet.stop(), "the fleet to stop")
+        counters = await within(done, "the fleet to finish")
     finally:
         await port.stopListening()
     assert counters.reconnects >= 3 and counters.dropped == 0
@@ -162,6 +163,7 @@ async def test_sim_command_stops_cleanly_on_sigint() -> None:
     platform = FakePlatform(reactor)
     port = await listen(platform)
     collect = _Collect()
+    process = None
     try:
         args = [
             sys.executable, "-m", "cmsv6.cli", "sim",
@@ -176,9 +178,11 @@ async def test_sim_command_stops_cleanly_on_sigint() -> None:
             "the command's devices report",
         )
         process.signalProcess("INT")
-        code = await collect.ended
+        code = await within(collect.ended, "cmsv6 sim to exit after SIGINT")
         await eventually(lambda: platform.open == 0, "the platform sees every connection closed")
     finally:
+        if process is not None and not collect.ended.called:
+            process.signalProcess("KILL")
         await port.stopListening()
     assert code == 0, collect.stderr.decode(errors="replace")
     assert platform.received[0x0003] == 3
