@@ -110,11 +110,13 @@ def decode(data: bytes) -> Message:
 
 
 def encode(header: Header, body: Any) -> bytes:
-    """The frame for one message whose body fits one frame."""
-    if header.msg_id != msg_id_of(body) and not isinstance(body, RawBody):
+    """The frame for one message whose body fits one frame (a RawBody's bytes go as they
+    are, under whatever id the header gives)."""
+    if isinstance(body, RawBody):
+        return build_frame(header, body.data)
+    if header.msg_id != msg_id_of(body):
         raise CodecError(f"header says 0x{header.msg_id:04x}, body is {type(body).__name__}")
-    data = body.data if isinstance(body, RawBody) else encode_body(body, header.version)
-    return build_frame(header, data)
+    return build_frame(header, encode_body(body, header.version))
 
 
 def encode_packets(header: Header, body: Any, max_body: int = MAX_BODY) -> list[bytes]:

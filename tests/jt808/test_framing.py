@@ -14,13 +14,14 @@ from cmsv6.jt808.framing import (
     Deframer,
     Frame,
     FrameError,
+    build_frame,
     escape,
     parse_frame,
     unescape,
 )
 from cmsv6.jt808.header import Header
 from cmsv6.jt808.messages.core import Heartbeat, TerminalResponse
-from cmsv6.jt808.model import MESSAGES
+from cmsv6.jt808.model import MESSAGES, RawBody
 
 HEARTBEAT = encode(Header(0x0002, "013812345678", 1), Heartbeat())
 RESPONSE = encode(Header(0x0001, "013812345678", 2), TerminalResponse(9, 0x8103, 0))
@@ -123,3 +124,15 @@ def test_every_decoder_only_raises_codec_error() -> None:
 
     for msg_id in BODY_IDS:
         check(msg_id)
+
+
+def test_raw_body_encodes_as_given() -> None:
+    """A RawBody is sent as exactly its bytes, and an unknown id decodes back to them."""
+    assert 0x0F01 not in MESSAGES
+    data = b"\x01\x7e\x7d\x02 vendor"
+    header = Header(0x0F01, "013812345678", 7)
+    frame = encode(header, RawBody(data))
+    assert frame == build_frame(header, data)
+    assert parse_frame(frame).body == data
+    assert decode(frame).body == RawBody(data)
+    assert decode(frame).header == header
