@@ -19,6 +19,7 @@ from cmsv6.jt808.messages.core import Authenticate, Heartbeat
 from cmsv6.jt808.messages.location import LocationQueryResponse
 from tests.gateway.device import connect, location, shipping_writer
 from tests.gateway.process import GatewayProcess, free_port
+from tests.gateway.ready import database_connected
 
 PHONE = "13800000021"
 OTHER = "13800000022"
@@ -134,6 +135,7 @@ def test_twistd_gateway_idle_timeout_option(dsn: str, tmp_path: Path) -> None:
     gateway = GatewayProcess(dsn, port, tmp_path, "--idle_timeout", "1")
     gateway.start()
     try:
+        yield database_connected(gateway)
         dev = yield connect(reactor, port, PHONE)
         yield dev.login()
         yield bounded(dev.lost, 20)
@@ -195,3 +197,71 @@ def test_phone_change_closes_the_session(gateway: Gateway) -> None:
     assert not [m for m in dev.received.pending if m.header.msg_id == 0x8001]
     assert PHONE not in gateway.sessions and OTHER not in gateway.sessions
     assert gateway.counters["phone_changed"] == 1
+
+
+@pytest.fixture
+def gated(dsn: str, tmp_path: Path) -> Any:
+    """A gateway whose position writer holds each write until the test releases it
+    (``gw.held``: one Deferred per write waiting to start)."""
+    from twisted.internet import reactor
+
+    from cmsv6.db import positions as store
+    from cmsv6.gateway.writer import PositionWriter
+
+    held: list[defer.Deferred[None]] = []
+
+    @defer.inlineCallbacks
+    def write(db: Database, rows: Any, alarms: Any) -> Any:
+        gate: defer.Deferred[None] = defer.Deferred()
+        held.append(gate)
+        yield gate
+        yield store.write(db, rows, alarms)
+
+    db = Database(dsn, reactor, size=2)
+    db.startService()
+    writer = PositionWriter(db, reactor, write=write)
+    gw = Gateway(db, reactor, "gw-gated", "127.0.0.1:7611", open_registration=True,
+                 media_dir=tmp_path / "media", writer=writer)  # fmt: skip
+    gw.held = held  # type: ignore[attr-defined]
+    gw.dsn = dsn  # type: ignore[attr-defined]
+    port = None
+    try:
+        pytest_twisted.blockon(bounded(db.ready(), 30))
+        port = pytest_twisted.blockon(
+            endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(JT808Factory(gw))
+        )
+        gw.port = port.getHost().port  # type: ignore[attr-defined]
+        yield gw
+    finally:
+        for session in list(gw.connections):
+            session.link.close()
+        writer.stop()
+        for gate in held:
+            if not gate.called:
+                gate.callback(None)
+        if port is not None:
+            pytest_twisted.blockon(defer.maybeDeferred(port.stopListening))
+        pytest_twisted.blockon(defer.maybeDeferred(db.stopService))
+
+
+@pytest_twisted.inlineCallbacks
+def test_report_acknowledged_only_after_commit(gated: Gateway) -> None:
+    """While a report's write has not committed it is not acknowledged (a later heartbeat
+    is answered first); once it commits the 0x8001 follows and the row is there."""
+    from tests.gateway.device import until
+
+    dev = yield _device(gated)
+    yield dev.login()
+    serial = dev.send(location())
+    held = gated.held  # type: ignore[attr-defined]
+    yield until(lambda: held, "the report's write to start")
+    beat = dev.send(Heartbeat())
+    ack = yield dev.next(0x8001)
+    assert (ack.body.reply_serial, ack.body.reply_id) == (beat, 0x0002), "acknowledged before commit"
+    assert not dev.received.pending
+    assert rows(gated.dsn, "SELECT count(*) FROM positions") == [(0,)]  # type: ignore[attr-defined]
+    held[0].callback(None)
+    ack = yield dev.next(0x8001)
+    assert (ack.body.reply_serial, ack.body.reply_id, ack.body.result) == (serial, 0x0200, 0)
+    assert rows(gated.dsn, "SELECT count(*) FROM positions") == [(1,)]  # type: ignore[attr-defined]
+    dev.transport.loseConnection()
