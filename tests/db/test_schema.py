@@ -55,12 +55,23 @@ def test_user_add_hashes_password(dsn: str) -> None:
 
 
 def test_cli(dsn: str, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    """cmsv6 db upgrade, device add and user add work from the command line."""
+    """cmsv6 db upgrade, device add and user add store what they were given: the device's
+    phone, plate, fleet and channels; the user's role, fleet and a verifying hash."""
     assert main(["db", "upgrade", "--dsn", dsn]) == 0
-    assert main(["device", "add", "013800000001", "--plate", "B1", "--dsn", dsn]) == 0
+    assert main(["device", "add", "013800000001", "--plate", "B1", "--fleet", "buses",
+                 "--channels", "6", "--dsn", dsn]) == 0  # fmt: skip
+    assert _one(dsn, "SELECT d.phone, d.plate, f.name, d.channels FROM devices d"
+                " JOIN fleets f ON f.id = d.fleet_id") == ("13800000001", "B1", "buses", 6)
     pw = tmp_path / "pw"
     pw.write_text("secret-password\n")
-    assert main(["user", "add", "bob", "--password-file", str(pw), "--dsn", dsn]) == 0
+    assert main(["user", "add", "bob", "--password-file", str(pw), "--fleet", "buses",
+                 "--dsn", dsn]) == 0  # fmt: skip
+    role, stored, fleet = _one(dsn, "SELECT u.role, u.password_hash, f.name FROM users u"
+                               " JOIN user_fleets uf ON uf.user_id = u.id"
+                               " JOIN fleets f ON f.id = uf.fleet_id WHERE u.name = 'bob'")
+    assert (role, fleet) == ("operator", "buses") and verify_password("secret-password", stored)
+    assert main(["user", "add", "ann", "--password-file", str(pw), "--admin", "--dsn", dsn]) == 0
+    assert _one(dsn, "SELECT role FROM users WHERE name = 'ann'") == ("admin",)
     out = capsys.readouterr().out
     with pytest.raises(SystemExit, match="cannot read"):
         main(["user", "add", "x", "--password-file", str(tmp_path / "missing"), "--dsn", dsn])
