@@ -6,7 +6,8 @@ Every JT/T 808 frame of the conformance corpus is mutated (bit flips, byte chang
 insertions, deletions, truncation, splices of two frames) and fed in random-sized chunks to
 one long-lived Deframer, whose frames are decoded. Only FrameError values and CodecError
 may come out, and the deframer's buffer never exceeds one maximal frame. Prints counts and
-exits 1 on the first other exception (with the input that caused it).
+exits 1 on the first other exception (with the input that caused it): the codec turns only
+the errors bad input causes into CodecError, so any other is a bug in a decoder.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from construct import (
     Bytes,
     Check,
     Const,
+    ConstructError,
     Flag,
     If,
     Int8ub,
@@ -239,20 +240,21 @@ def _to_dict(p: Packet) -> dict[str, Any]:
 def parse_packet_reference(data: bytes, max_body: int = MAX_BODY) -> Packet:
     """``parse_packet`` through the construct reference."""
     try:
-        return _from_container(PACKET.parse(data, max_body=max_body))
-    except Exception as e:  # Select reports every failure the same way
+        container = PACKET.parse(data, max_body=max_body)
+    except ConstructError as e:  # Select reports every failure the same way
         raise PacketError(
             f"not a stream packet: {e}", bytes(data[: MAX_HEADER + max_body])
         ) from None
+    return _from_container(container)
 
 
 def build_packet_reference(packet: Packet, max_body: int = MAX_BODY) -> bytes:
     """``build_packet`` through the construct reference."""
     _check_build(packet, max_body)
+    layout = _LAYOUTS[packet.sim_size]
     try:
-        layout = _LAYOUTS[packet.sim_size]
         return layout.build(_to_dict(packet), max_body=max_body)  # type: ignore[no-any-return]
-    except Exception as e:
+    except ConstructError as e:
         raise PacketError(f"cannot build {packet!r}: {e}") from None
 
 
@@ -382,7 +384,7 @@ def build_packet(packet: Packet, max_body: int = MAX_BODY) -> bytes:
         out += p.payload
     except CodecError as e:
         raise PacketError(str(e)) from None
-    except (OverflowError, ValueError, TypeError) as e:
+    except (OverflowError, ValueError) as e:  # a number out of its field's range
         raise PacketError(f"cannot build {packet!r}: {e}") from None
     return bytes(out)
 

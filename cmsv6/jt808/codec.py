@@ -1,15 +1,23 @@
 """The JT/T 808 codec's public face: frames ⇄ ``Message`` (header + typed body).
 
-Only ``CodecError`` leaves these functions. Hot messages go through hand-written fast paths
-(``fast.py``) that the tests prove equal to the construct reference.
+Input that is not a valid frame or body, and a value that cannot be encoded, raise
+``CodecError``: the errors such input makes the readers and writers raise (``DECODE_ERRORS``,
+``ENCODE_ERRORS``) become one. Any other exception (a TypeError, an AttributeError, a
+RecursionError…) is a bug in the codec and propagates as it is, for the caller's boundary
+to log with the frame. (Inside a format that tries alternatives, construct's ``Select`` and
+the keep-it-raw fallbacks of additional items and parameters, a failing alternative is only
+passed over, whatever it raised.) Hot messages go through hand-written fast paths (``fast.py``) that
+the tests prove equal to the construct reference.
 """
 
 from __future__ import annotations
 
+import struct
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from attrs import frozen
+from construct import ConstructError
 
 import cmsv6.jt1078.messages  # noqa: F401 - registers the 1078 signalling bodies
 import cmsv6.jt808.messages  # noqa: F401 - registers every body format
@@ -31,15 +39,25 @@ FAST_DECODERS: dict[int, Callable[[bytes, int], Any]] = {}
 FAST_ENCODERS: dict[int, Callable[[Any, int], bytes]] = {}
 
 
+#: What bad input makes a body reader raise: construct's errors (our own checks' CodecError
+#: among them), struct's (the fast paths' unpacking of too few bytes) and text that does not
+#: decode. Readers check their bounds (construct's StreamError, struct.error, an explicit
+#: CodecError): an IndexError, KeyError or ValueError out of one is a missed check, a bug.
+DECODE_ERRORS: tuple[type[Exception], ...] = (ConstructError, struct.error, UnicodeError)
+#: What a value that cannot be written makes a body writer raise: the same, and a number out
+#: of its field's range (``bytes([256])``, ``int.to_bytes`` of a negative number).
+ENCODE_ERRORS: tuple[type[Exception], ...] = DECODE_ERRORS + (ValueError, OverflowError)
+
+
 @contextmanager
-def _codec_errors(prefix: str) -> Iterator[None]:
-    """Only CodecError leaves the codec: construct, struct, unicode and index errors alike
-    become one, named by ``prefix``."""
+def _codec_errors(prefix: str, errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """``errors`` become one CodecError named by ``prefix``; every other exception is a bug
+    and goes through untouched."""
     try:
         yield
     except CodecError:
         raise
-    except Exception as e:
+    except errors as e:
         raise CodecError(f"{prefix}: {e}") from None
 
 
@@ -48,7 +66,7 @@ def decode_body_reference(msg_id: int, data: bytes, version: int = 2013) -> Any:
     cls = MESSAGES.get(msg_id)
     if cls is None:
         return RawBody(data)
-    with _codec_errors(f"0x{msg_id:04x} body"):
+    with _codec_errors(f"0x{msg_id:04x} body", DECODE_ERRORS):
         return cls.CODEC.parse(data, version=version)  # type: ignore[attr-defined]
 
 
@@ -56,7 +74,7 @@ def decode_body(msg_id: int, data: bytes, version: int = 2013) -> Any:
     fast = FAST_DECODERS.get(msg_id)
     if fast is None:
         return decode_body_reference(msg_id, data, version)
-    with _codec_errors(f"0x{msg_id:04x} body"):
+    with _codec_errors(f"0x{msg_id:04x} body", DECODE_ERRORS):
         return fast(data, version)
 
 
@@ -64,7 +82,7 @@ def encode_body_reference(body: Any, version: int = 2013) -> bytes:
     codec = getattr(type(body), "CODEC", None)
     if codec is None:
         raise CodecError(f"{type(body).__name__} is not a message body")
-    with _codec_errors(type(body).__name__):
+    with _codec_errors(type(body).__name__, ENCODE_ERRORS):
         return codec.build(body, version=version)  # type: ignore[no-any-return]
 
 
@@ -72,7 +90,7 @@ def encode_body(body: Any, version: int = 2013) -> bytes:
     fast = FAST_ENCODERS.get(getattr(body, "MSG_ID", -1))
     if fast is None:
         return encode_body_reference(body, version)
-    with _codec_errors(type(body).__name__):
+    with _codec_errors(type(body).__name__, ENCODE_ERRORS):
         return fast(body, version)
 
 

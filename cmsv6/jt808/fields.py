@@ -113,6 +113,8 @@ def text_decode(raw: bytes) -> str:
 
 
 def text_encode(value: str) -> bytes:
+    if not isinstance(value, str):
+        raise CodecError(f"{value!r} is not text")
     try:
         return value.encode(TEXT_ENCODING, errors="surrogateescape")
     except UnicodeEncodeError as e:
@@ -223,6 +225,8 @@ class Ascii(Adapter):  # type: ignore[misc]
         return obj.rstrip(b"\x00").decode("latin-1")
 
     def _encode(self, obj: str, context: Any, path: str) -> bytes:
+        if not isinstance(obj, str):
+            raise CodecError(f"{obj!r} is not a byte string")
         try:
             raw = obj.encode("latin-1")
         except UnicodeEncodeError:
