@@ -20,6 +20,7 @@ from cmsv6.jt808.messages.location import (
     Location,
     LocationBatch,
     decode_extra,
+    degrees_dword,
     encode_extra,
     signed_status,
 )
@@ -88,29 +89,41 @@ def decode_location(data: bytes, version: int = 2013) -> Location:
     if len(data) < 28:
         raise CodecError(f"0x0200 body of {len(data)} bytes is shorter than 28")
     alarm, status, lat, lon, alt, speed, direction, t = _BASIC.unpack_from(data)
-    if status & 4:
+    twos = 0
+    if lat & 0x80000000:  # two's complement (see location.degrees)
+        latitude = (lat - (1 << 32)) / 1e6
+        twos = 4
+    elif status & 4:
         latitude = -(lat / 1e6)
     else:
-        latitude = (lat - (1 << 32) if lat & 0x80000000 else lat) / 1e6
-    if status & 8:
+        latitude = lat / 1e6
+    if lon & 0x80000000:
+        longitude = (lon - (1 << 32)) / 1e6
+        twos |= 8
+    elif status & 8:
         longitude = -(lon / 1e6)
     else:
-        longitude = (lon - (1 << 32) if lon & 0x80000000 else lon) / 1e6
+        longitude = lon / 1e6
     extras, rest = _extras(data, 28)
     return Location(
-        alarm, status, latitude, longitude, alt, speed / 10, direction, _time(t), extras, rest
+        alarm, status, latitude, longitude, alt, speed / 10, direction, _time(t), extras, rest, twos
     )
 
 
 def encode_location(loc: Location, version: int = 2013) -> bytes:
-    lat = abs(round(loc.latitude * 1e6))
-    lon = abs(round(loc.longitude * 1e6))
-    if lat > 0xFFFFFFFF or lon > 0xFFFFFFFF:
-        raise CodecError(f"{loc.latitude}, {loc.longitude} degrees do not fit")
+    twos = loc.twos_complement
+    if twos:
+        lat = degrees_dword(loc.latitude, bool(twos & 4))
+        lon = degrees_dword(loc.longitude, bool(twos & 8))
+    else:
+        lat = abs(round(loc.latitude * 1e6))
+        lon = abs(round(loc.longitude * 1e6))
+        if lat > 0xFFFFFFFF or lon > 0xFFFFFFFF:
+            raise CodecError(f"{loc.latitude}, {loc.longitude} degrees do not fit")
     parts = [
         _BASIC_OUT.pack(
             loc.alarm,
-            signed_status(loc.status, loc.latitude, loc.longitude),
+            signed_status(loc.status, loc.latitude, loc.longitude, twos),
             lat,
             lon,
             loc.altitude,
@@ -162,15 +175,15 @@ def decode_heartbeat(data: bytes, version: int = 2013) -> Heartbeat:
 
 
 def decode_terminal_response(data: bytes, version: int = 2013) -> TerminalResponse:
-    return TerminalResponse(*_RESPONSE.unpack_from(data))
+    return TerminalResponse(*_RESPONSE.unpack_from(data), data[5:])
 
 
 def decode_platform_response(data: bytes, version: int = 2013) -> PlatformResponse:
-    return PlatformResponse(*_RESPONSE.unpack_from(data))
+    return PlatformResponse(*_RESPONSE.unpack_from(data), data[5:])
 
 
 def encode_response(body: TerminalResponse | PlatformResponse, version: int = 2013) -> bytes:
-    return _RESPONSE.pack(body.reply_serial, body.reply_id, body.result)
+    return _RESPONSE.pack(body.reply_serial, body.reply_id, body.result) + body.rest
 
 
 FAST_DECODERS.update(

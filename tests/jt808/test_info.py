@@ -41,6 +41,7 @@ from cmsv6.jt808.messages.info import (
     VehicleControl,
     VehicleControlResponse,
 )
+from cmsv6.jt808.framing import parse_frame
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.model import MESSAGES, RawBody
 from tests.corpus import (
@@ -48,6 +49,7 @@ from tests.corpus import (
     check_record,
     corpus_params,
     corpus_records,
+    decode_record,
     msg_id_of,
     unused_expect_keys,
     when,
@@ -256,10 +258,20 @@ KNOWN_DIFFERENCES = {
     "encoder-0347": "yezhihao writes the 2019 0x8500 as type WORD + param BYTE with no count;"
     " the standard's count WORD reads 123 items from 3 bytes",
     "encoder-0427": "yezhihao 2019 0x8500 (same layout as encoder-0347)",
-    "jt808-0413": "SmallChi test data: the unit writes the card time and validity in binary"
-    " (0x18 0x06 0x1b...), not BCD, so they read as None and re-encode as zeros; the header"
-    " length (58) also disagrees with the 45-byte body",
+    "jt808-0413": "SmallChi test data: the header length (58) disagrees with the 45-byte body;"
+    " we write 45 (the body itself round-trips: test_driver_identity_binary_card_times)",
 }
+
+
+def test_driver_identity_binary_card_times() -> None:
+    """jt808-0413: a card time and validity written in binary, not BCD, are kept as their
+    bytes and the body re-encodes byte for byte."""
+    (r,) = [r for r in CORPUS if r["id"] == "jt808-0413"]
+    body, source, _ = decode_record(r)
+    data = parse_frame(source).body
+    assert body.time == bytes.fromhex("18061b0f362e") and body.validity == bytes.fromhex("07e8061b")
+    assert (body.driver_name, body.qualification, body.issuer) == ("Simba22", "gw123", "CARD")
+    assert encode_body(body, 2013) == data
 
 #: expect keys of each source project → how to read the value from our body.
 EXPECT: Expect = {  # see tests/corpus.py check_record

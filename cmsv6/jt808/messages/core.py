@@ -9,6 +9,7 @@ from attrs import field, frozen
 from construct import (
     Computed,
     Construct,
+    GreedyBytes,
     If,
     IfThenElse,
     Int8ub,
@@ -33,23 +34,28 @@ RESULT_ALARM_CONFIRMED = 4  # 0x8001 only
 @message(0x0001)
 @frozen
 class TerminalResponse:
-    """Terminal general response: the device's answer to a platform message."""
+    """Terminal general response: the device's answer to a platform message. ``rest``
+    keeps bytes a unit sends after the result (a vendor field), as 0x0200 does."""
 
     reply_serial: int
     reply_id: int
     result: int = RESULT_OK
+    rest: bytes = b""
 
-    FORMAT = Struct("reply_serial" / Int16ub, "reply_id" / Int16ub, "result" / Int8ub)
+    FORMAT = Struct(
+        "reply_serial" / Int16ub, "reply_id" / Int16ub, "result" / Int8ub, "rest" / GreedyBytes
+    )
 
 
 @message(0x8001)
 @frozen
 class PlatformResponse:
-    """Platform general response."""
+    """Platform general response (``rest`` as in 0x0001)."""
 
     reply_serial: int
     reply_id: int
     result: int = RESULT_OK
+    rest: bytes = b""
 
     FORMAT = TerminalResponse.FORMAT
 

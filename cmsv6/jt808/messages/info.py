@@ -31,6 +31,7 @@ from construct import (
     PrefixedArray,
     Rebuild,
     Struct,
+    Subconstruct,
     Terminated,
     len_,
     this,
@@ -70,6 +71,37 @@ class _BcdDate(Adapter):  # type: ignore[misc]
         if obj is None:
             return bytes(4)
         return bytes.fromhex(f"{obj.year:04d}{obj.month:02d}{obj.day:02d}")
+
+
+class _OrBytes(Subconstruct):  # type: ignore[misc]
+    """A date or time field that keeps its bytes when they are not one (and not zeros,
+    which mean "none"), as an additional item that does not fit its type is kept raw: some
+    units write the 0x0702 card time and validity in binary, not BCD."""
+
+    def __init__(self, subcon: Construct, size: int) -> None:
+        super().__init__(subcon)
+        self.size = size
+
+    def _parse(self, stream: Any, context: Any, path: str) -> Any:
+        start = stream_tell(stream, path)
+        value = self.subcon._parsereport(stream, context, path)
+        if value is not None:
+            return value
+        end = stream_tell(stream, path)
+        stream.seek(start)
+        raw = stream.read(end - start)
+        return None if raw == bytes(len(raw)) else raw
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
+        if isinstance(obj, (bytes, bytearray)):
+            if len(obj) != self.size:
+                raise CodecError(f"{bytes(obj).hex()} is not {self.size} bytes")
+            stream.write(bytes(obj))
+            return obj
+        return self.subcon._build(obj, stream, context, path)
+
+    def _sizeof(self, context: Any, path: str) -> int:
+        return self.size
 
 
 def _optional_tuple(value: Any) -> tuple[Any, ...] | None:
@@ -404,12 +436,12 @@ def _driver_layout(layout: int) -> Struct:
     return Struct(
         "layout" / Computed(layout),
         "status" / Int8ub,
-        "time" / BcdTime,
+        "time" / _OrBytes(BcdTime, 6),
         "ic_result" / Trailing(Int8ub),
         "driver_name" / Trailing(PrefixedText(Int8ub)),
         "qualification" / If(has_card, Text(20)),
         "issuer" / If(has_card, PrefixedText(Int8ub)),
-        "validity" / If(has_card, _BcdDate()),
+        "validity" / If(has_card, _OrBytes(_BcdDate(), 4)),
         "id_card" / Trailing(Text(20)),
         "rest" / GreedyBytes,
     )
@@ -457,17 +489,18 @@ class DriverIdentity:
     good read) name, qualification STRING[20], issuer and ``validity`` date; 2019 adds the
     ``id_card`` STRING[20]. The standard sends the read result only on insertion, but some
     units send every field whatever the status, so each field after the time is there when
-    bytes remain. ``rest`` keeps vendor bytes after the last known field. ``layout`` says
+    bytes remain. A ``time`` or ``validity`` that is not BCD (some units write binary) is
+    kept as its bytes. ``rest`` keeps vendor bytes after the last known field. ``layout`` says
     which form was read or is to be written (2011 and 2013 share a header).
     """
 
     status: int | None = None
-    time: datetime | None = None
+    time: datetime | bytes | None = None
     ic_result: int | None = None
     driver_name: str | None = None
     qualification: str | None = None
     issuer: str | None = None
-    validity: date | None = None
+    validity: date | bytes | None = None
     id_card: str | None = None
     rest: bytes = b""
     layout: int | None = None

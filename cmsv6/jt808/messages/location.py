@@ -396,30 +396,38 @@ def encode_extra(item_id: int, value: Any) -> bytes:
 _Item = Struct("id" / Int8ub, "value" / Prefixed(Int8ub, GreedyBytes))
 
 
-class _Degrees(Adapter):  # type: ignore[misc]
-    """Latitude/longitude: DWORD millionths of a degree, signed by a status bit.
+def degrees(raw: int, negative: bool) -> float:
+    """A latitude or longitude DWORD (millionths of a degree) as signed degrees.
 
-    Some units write negative values as two's complement instead, without the status bit;
-    those read as negative too (with the bit set the value is always a magnitude).
-    Building writes the absolute value (the status bits are the caller's).
+    The standard writes the magnitude and sets a status bit (``negative``) for south or
+    west. Some units write a south/west value as a two's complement DWORD instead, with or
+    without the bit; no magnitude reaches 2^31 millionths (2147°), so a DWORD with its top
+    bit set is read as signed int32 whatever the bit says (the unit meant south or west).
     """
+    if raw & 0x80000000:
+        return (raw - (1 << 32)) / 1e6
+    return -(raw / 1e6) if negative else raw / 1e6
 
-    def __init__(self, bit: int) -> None:
-        super().__init__(Int32ub)
-        self.bit = bit
 
-    def _decode(self, obj: int, context: Any, path: str) -> float:
-        if context.status & self.bit:
-            return -(obj / 1e6)
-        if obj & 0x80000000:  # no hemisphere bit: a two's complement negative
-            obj -= 1 << 32
-        return obj / 1e6
+def degrees_dword(value: float, twos_complement: bool) -> int:
+    """The DWORD of signed degrees: the magnitude, or, for a negative value the unit wrote
+    in two's complement (``twos_complement``), that form again."""
+    raw = round(value * 1e6)
+    if twos_complement and raw < 0:
+        if raw < -(1 << 31):
+            raise CodecError(f"{value} degrees does not fit a signed DWORD")
+        return raw & 0xFFFFFFFF
+    raw = abs(raw)
+    if raw > 0xFFFFFFFF:
+        raise CodecError(f"{value} degrees does not fit")
+    return raw
 
-    def _encode(self, obj: float, context: Any, path: str) -> int:
-        raw = abs(round(obj * 1e6))
-        if raw > 0xFFFFFFFF:
-            raise CodecError(f"{obj} degrees does not fit")
-        return raw
+
+def twos_complement_bits(raw_latitude: int, raw_longitude: int) -> int:
+    """STATUS_SOUTH / STATUS_WEST for the coordinates written as two's complement."""
+    return (STATUS_SOUTH if raw_latitude & 0x80000000 else 0) | (
+        STATUS_WEST if raw_longitude & 0x80000000 else 0
+    )
 
 
 class _Tenths(Adapter):  # type: ignore[misc]
@@ -430,11 +438,12 @@ class _Tenths(Adapter):  # type: ignore[misc]
         return round(obj * 10)
 
 
-def signed_status(status: int, latitude: float, longitude: float) -> int:
-    """``status`` with the south/west bits set for negative degrees."""
-    if latitude < 0:
+def signed_status(status: int, latitude: float, longitude: float, twos_complement: int = 0) -> int:
+    """``status`` with the south/west bits set for negative degrees, except for those the
+    unit wrote in two's complement (``twos_complement`` bits): their bit stays as it came."""
+    if latitude < 0 and not twos_complement & STATUS_SOUTH:
         status |= STATUS_SOUTH
-    if longitude < 0:
+    if longitude < 0 and not twos_complement & STATUS_WEST:
         status |= STATUS_WEST
     return status
 
@@ -446,14 +455,23 @@ class _Status(Adapter):  # type: ignore[misc]
         return obj
 
     def _encode(self, obj: int, context: Any, path: str) -> int:
-        return signed_status(obj, context.latitude, context.longitude)
+        return signed_status(obj, context.latitude, context.longitude, context.twos_complement)
 
 
 LocationStruct = Struct(
     "alarm" / Int32ub,
     "status" / _Status(Int32ub),
-    "latitude" / _Degrees(STATUS_SOUTH),
-    "longitude" / _Degrees(STATUS_WEST),
+    "_latitude"
+    / Rebuild(
+        Int32ub, lambda ctx: degrees_dword(ctx.latitude, bool(ctx.twos_complement & STATUS_SOUTH))
+    ),
+    "_longitude"
+    / Rebuild(
+        Int32ub, lambda ctx: degrees_dword(ctx.longitude, bool(ctx.twos_complement & STATUS_WEST))
+    ),
+    "latitude" / Computed(lambda ctx: degrees(ctx._latitude, bool(ctx.status & STATUS_SOUTH))),
+    "longitude" / Computed(lambda ctx: degrees(ctx._longitude, bool(ctx.status & STATUS_WEST))),
+    "twos_complement" / Computed(lambda ctx: twos_complement_bits(ctx._latitude, ctx._longitude)),
     "altitude" / Int16sb,
     "speed" / _Tenths(Int16ub),
     "direction" / Int16ub,
@@ -474,7 +492,12 @@ LocationStruct = Struct(
 @frozen
 class Location:
     """A position report. Degrees are signed (south and west negative), speed in km/h,
-    altitude in metres, time in Beijing time (None when the unit sent none)."""
+    altitude in metres, time in Beijing time (None when the unit sent none).
+
+    ``twos_complement`` has the STATUS_SOUTH / STATUS_WEST bit of each coordinate the unit
+    wrote as a two's complement DWORD rather than a magnitude (see ``degrees``), so that
+    it is written back the same way; 0 (the standard form) for every report we make.
+    """
 
     alarm: int
     status: int
@@ -486,6 +509,7 @@ class Location:
     time: datetime | None
     extras: dict[int, Any] = field(factory=dict)
     rest: bytes = b""
+    twos_complement: int = 0
 
     FORMAT = LocationStruct
 
