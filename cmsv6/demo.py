@@ -29,8 +29,12 @@ PORTS = {"db": 15432, "login_jt808": 6608, "login_cluster": 6609, "web": 8080,
          "gateway_jt808": 7611, "gateway_cluster": 7613}
 
 
-def config_text(var: Path) -> str:
-    p = PORTS
+def ports(offset: int = 0) -> dict[str, int]:
+    """The demo's ports, each moved by ``offset`` (``--port-offset``)."""
+    return {name: port + offset for name, port in PORTS.items()}
+
+
+def config_text(var: Path, p: dict[str, int] = PORTS) -> str:
     return f"""# Written by cmsv6 demo: the demo's configuration.
 [database]
 dsn = "host=127.0.0.1 port={p['db']} dbname=cmsv6 user=cmsv6"
@@ -88,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     bindir = Path(sys.executable).parent
     config = var / "demo.toml"
-    config.write_text(config_text(var))
-    cluster = PrivateCluster(var / "pg", port=PORTS["db"])
+    p = ports(args.port_offset)
+    config.write_text(config_text(var, p))
+    cluster = PrivateCluster(var / "pg", port=p["db"])
     first_run = not cluster.initialized
     print(f"cmsv6 demo: {'setting up' if first_run else 'reusing'} {var}", flush=True)
     cluster.init()
@@ -102,26 +107,26 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.devices):
             add_device(dsn, str(FIRST_PHONE + i), plate=f"粤B{i:05d}", fleet=DEMO_FLEET)
         twistd = str(bindir / "twistd")
-        for name, port in (("login", PORTS["login_jt808"]), ("gateway", PORTS["gateway_jt808"])):
+        for name, port in (("login", p["login_jt808"]), ("gateway", p["gateway_jt808"])):
             log = logs / f"{name}.log"
             proc = _start(name, [twistd, "-n", "--pidfile=", name, "--config", str(config)], log)
             procs.append(proc)
             _wait_port(port, proc, name, log)
         sim_log = logs / "sim.log"
         procs.append(_start("sim", [
-            str(bindir / "cmsv6"), "sim", "--server", f"tcp:127.0.0.1:{PORTS['login_jt808']}",
+            str(bindir / "cmsv6"), "sim", "--server", f"tcp:127.0.0.1:{p['login_jt808']}",
             "--devices", str(args.devices), "--first-phone", f"0{FIRST_PHONE}",
             "--interval", "5", "--version", "mixed", "--state", str(var / "sim-state.json"),
             "--alarm-probability", "0.01", "--gap-probability", "0.002",
         ], sim_log))  # fmt: skip
-        web = f"http://127.0.0.1:{PORTS['web']}"
+        web = f"http://127.0.0.1:{p['web']}"
         print(f"""
 cmsv6 demo is running ({args.devices} simulated DVRs arrive through the login server).
 
   Open API     {web}/api/openapi.json
   log in       curl -s -X POST {web}/api/v1/login -d '{{"username": "{DEMO_USER}", "password": "{DEMO_PASSWORD}"}}'
   devices      curl -s -H "Authorization: Bearer TOKEN" {web}/api/v1/devices
-  database     psql "host=127.0.0.1 port={PORTS['db']} dbname=cmsv6 user=cmsv6"
+  database     psql "host=127.0.0.1 port={p['db']} dbname=cmsv6 user=cmsv6"
   logs         {logs}/login.log, gateway.log, sim.log
   user         {DEMO_USER} / {DEMO_PASSWORD}
 
@@ -157,3 +162,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the demo keeps its database, logs and files")
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--duration", type=float, default=0, help="stop after S seconds (0: until Ctrl-C)")
+    parser.add_argument("--port-offset", type=_offset, default=0,
+                        help="add N to every port (15432, 6608, 6609, 8080, 7611, 7613), to run"
+                             " beside services on the default ports")
+
+
+def _offset(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= 65535 - max(PORTS.values()):
+        raise argparse.ArgumentTypeError(f"the offset must be between 0 and {65535 - max(PORTS.values())}")
+    return n

@@ -1,0 +1,158 @@
+"""``make demo`` (``cmsv6 demo``) brought up and down: a user can log in with the printed
+credentials and sees the 20 simulated devices; SIGTERM stops every process it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmsv6.db.cluster import PrivateCluster
+from cmsv6.demo import PORTS, ports
+
+CMSV6 = str(Path(sys.executable).with_name("cmsv6"))
+#: How long the demo may take to come up (a cold initdb included) or to stop.
+UP, DOWN = 120.0, 60.0
+
+
+def free_offset() -> int:
+    """A port offset at which every demo port is free (the defaults may be in use)."""
+    for _ in range(200):
+        offset = random.randrange(10_000, 65_535 - max(PORTS.values()))
+        try:
+            for port in ports(offset).values():
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return offset
+    pytest.skip("no free set of ports for the demo")
+
+
+def children(pid: int) -> dict[int, str]:
+    """{pid: command line} of the processes whose parent is ``pid``."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out[int(entry.name)] = cmdline
+    return out
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http(url: str, body: Any = None, token: str | None = None) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                     method="POST" if body is not None else "GET")  # fmt: skip
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+class Output:
+    """A process's stdout, read line by line in a thread."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def banner_value(lines: list[str], label: str) -> str:
+    (line,) = [x for x in lines if x.strip().startswith(label + " ")]
+    return line.strip()[len(label):].strip()
+
+
+def test_demo_up_and_down(tmp_path: Path) -> None:
+    """``cmsv6 demo`` run in an empty directory prints its banner; the printed user logs in
+    through the Open API and sees the 20 demo devices, some online; SIGTERM stops it with
+    status 0, and the servers, the simulator and PostgreSQL are all gone."""
+    offset = free_offset()
+    p = ports(offset)
+    proc = subprocess.Popen(
+        [CMSV6, "demo", "--port-offset", str(offset)], cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    out = Output(proc)
+    pg = tmp_path / "var" / "pg"
+    started: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + UP
+        while "cmsv6 demo is running" not in out.text:
+            assert proc.poll() is None, f"the demo exited:\n{out.text}"
+            assert time.monotonic() < deadline, f"no banner in {UP} s:\n{out.text}"
+            time.sleep(0.2)
+        time.sleep(0.2)  # the rest of the banner (printed in one write)
+        web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
+        assert web == f"http://127.0.0.1:{p['web']}"
+        user, password = banner_value(out.lines, "user").split(" / ")
+        token = http(f"{web}/api/v1/login", {"username": user, "password": password})["token"]
+        devices: list[dict[str, Any]] = []
+        while not any(d["online"] for d in devices):
+            assert time.monotonic() < deadline, f"no device online in {UP} s: {devices}"
+            devices = http(f"{web}/api/v1/devices", token=token)
+            time.sleep(0.5)
+        assert len(devices) == 20 and {d["fleet"] for d in devices} == {"demo buses"}
+        assert all(d["gateway"] == "gw-1" for d in devices if d["online"])
+
+        started = children(proc.pid)
+        postmaster = int((pg / "data" / "postmaster.pid").read_text().split()[0])
+        started[postmaster] = "postgres"
+        assert sum("twistd" in c for c in started.values()) == 2, started
+        assert sum(" sim " in c for c in started.values()) == 1, started
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DOWN) == 0, out.text
+        deadline = time.monotonic() + 10  # an orphan's exit may take a moment to show
+        while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [c for pid, c in started.items() if alive(pid)]
+        assert not [name for name, port in p.items() if listening(port)]
+        assert out.text.rstrip().endswith("cmsv6 demo: stopped")
+    finally:
+        try:  # the demo and whatever it started in its process group
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        if (pg / "data" / "postmaster.pid").exists():
+            PrivateCluster(pg, port=p["db"]).stop("immediate")
