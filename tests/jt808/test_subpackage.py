@@ -97,11 +97,30 @@ def test_oversized_message_is_refused() -> None:
     assert r.pending_bytes == 0
 
 
-def test_impossible_packet_numbers() -> None:
-    """Packet index 0 or past the total is refused."""
-    bad = parse_frame(_raw_packet(Packet(2, 3)))
+@pytest.mark.parametrize("packet", [Packet(2, 0), Packet(2, 3), Packet(0, 0)])
+def test_impossible_packet_numbers(packet: Packet) -> None:
+    """Packet index 0 or past the total is refused, and nothing is kept of it."""
+    r = Reassembler()
     with pytest.raises(CodecError):
-        Reassembler().add(bad, now=0.0)
+        r.add(parse_frame(_raw_packet(packet)), now=0.0)
+    assert r.pending_bytes == 0 and r.overdue(now=100.0, after=1.0) == []
+
+
+def test_first_and_last_packets_are_asked_for() -> None:
+    """The missing list runs from index 1 to the total: a missing last packet is asked for,
+    alone or with the first."""
+    frames = _packets(bytes(50), serial=7)  # 5 packets
+    r = Reassembler()
+    for f in frames[:4]:
+        r.add(f, now=1.0)
+    assert r.overdue(now=20.0, after=5.0) == [Missing(0x0801, 7, (5,))]
+    r = Reassembler()
+    for f in frames[1:4]:
+        r.add(f, now=1.0)
+    assert r.overdue(now=20.0, after=5.0) == [Missing(0x0801, 7, (1, 5))]
+    r.add(frames[4], now=21.0)
+    whole = r.add(frames[0], now=21.0)
+    assert whole is not None and whole.body == bytes(50)
 
 
 def _raw_packet(packet: Packet) -> bytes:
