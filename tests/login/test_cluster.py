@@ -182,12 +182,16 @@ def api_login(port: int) -> bool:
         return False
 
 
+#: The standby serves devices and users within this many seconds of the active one's death.
+TAKEOVER = 10.0
+
+
 @pytest_twisted.inlineCallbacks
 def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
     """Two login servers on one database: the standby listens on nothing; kill -9 the
     active one and the standby takes over, the gateway re-announces itself and its
-    devices to it, a new device is assigned and a user logs in (times from the kill are
-    printed)."""
+    devices to it, a new device is assigned and a user logs in, both within 10 s of the
+    kill (the times are printed)."""
     from twisted.internet import reactor
 
     add_user(dsn, "ops", "ops-password")
@@ -233,6 +237,9 @@ def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
         print(f"\nhot standby: {took:.2f} s from kill -9 of the active login server to the"
               f" first assignment by the standby, {login_took:.2f} s to a user's login")
         (tmp_path.parent / "takeover.txt").write_text(f"{took:.3f} {login_took:.3f}\n")
+        # A generous bound, not a measurement: the standby holds the lock as soon as the
+        # dead server's session ends (well under a second here).
+        assert took <= TAKEOVER and login_took <= TAKEOVER, (took, login_took)
         answer, code = assigned
         assert answer.body.as_dict()[0x0018] == gw.port
         yield until(lambda: logged(gw.directory / "gateway-1.log", "with 3 devices online"),
