@@ -10,11 +10,21 @@ import attrs
 from cmsv6.jt808.codec import Message
 
 
+#: Fields that keep a unit's departures from the standard so that its bytes re-encode
+#: (bytes after the body, two's complement degrees): shown only when there are some.
+_ODDITIES = frozenset({"rest", "twos_complement"})
+
+
 def jsonable(value: Any, field: str = "") -> Any:
     """attrs objects → dicts, bytes → hex, times → ISO 8601; integer keys → "0x.." strings
-    (two digits for additional-information items, four for parameter and message ids)."""
+    (two digits for additional-information items, four for parameter and message ids).
+    An empty ``rest`` and a zero ``twos_complement`` are left out."""
     if attrs.has(type(value)):
-        return {f.name: jsonable(getattr(value, f.name), f.name) for f in attrs.fields(type(value))}
+        return {
+            f.name: jsonable(getattr(value, f.name), f.name)
+            for f in attrs.fields(type(value))
+            if not (f.name in _ODDITIES and not getattr(value, f.name))
+        }
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
     if isinstance(value, datetime):
