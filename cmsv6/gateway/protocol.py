@@ -42,6 +42,16 @@ class JT808Protocol(protocol.Protocol):
         self.gateway.connected(self.session)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Never raises: the session answers bad frames, and a bug closes this connection."""
+        try:
+            self._data_received(data)
+        except Exception:  # noqa: BLE001 - the boundary: log with the input, count, close
+            self.gateway.count("errors")
+            _log.failure("{peer}: failed on input {data}; closing", Failure(), peer=self.peer,
+                         data=data[:2048].hex())
+            self.close()
+
+    def _data_received(self, data: bytes) -> None:
         assert self.session is not None
         for item in self.deframer.feed(data):
             if isinstance(item, Frame):

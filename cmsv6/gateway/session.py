@@ -4,10 +4,11 @@ The session sees whole frames (``frame_received``) and talks back through a smal
 interface (``send``, ``close``, ``pause``, ``resume``, ``peer``), so it can sit behind TCP or
 anything else, and tests drive it with a fake link and a task.Clock.
 
-Policy at this boundary: a frame with a wrong check code or a body that does not decode is
-answered with 0x8001 result 2 (message error) and dropped; before authentication only
-registration and authentication are accepted; reports are acknowledged only after their
-rows are committed.
+Policy at this boundary: a frame with a wrong check code or a body that does not decode
+(``CodecError``) is answered with 0x8001 result 2 (message error) and dropped; any other
+exception while handling a frame is a bug: it is logged with the frame and the device, and
+that one connection is closed. Before authentication only registration and authentication
+are accepted; reports are acknowledged only after their rows are committed.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class DeviceSession:
         self.device: Device | None = None
         self.session_id: int | None = None
         self.closed = False
+        #: A frame made our code fail: the connection is closing, nothing more is handled.
+        self.failed = False
         self.auth_failures = 0
         self._serial = 0
         self._alarm_word: tuple[int, int] | None = None
@@ -99,13 +102,20 @@ class DeviceSession:
         return self.device is not None and not self.closed
 
     def frame_received(self, frame: Frame) -> None:
-        """One frame from the device. Never raises."""
+        """One frame from the device. Never raises: a bug in handling it closes this
+        connection (one bad device, not the gateway), after logging the frame."""
+        if self.failed:
+            return
         try:
             self._frame_received(frame)
-        except Exception:  # noqa: BLE001 - the boundary: log, count, keep the session
+        except Exception:  # noqa: BLE001 - the boundary: log with the frame, count, close
+            self.failed = True
             self.gateway.count("errors")
-            _log.failure("session {peer}: failed on 0x{msg_id:04x}", Failure(),
-                         peer=self.link.peer, msg_id=frame.header.msg_id)
+            h = frame.header
+            _log.failure("session {peer} (phone {phone}): failed on 0x{msg_id:04x}; closing."
+                         " Header {header!r}, body {body}", Failure(), peer=self.link.peer,
+                         phone=h.phone, msg_id=h.msg_id, header=h, body=frame.body.hex())
+            self.link.close()  # this connection only
 
     def _frame_received(self, frame: Frame) -> None:
         h = frame.header

@@ -156,14 +156,17 @@ class AssignmentSession:
     # -- from the protocol ---------------------------------------------------------------
 
     def frame_received(self, frame: Frame) -> None:
-        """One frame from the device. Never raises."""
+        """One frame from the device. Never raises: a bug in handling it closes this
+        connection (one bad device, not login), after logging the frame."""
         try:
             self._frame_received(frame)
-        except Exception:  # noqa: BLE001 - the boundary: log, count, close
+        except Exception:  # noqa: BLE001 - the boundary: log with the frame, count, close
             self.assigner.count("errors")
-            _log.failure("assignment {peer}: failed on 0x{msg_id:04x}", Failure(),
-                         peer=self.link.peer, msg_id=frame.header.msg_id)
-            self.close()
+            h = frame.header
+            _log.failure("assignment {peer} (phone {phone}): failed on 0x{msg_id:04x}; closing."
+                         " Header {header!r}, body {body}", Failure(), peer=self.link.peer,
+                         phone=h.phone, msg_id=h.msg_id, header=h, body=frame.body.hex())
+            self.close()  # this connection only
 
     def connection_lost(self) -> None:
         self.closed = True
@@ -371,6 +374,19 @@ class AssignmentProtocol(protocol.Protocol):
         self.session = AssignmentSession(self.assigner, self)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Never raises: the session answers bad frames, and a bug closes this connection."""
+        try:
+            self._data_received(data)
+        except Exception:  # noqa: BLE001 - the boundary: log with the input, count, close
+            self.assigner.count("errors")
+            _log.failure("{peer}: failed on input {data}; closing", Failure(), peer=self.peer,
+                         data=data[:2048].hex())
+            if self.session is not None:
+                self.session.close()
+            else:
+                self.close()
+
+    def _data_received(self, data: bytes) -> None:
         session = self.session
         assert session is not None
         for item in self.deframer.feed(data):
