@@ -4,24 +4,23 @@ Input that is not a valid frame or body, and a value that cannot be encoded, rai
 ``CodecError``: the errors such input makes the readers and writers raise (``DECODE_ERRORS``,
 ``ENCODE_ERRORS``) become one. Any other exception (a TypeError, an AttributeError, a
 RecursionError…) is a bug in the codec and propagates as it is, for the caller's boundary
-to log with the frame. (Inside a format that tries alternatives, construct's ``Select`` and
-the keep-it-raw fallbacks of additional items and parameters, a failing alternative is only
-passed over, whatever it raised.) Hot messages go through hand-written fast paths (``fast.py``) that
-the tests prove equal to the construct reference.
+to log with the frame. The keep-it-raw fallbacks of additional items and parameters, and
+the formats that try another layout, pass over only those same errors; construct's own
+``Select`` (the 0x0200 items) passes over whatever an alternative raised. Hot messages go
+through hand-written fast paths (``fast.py``) that the tests prove equal to the construct
+reference.
 """
 
 from __future__ import annotations
 
-import struct
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from attrs import frozen
-from construct import ConstructError
 
 import cmsv6.jt1078.messages  # noqa: F401 - registers the 1078 signalling bodies
 import cmsv6.jt808.messages  # noqa: F401 - registers every body format
-from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.errors import DECODE_ERRORS, ENCODE_ERRORS, CodecError
 from cmsv6.jt808.framing import Frame, build_frame, parse_frame
 from cmsv6.jt808.header import ENCRYPTION_RSA, MAX_BODY, Header, Packet
 from cmsv6.jt808.model import MESSAGES, RawBody
@@ -39,14 +38,6 @@ FAST_DECODERS: dict[int, Callable[[bytes, int], Any]] = {}
 FAST_ENCODERS: dict[int, Callable[[Any, int], bytes]] = {}
 
 
-#: What bad input makes a body reader raise: construct's errors (our own checks' CodecError
-#: among them), struct's (the fast paths' unpacking of too few bytes) and text that does not
-#: decode. Readers check their bounds (construct's StreamError, struct.error, an explicit
-#: CodecError): an IndexError, KeyError or ValueError out of one is a missed check, a bug.
-DECODE_ERRORS: tuple[type[Exception], ...] = (ConstructError, struct.error, UnicodeError)
-#: What a value that cannot be written makes a body writer raise: the same, and a number out
-#: of its field's range (``bytes([256])``, ``int.to_bytes`` of a negative number).
-ENCODE_ERRORS: tuple[type[Exception], ...] = DECODE_ERRORS + (ValueError, OverflowError)
 
 
 @contextmanager

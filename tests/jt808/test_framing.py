@@ -275,3 +275,25 @@ def test_check_code_is_the_xor_of_header_and_body() -> None:
         damaged = bytearray(content)
         damaged[at] ^= 0x40
         assert not parse_frame(bytes(damaged)).checksum_ok
+
+
+class _Buggy:
+    """A parser with a bug in it (what a bad edit of an item's format would be)."""
+
+    def parse(self, data: bytes) -> object:
+        return None.oops  # type: ignore[attr-defined]
+
+
+def test_a_bug_in_an_item_or_parameter_parser_is_not_kept_raw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keep-it-raw fallbacks pass over bad input only: a bug in the parser of an
+    additional item or a parameter comes out, and bytes that do not fit stay raw."""
+    from cmsv6.jt808.messages import location, params
+
+    assert location.decode_extra(0x01, b"\x01\x02") == b"\x01\x02"  # 2 bytes for a DWORD
+    assert params.decode_param(0x0001, b"\x01\x02") == b"\x01\x02"
+    monkeypatch.setitem(location._ITEM_PARSERS, 0x01, _Buggy())
+    monkeypatch.setitem(params._PARAM_PARSERS, 0x0001, _Buggy())
+    with pytest.raises(AttributeError):
+        location.decode_extra(0x01, b"\x00\x00\x00\x01")
+    with pytest.raises(AttributeError):
+        params.decode_param(0x0001, b"\x00\x00\x00\x01")

@@ -38,7 +38,7 @@ from construct import (
 )
 from construct.core import SizeofError, stream_tell
 
-from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.errors import DECODE_ERRORS, CodecError
 from cmsv6.jt808.fields import V2019, Bcd, BcdTime, Exact, PrefixedText, Text, Trailing, Tuple
 from cmsv6.jt808.messages.location import Location
 from cmsv6.jt808.model import message, record
@@ -464,7 +464,7 @@ class _DriverIdentityFormat(Construct):  # type: ignore[misc]
         try:
             self._EXACT_2011._parsereport(stream, context, path)
             layout = 2011
-        except Exception:  # noqa: BLE001 - "does not read as 2011" whatever the reason
+        except DECODE_ERRORS:  # does not read as 2011
             layout = 2013
         stream.seek(start)
         return self.LAYOUTS[layout]._parsereport(stream, context, path)

@@ -34,7 +34,7 @@ from construct import (
     this,
 )
 
-from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.errors import DECODE_ERRORS, CodecError
 from cmsv6.jt808.fields import Ascii, BcdTime, Exact, Tuple
 from cmsv6.jt808.model import message, record
 
@@ -377,7 +377,7 @@ def decode_extra(item_id: int, raw: bytes) -> Any:
         return raw
     try:
         return parser.parse(raw)
-    except Exception:  # noqa: BLE001 - any failure means "keep it raw"
+    except DECODE_ERRORS:  # it does not fit its type: keep it raw (a bug still propagates)
         return raw
 
 

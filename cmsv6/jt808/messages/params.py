@@ -48,7 +48,7 @@ from construct import (
 )
 from construct.core import stream_seek, stream_size, stream_tell
 
-from cmsv6.jt808.errors import CodecError
+from cmsv6.jt808.errors import DECODE_ERRORS, ENCODE_ERRORS, CodecError
 from cmsv6.jt808.fields import (
     TEXT_ENCODING,
     Bcd,
@@ -404,7 +404,7 @@ def decode_param(param_id: int, raw: bytes) -> Any:
         value = parser.parse(raw)
         if PARAM_TYPES[param_id].build(value) == raw:
             return value
-    except Exception:  # noqa: BLE001 - any failure means "keep it raw"
+    except ENCODE_ERRORS:  # it does not read back as its type: keep it raw (a bug propagates)
         pass
     return raw
 
@@ -421,7 +421,7 @@ def encode_param(param_id: int, value: Any) -> bytes:
             raw = fmt.build(value)
         except CodecError:
             raise
-        except Exception as e:
+        except ENCODE_ERRORS as e:
             raise CodecError(f"parameter 0x{param_id:04x}: {e}") from None
     if len(raw) > 255:
         raise CodecError(f"parameter 0x{param_id:04x} is longer than 255 bytes")
@@ -701,7 +701,7 @@ class _Layouts(Construct):  # type: ignore[misc]
             stream_seek(stream, start, 0, path)
             try:
                 obj = self.formats[widths]._parsereport(stream, context, path)
-            except Exception:  # noqa: BLE001 - try the next layout
+            except DECODE_ERRORS:  # not this layout: try the next
                 continue
             end = stream_tell(stream, path)
             if not obj.get("extra") and end == size:
