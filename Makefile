@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench fuzz clean
+.PHONY: demo test venv bench fuzz mutate clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ bench: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py
+
+# Before a release: every one-line mutation of a core behaviour must be caught by the tests.
+mutate: $(STAMP)
+	$(BIN)/python bench/mutate.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
