@@ -20,21 +20,21 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cmsv6.jt808.codec import (  # noqa: E402
+from cmsv6.protocols.jt808.codec import (  # noqa: E402
     decode,
     decode_body_reference,
     encode,
     encode_body_reference,
 )
-from cmsv6.jt808.fields import BEIJING  # noqa: E402
-from cmsv6.jt808.framing import (  # noqa: E402
+from cmsv6.protocols.jt808.fields import BEIJING  # noqa: E402
+from cmsv6.protocols.jt808.framing import (  # noqa: E402
     build_frame_reference,
     parse_content_reference,
     unescape_reference,
 )
-from cmsv6.jt808.header import Header  # noqa: E402
-from cmsv6.jt808.messages.core import PlatformResponse, Register  # noqa: E402
-from cmsv6.jt808.messages.location import Location, LocationBatch  # noqa: E402
+from cmsv6.protocols.jt808.header import Header  # noqa: E402
+from cmsv6.protocols.jt808.messages.core import PlatformResponse, Register  # noqa: E402
+from cmsv6.protocols.jt808.messages.location import Location, LocationBatch  # noqa: E402
 
 T = datetime(2026, 11, 25, 10, 30, 15, tzinfo=BEIJING)
 #: A report as units send it: mileage, fuel, signal, satellites, IO, analog, video alarms.

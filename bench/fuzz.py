@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cmsv6.jt808.codec import decode_body_reference, decode_frame  # noqa: E402
-from cmsv6.jt808.errors import CodecError  # noqa: E402
-from cmsv6.jt808.framing import MAX_ESCAPED, Deframer, Frame, FrameError  # noqa: E402
-from tests.corpus import frame_bytes, jt808  # noqa: E402
+from cmsv6.protocols.jt808.codec import decode_body_reference, decode_frame  # noqa: E402
+from cmsv6.protocols.jt808.errors import CodecError  # noqa: E402
+from cmsv6.protocols.jt808.framing import MAX_ESCAPED, Deframer, Frame, FrameError  # noqa: E402
+from tests.support.corpus import frame_bytes, jt808  # noqa: E402
 
 
 def mutate(rnd: random.Random, data: bytearray, corpus: list[bytes]) -> bytes:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from cmsv6.db.cluster import PrivateCluster  # noqa: E402
 from cmsv6.db.upgrade import upgrade  # noqa: E402
-from tests.gateway.process import GatewayProcess, free_port  # noqa: E402
+from tests.support.process import GatewayProcess, free_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

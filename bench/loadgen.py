@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import protocol, task  # noqa: E402
 
-from cmsv6.jt808.codec import encode  # noqa: E402
-from cmsv6.jt808.fast import decode_platform_response  # noqa: E402
-from cmsv6.jt808.fields import BEIJING  # noqa: E402
-from cmsv6.jt808.framing import Deframer, Frame  # noqa: E402
-from cmsv6.jt808.header import Header  # noqa: E402
-from cmsv6.jt808.messages.core import Authenticate, Register, RegisterResponse  # noqa: E402
-from cmsv6.jt808.messages.location import Location  # noqa: E402
-from cmsv6.jt808.codec import decode_body  # noqa: E402
+from cmsv6.protocols.jt808.codec import encode  # noqa: E402
+from cmsv6.protocols.jt808.fast import decode_platform_response  # noqa: E402
+from cmsv6.protocols.jt808.fields import BEIJING  # noqa: E402
+from cmsv6.protocols.jt808.framing import Deframer, Frame  # noqa: E402
+from cmsv6.protocols.jt808.header import Header  # noqa: E402
+from cmsv6.protocols.jt808.messages.core import Authenticate, Register, RegisterResponse  # noqa: E402
+from cmsv6.protocols.jt808.messages.location import Location  # noqa: E402
+from cmsv6.protocols.jt808.codec import decode_body  # noqa: E402
 
 
 class Stats:

@@ -55,7 +55,7 @@ from cmsv6.db.upgrade import upgrade
 from cmsv6.phone import canonical_phone
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Acknowledged, Fleet, FleetConfig
-from tests.gateway.process import GatewayProcess, free_port
+from tests.support.process import GatewayProcess, free_port
 
 reactor: Any = _reactor
 

@@ -7,11 +7,11 @@ import json
 import sys
 from typing import IO, Sequence
 
-from cmsv6.jt808.codec import Message, decode_frame
-from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.framing import Deframer, Frame, FrameError
-from cmsv6.jt808.jsonable import message_json
-from cmsv6.jt808.model import RawBody
+from cmsv6.protocols.jt808.codec import Message, decode_frame
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.framing import Deframer, Frame, FrameError
+from cmsv6.protocols.jt808.jsonable import message_json
+from cmsv6.protocols.jt808.model import RawBody
 
 #: Longest input line ``decode`` reads (hex characters): a few maximal frames.
 MAX_LINE = 64 * 1024

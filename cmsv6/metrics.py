@@ -58,7 +58,7 @@ class MetricsResource(resource.Resource):
 
 
 class GatewayCollector(Collector):
-    """Reads a ``cmsv6.gateway.gateway.Gateway``: connections, online devices, its counters
+    """Reads a ``cmsv6.plugins.gateway.gateway.Gateway``: connections, online devices, its counters
     (frames, errors, commands... and messages by id), and its position writer."""
 
     def __init__(self, gateway: Any) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 from twisted.internet import defer, endpoints, task
 from twisted.protocols import amp
 
-from cmsv6.jt808.codec import decode_body
-from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.jsonable import jsonable
-from cmsv6.jt808.model import MESSAGES
+from cmsv6.protocols.jt808.codec import decode_body
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.jsonable import jsonable
+from cmsv6.protocols.jt808.model import MESSAGES
 from cmsv6.rpc.commands import SendMessage
 
 

@@ -17,15 +17,15 @@ import pytest_twisted
 from twisted.internet import utils
 
 from cmsv6.db.cluster import PrivateCluster
-from cmsv6.jt808.codec import decode_frame
-from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.framing import parse_frame
-from cmsv6.jt808.messages.core import TerminalResponse
+from cmsv6.protocols.jt808.codec import decode_frame
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.framing import parse_frame
+from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.passwords import verify_password
-from tests.corpus import jt808
-from tests.gateway.device import connect
-from tests.gateway.process import GatewayProcess, free_port
-from tests.gateway.ready import database_connected
+from tests.support.corpus import jt808
+from tests.support.device import connect
+from tests.support.process import GatewayProcess, free_port
+from tests.support.ready import database_connected
 
 CMSV6 = str(Path(sys.executable).with_name("cmsv6"))
 #: Only a guard against hanging.

@@ -21,6 +21,7 @@ import pytest
 
 from cmsv6.db.cluster import PrivateCluster
 from cmsv6.demo import PORTS, ports
+from tests.support.process import listening
 
 CMSV6 = str(Path(sys.executable).with_name("cmsv6"))
 #: How long the demo may take to come up (a cold initdb included) or to stop.
@@ -64,11 +65,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def http(url: str, body: Any = None, token: str | None = None) -> Any:

@@ -11,7 +11,7 @@ from twisted.internet import defer, endpoints, task
 from twisted.web import server
 from twisted.web.client import Agent, readBody
 
-from cmsv6.gateway.gateway import Gateway
+from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.metrics import (
     MetricsResource, amp_links_gauge, callback_gauge, gateway_collector, make_registry,
     role_gauge,

@@ -13,10 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, error
 from twisted.web.client import Agent, readBody
 
-from tests.gateway.device import connect, location
-from tests.gateway.process import GatewayProcess, free_port
-from tests.gateway.ready import database_connected
-from tests.login.process import LoginProcess
+from tests.support.device import connect, location
+from tests.support.process import GatewayProcess, LoginProcess, free_port
+from tests.support.ready import database_connected
 
 #: Only a guard against hanging.
 WAIT = 15.0

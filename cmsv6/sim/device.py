@@ -31,11 +31,11 @@ from typing import Any, Callable, Protocol
 
 from attrs import define, field, frozen
 
-from cmsv6.jt808.codec import Message, decode_body, encode_body, encode_packets
-from cmsv6.jt808.fields import BEIJING
-from cmsv6.jt808.framing import build_frame
-from cmsv6.jt808.header import MAX_BODY, Header
-from cmsv6.jt808.messages.core import (
+from cmsv6.protocols.jt808.codec import Message, decode_body, encode_body, encode_packets
+from cmsv6.protocols.jt808.fields import BEIJING
+from cmsv6.protocols.jt808.framing import build_frame
+from cmsv6.protocols.jt808.header import MAX_BODY, Header
+from cmsv6.protocols.jt808.messages.core import (
     RESULT_ALARM_CONFIRMED,
     RESULT_BAD_MESSAGE,
     RESULT_FAILED,
@@ -50,7 +50,7 @@ from cmsv6.jt808.messages.core import (
     ResendRequest,
     TerminalResponse,
 )
-from cmsv6.jt808.messages.location import (
+from cmsv6.protocols.jt808.messages.location import (
     ALARM_EMERGENCY,
     ALARM_OVERSPEED,
     BATCH_BLIND_AREA,
@@ -60,7 +60,7 @@ from cmsv6.jt808.messages.location import (
     LocationQueryResponse,
     OverspeedAlarm,
 )
-from cmsv6.jt808.messages.multimedia import (
+from cmsv6.protocols.jt808.messages.multimedia import (
     EVENT_PLATFORM,
     FORMAT_JPEG,
     MEDIA_IMAGE,
@@ -71,7 +71,7 @@ from cmsv6.jt808.messages.multimedia import (
     TakePhoto,
     TakePhotoResponse,
 )
-from cmsv6.jt808.messages.params import (
+from cmsv6.protocols.jt808.messages.params import (
     ParametersResponse,
     QuerySpecifiedParameters,
     SetParameters,

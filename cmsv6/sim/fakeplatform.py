@@ -17,19 +17,19 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cmsv6.jt808.codec import Message, decode_body, decode_frame, encode_packets
-from cmsv6.jt808.framing import Deframer, Frame, FrameError
-from cmsv6.jt808.header import Header
-from cmsv6.jt808.messages.core import (
+from cmsv6.protocols.jt808.codec import Message, decode_body, decode_frame, encode_packets
+from cmsv6.protocols.jt808.framing import Deframer, Frame, FrameError
+from cmsv6.protocols.jt808.header import Header
+from cmsv6.protocols.jt808.messages.core import (
     RESULT_FAILED,
     RESULT_OK,
     RESULT_UNSUPPORTED,
     PlatformResponse,
     RegisterResponse,
 )
-from cmsv6.jt808.messages.location import Location
-from cmsv6.jt808.messages.multimedia import MultimediaUploadResponse
-from cmsv6.jt808.subpackage import Reassembler
+from cmsv6.protocols.jt808.messages.location import Location
+from cmsv6.protocols.jt808.messages.multimedia import MultimediaUploadResponse
+from cmsv6.protocols.jt808.subpackage import Reassembler
 
 _log = Logger()
 

@@ -9,9 +9,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cmsv6.jt808.codec import decode_frame
-from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.framing import Deframer, FrameError
+from cmsv6.protocols.jt808.codec import decode_frame
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.framing import Deframer, FrameError
 from cmsv6.sim.device import Device
 
 _log = Logger()

@@ -15,9 +15,9 @@ from twisted.web import server
 from cmsv6.db import api as store
 from cmsv6.db.api import ALARM_STATES, Alarm, DeviceRow, Position, User
 from cmsv6.db.service import Database
-from cmsv6.jt808.codec import decode_body
-from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.jsonable import jsonable
+from cmsv6.protocols.jt808.codec import decode_body
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.jsonable import jsonable
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.rpc.commands import BadRequest, CommandTimeout, DeviceOffline, Unavailable
 from cmsv6.web.auth import Authenticator, bearer_token

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 from attrs import frozen
 
-from cmsv6.jt808.codec import encode_body
-from cmsv6.jt808.errors import CodecError
-from cmsv6.jt808.model import MESSAGES
+from cmsv6.protocols.jt808.codec import encode_body
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.model import MESSAGES
 
 
 class BadCommand(Exception):

@@ -8,9 +8,9 @@ from typing import Any
 import attrs
 import pytest
 
-from cmsv6.jt808.codec import Message, decode, decode_body, encode_body
-from cmsv6.jt808.header import Header
-from cmsv6.jt808.messages.core import (
+from cmsv6.protocols.jt808.codec import Message, decode, decode_body, encode_body
+from cmsv6.protocols.jt808.header import Header
+from cmsv6.protocols.jt808.messages.core import (
     Authenticate,
     PlatformResponse,
     Register,
@@ -18,8 +18,8 @@ from cmsv6.jt808.messages.core import (
     ResendRequest,
     TerminalResponse,
 )
-from cmsv6.jt808.messages.info import TextMessage
-from cmsv6.jt808.messages.location import (
+from cmsv6.protocols.jt808.messages.info import TextMessage
+from cmsv6.protocols.jt808.messages.location import (
     ALARM_EMERGENCY,
     ALARM_OVERSPEED,
     Location,
@@ -27,16 +27,16 @@ from cmsv6.jt808.messages.location import (
     LocationQueryResponse,
     QueryLocation,
 )
-from cmsv6.jt808.messages.multimedia import MultimediaData, MultimediaUploadResponse, TakePhoto, TakePhotoResponse
-from cmsv6.jt808.messages.params import (
+from cmsv6.protocols.jt808.messages.multimedia import MultimediaData, MultimediaUploadResponse, TakePhoto, TakePhotoResponse
+from cmsv6.protocols.jt808.messages.params import (
     ParametersResponse,
     QueryParameters,
     QuerySpecifiedParameters,
     SetParameters,
     TerminalControl,
 )
-from cmsv6.jt808.model import RawBody
-from cmsv6.jt808.fields import BEIJING
+from cmsv6.protocols.jt808.model import RawBody
+from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.sim.address import host_port
 from cmsv6.sim.device import (
     ONLINE,

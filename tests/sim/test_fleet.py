@@ -13,8 +13,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
-from cmsv6.jt808.messages.location import QueryLocation
-from cmsv6.jt808.messages.params import SetParameters
+from cmsv6.protocols.jt808.messages.location import QueryLocation
+from cmsv6.protocols.jt808.messages.params import SetParameters
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fakeplatform import FakePlatform, phone_key
 from cmsv6.sim.fleet import Fleet, FleetConfig, load_state, phones

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import pytest_twisted
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
 
-from cmsv6.jt808.messages.core import TerminalResponse
-from cmsv6.jt808.messages.location import QueryLocation
-from cmsv6.jt808.messages.params import SetParameters
+from cmsv6.protocols.jt808.messages.core import TerminalResponse
+from cmsv6.protocols.jt808.messages.location import QueryLocation
+from cmsv6.protocols.jt808.messages.params import SetParameters
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fakeplatform import FakePlatform, phone_key
 from cmsv6.sim.fleet import Fleet, FleetConfig
-from tests.gateway.device import within
+from tests.support.device import until, within
 
-#: Longest wait for any one condition.
-PATIENCE = 30.0
 
 FAST = DeviceConfig(
     interval=0.2,
@@ -37,16 +35,6 @@ def _reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    """Wait until ``condition()`` holds; fail after PATIENCE seconds."""
-    reactor = _reactor()
-    deadline = reactor.seconds() + PATIENCE
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"not within {PATIENCE} s: {what}")
-        await task.deferLater(reactor, 0.05, lambda: None)
 
 
 async def listen(platform: FakePlatform, port: int = 0) -> Any:
@@ -79,11 +67,11 @@ async def test_devices_over_loopback() -> None:
                 per[a.phone] += 1
             return min(per.values()) >= n
 
-        await eventually(lambda: acked_each(3), "3 acknowledged positions per device")
+        await until(lambda: acked_each(3), "3 acknowledged positions per device")
         first, second = fleet.devices[0].phone, fleet.devices[1].phone
         query = platform.send(first, QueryLocation())
         setting = platform.send(second, SetParameters({0x0029: 1}))
-        await eventually(lambda: len(platform.replies) >= 2, "answers to both commands")
+        await until(lambda: len(platform.replies) >= 2, "answers to both commands")
         await within(fleet.stop(), "the fleet to stop")
         counters = await within(done, "the fleet to finish")
     finally:
@@ -97,7 +85,7 @@ async def test_devices_over_loopback() -> None:
     stored = {(p, loc.time, loc.latitude, loc.longitude) for p, _, loc in platform.positions}
     for a in fleet.acknowledged:
         assert (phone_key(a.phone), a.time, a.latitude, a.longitude) in stored
-    await eventually(lambda: platform.open == 0, "the platform sees every connection closed")
+    await until(lambda: platform.open == 0, "the platform sees every connection closed")
     assert platform.received[0x0003] == 4
 
 
@@ -116,19 +104,19 @@ async def test_platform_restart_loses_nothing() -> None:
     fleet = Fleet(reactor, config)
     done = fleet.start()
     try:
-        await eventually(lambda: fleet.counters.acknowledged >= 6, "positions before the crash")
+        await until(lambda: fleet.counters.acknowledged >= 6, "positions before the crash")
         platform.acknowledge_positions = False  # received, never answered: lost in the crash
-        await eventually(lambda: fleet.pending() >= 6, "positions sent and not acknowledged")
+        await until(lambda: fleet.pending() >= 6, "positions sent and not acknowledged")
         await port.stopListening()
         platform.acknowledge_positions = True
         for session in list(platform.sessions.values()):
             session.transport.abortConnection()  # type: ignore[union-attr]
-        await eventually(
+        await until(
             lambda: fleet.counters.connect_failures >= 3 and fleet.pending() >= 9,
             "positions kept while the platform is away",
         )
         port = await listen(platform, number)
-        await eventually(
+        await until(
             lambda: fleet.counters.authenticated == 3 and fleet.pending() == 0,
             "reconnected with nothing pending",
         )
@@ -172,14 +160,14 @@ async def test_sim_command_stops_cleanly_on_sigint() -> None:
             "--version", "mixed", "--seed", "1",
         ]
         process = reactor.spawnProcess(collect, sys.executable, args, env=dict(os.environ))
-        await eventually(
+        await until(
             lambda: platform.authentications == 3 and platform.position_count >= 6
             and b"[sim" in collect.stderr,
             "the command's devices report",
         )
         process.signalProcess("INT")
         code = await within(collect.ended, "cmsv6 sim to exit after SIGINT")
-        await eventually(lambda: platform.open == 0, "the platform sees every connection closed")
+        await until(lambda: platform.open == 0, "the platform sees every connection closed")
     finally:
         if process is not None and not collect.ended.called:
             process.signalProcess("KILL")

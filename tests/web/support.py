@@ -21,8 +21,8 @@ from cmsv6.db import positions as position_store
 from cmsv6.db.admin import add_device, add_user
 from cmsv6.db.positions import PositionRow
 from cmsv6.db.service import Database
-from cmsv6.jt808.codec import encode_body
-from cmsv6.jt808.messages.core import TerminalResponse
+from cmsv6.protocols.jt808.codec import encode_body
+from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.rpc.commands import DeviceOffline
 from cmsv6.web.site import make_site
 

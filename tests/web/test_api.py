@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest_twisted
 
-from cmsv6.jt808.codec import decode_body, encode_body
-from cmsv6.jt808.messages.location import LocationQueryResponse
-from cmsv6.jt808.messages.params import ParametersResponse
+from cmsv6.protocols.jt808.codec import decode_body, encode_body
+from cmsv6.protocols.jt808.messages.location import LocationQueryResponse
+from cmsv6.protocols.jt808.messages.params import ParametersResponse
 from cmsv6.rpc.commands import CommandTimeout
-from tests.gateway.device import location
+from tests.support.device import location
 from tests.web.support import (
     LONE, NORTH, PASSWORD, SOUTH, T0, Web, add_alarm, call, login, position_row, sql,
     store_positions,

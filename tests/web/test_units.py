@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 from twisted.internet import task
 
-from cmsv6.jt808.codec import decode_body
+from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.web.api import parse_time
 from cmsv6.web.auth import LoginLimiter, hash_token
 from cmsv6.web.commands import BadCommand, encode_command

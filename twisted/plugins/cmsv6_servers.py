@@ -1,4 +1,4 @@
 from twisted.application.service import ServiceMaker
 
-gateway = ServiceMaker("cmsv6 gateway", "cmsv6.gateway.tap", "JT/T 808 gateway: where devices live", "gateway")
-login = ServiceMaker("cmsv6 login", "cmsv6.login.tap", "login server: directory, device assignment, hot standby", "login")
+gateway = ServiceMaker("cmsv6 gateway", "cmsv6.plugins.gateway.tap", "JT/T 808 gateway: where devices live", "gateway")
+login = ServiceMaker("cmsv6 login", "cmsv6.plugins.login.tap", "login server: directory, device assignment, hot standby", "login")

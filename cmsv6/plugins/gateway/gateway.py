@@ -1,0 +1,276 @@
+"""The gateway's state: who is online, the writer, downlink commands, media files.
+
+One session per terminal: a new authenticated connection for a phone replaces the old one.
+Downlink commands are sent in the device's own protocol version, retransmitted per
+JT/T 808 §6.1 (timeout T, then T·2, T·3 …) and matched to the reply by serial number.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from cmsv6.db import devices as device_store
+from cmsv6.db import media as media_store
+from cmsv6.db.service import Database
+from cmsv6.plugins.gateway.session import DeviceSession
+from cmsv6.plugins.gateway.writer import PositionWriter
+from cmsv6.protocols.jt808.codec import Message
+from cmsv6.protocols.jt808.messages.multimedia import MultimediaData, MultimediaUploadResponse
+from cmsv6.phone import canonical_phone
+
+_log = Logger()
+
+
+class DeviceOffline(Exception):
+    pass
+
+
+class CommandTimeout(Exception):
+    pass
+
+
+@define
+class PendingCommand:
+    msg_id: int
+    frames: list[bytes]
+    deferred: defer.Deferred[Message]
+    timeout: float
+    attempts: int = 0
+    timer: IDelayedCall | None = field(default=None)
+
+
+class Gateway:
+    #: Commands awaiting a device's reply at most, per device.
+    MAX_PENDING_COMMANDS = 32
+
+    def __init__(
+        self,
+        db: Database,
+        clock: IReactorTime,
+        gateway_id: str,
+        public_address: str,
+        open_registration: bool = False,
+        idle_timeout: float = 180.0,
+        media_dir: str | Path = "var/media",
+        writer: PositionWriter | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.id = gateway_id
+        self.public_address = public_address
+        self.open_registration = open_registration
+        self.idle_timeout = idle_timeout
+        self.media_dir = Path(media_dir)
+        self.writer = writer or PositionWriter(db, clock)
+        self.writer.on_pressure = self._pressure
+        self.sessions: dict[str, DeviceSession] = {}
+        self.connections: set[DeviceSession] = set()
+        self.counters: Counter[str] = Counter()
+        #: Called with (phone, online) when a device comes or goes (login's directory).
+        self.listeners: list[Any] = []
+        self._status_at = clock.seconds()
+        self._status_written = 0
+        self._status_batches = 0
+        self._status_write_seconds = 0.0
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    # -- connections and sessions --------------------------------------------------------
+
+    def connected(self, session: DeviceSession) -> None:
+        self.connections.add(session)
+        self.count("connections")
+
+    def attach(self, session: DeviceSession) -> defer.Deferred[None]:
+        """An authenticated session: replace any other for the same phone, record it."""
+        assert session.device is not None and session.phone is not None
+        old = self.sessions.get(session.phone)
+        if old is not None and old is not session:
+            self.count("replaced")
+            _log.info("{phone}: new connection from {peer} replaces {old}", phone=session.phone,
+                      peer=session.link.peer, old=old.link.peer)
+            old.link.close()
+            old.connection_lost("replaced by a new connection")
+        self.sessions[session.phone] = session
+        if self.writer.pressure:  # it reports from now on: hold it like the others
+            session.link.pause()
+        d = device_store.open_session(
+            self.db, session.device.id, self.id, self.public_address, session.link.peer, self.now()
+        )
+
+        def opened(session_id: int) -> None:
+            session.session_id = session_id
+            if session.closed:  # it went away while we were writing
+                device_store.close_session(self.db, session_id, self.now(), "closed").addErrback(
+                    lambda f: None
+                )
+            for listener in self.listeners:
+                listener(session.phone, True)
+
+        def failed(f: Any) -> None:
+            self.count("db_errors")
+            _log.warn("{phone}: session not recorded: {error}", phone=session.phone,
+                      error=f.getErrorMessage())
+
+        return d.addCallbacks(opened, failed)
+
+    def detach(self, session: DeviceSession, reason: str) -> None:
+        self.connections.discard(session)
+        for serial in list(session.pending):
+            self._finish(session, serial, DeviceOffline(f"{session.phone} disconnected"))
+        if session.phone is not None and self.sessions.get(session.phone) is session:
+            del self.sessions[session.phone]
+            for listener in self.listeners:
+                listener(session.phone, False)
+        if session.session_id is not None:
+            device_store.close_session(self.db, session.session_id, self.now(), reason).addErrback(
+                lambda f: _log.warn("session {id} not closed: {e}", id=session.session_id,
+                                    e=f.getErrorMessage())
+            )
+
+    def tick(self) -> None:
+        """Every few seconds: close idle sessions, sub-package housekeeping, and a status
+        line every ``STATUS_EVERY`` seconds."""
+        now = self.clock.seconds()
+        if now - self._status_at >= self.STATUS_EVERY:
+            self._status(now)
+        for session in list(self.connections):
+            if now - session.last_seen > self.idle_timeout:
+                self.count("idle_closed")
+                _log.info("{peer}: idle for {s:.0f} s; closing", peer=session.link.peer,
+                          s=now - session.last_seen)
+                session.link.close()
+                session.connection_lost("idle timeout")
+            else:
+                session.tick(now)
+
+    STATUS_EVERY = 10.0
+
+    def _status(self, now: float) -> None:
+        w = self.writer
+        elapsed = now - self._status_at
+        written = w.written - self._status_written
+        batches = w.batches - self._status_batches
+        _log.info(
+            "{sessions} devices online ({connections} connections); {pending} reports waiting;"
+            " {rate:.0f} stored/s in {batches} batches (avg {size:.0f} rows, {ms:.0f} ms);"
+            " pressure {pressure}",
+            sessions=len(self.sessions), connections=len(self.connections), pending=w.pending,
+            rate=written / elapsed if elapsed else 0, batches=batches,
+            size=written / batches if batches else 0, pressure="on" if w.pressure else "off",
+            ms=1000 * (w.write_seconds - self._status_write_seconds) / batches if batches else 0,
+        )  # fmt: skip
+        self._status_at = now
+        self._status_written = w.written
+        self._status_batches = w.batches
+        self._status_write_seconds = w.write_seconds
+
+    def _pressure(self, on: bool) -> None:
+        """Stop (or resume) reading from authenticated devices: they are the ones reporting.
+        Devices still registering go on, so a reconnect storm drains while the database
+        catches up."""
+        for session in self.sessions.values():
+            if on:
+                session.link.pause()
+            else:
+                session.link.resume()
+
+    # -- downlink commands ---------------------------------------------------------------
+
+    def send_command(
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0, retries: int = 3
+    ) -> defer.Deferred[Message]:
+        """Send a platform message (body as bytes) and fire with the device's reply.
+
+        Errbacks with DeviceOffline or CommandTimeout (after ``retries`` retransmissions).
+        """
+        session = self.sessions.get(canonical_phone(phone))
+        if session is None or not session.authenticated:
+            return defer.fail(DeviceOffline(f"{phone} is not online on {self.id}"))
+        if len(session.pending) >= self.MAX_PENDING_COMMANDS:
+            return defer.fail(CommandTimeout(
+                f"{phone} already has {len(session.pending)} commands awaiting replies"
+            ))
+        serial, frames = session.send_raw(msg_id, body)
+        d: defer.Deferred[Message] = defer.Deferred()
+        command = PendingCommand(msg_id, frames, d, timeout)
+        session.pending[serial] = command
+        command.timer = self.clock.callLater(timeout, self._retransmit, session, serial, retries)
+        self.count("commands")
+        return d
+
+    def _retransmit(self, session: DeviceSession, serial: int, retries: int) -> None:
+        command = session.pending.get(serial)
+        if command is None:
+            return
+        command.timer = None
+        if command.attempts >= retries or session.closed:
+            self.count("command_timeouts")
+            self._finish(session, serial, CommandTimeout(
+                f"no reply to 0x{command.msg_id:04x} from {session.phone} after "
+                f"{command.attempts + 1} sends"
+            ))
+            return
+        command.attempts += 1
+        # T(n+1) = T(n) * (n+1)
+        command.timeout *= command.attempts + 1
+        for frame in command.frames:
+            session.link.send(frame)
+        command.timer = self.clock.callLater(
+            command.timeout, self._retransmit, session, serial, retries
+        )
+
+    def command_replied(self, session: DeviceSession, serial: int, msg_id: int, message: Message) -> None:
+        self._finish(session, serial, message)
+
+    def _finish(self, session: DeviceSession, serial: int, result: Any) -> None:
+        command = session.pending.pop(serial, None)
+        if command is None:
+            return
+        if command.timer is not None and command.timer.active():
+            command.timer.cancel()
+        if isinstance(result, Exception):
+            command.deferred.errback(result)
+        else:
+            command.deferred.callback(result)
+
+    # -- multimedia ----------------------------------------------------------------------
+
+    def store_media(self, session: DeviceSession, body: MultimediaData) -> defer.Deferred[None]:
+        """Write a 0x0801 upload to a file and record it."""
+        assert session.device is not None
+        received = self.now()
+        ext = {0: "jpg", 1: "tif", 2: "mp3", 3: "wav", 4: "wmv"}.get(body.media_format, "bin")
+        directory = self.media_dir / session.phone / received.strftime("%Y%m%d")  # type: ignore[operator]
+        path = directory / f"{received:%H%M%S}-{body.media_id}-{body.channel}.{ext}"
+
+        def write() -> None:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(body.data)
+            os.replace(tmp, path)
+
+        d = threads.deferToThread(write)
+        d.addCallback(
+            lambda _: media_store.record_file(
+                self.db, session.device.id, body, str(path), received  # type: ignore[union-attr]
+            )
+        )
+        self.count("media_files")
+        return d
+
+    def media_ack(self, body: MultimediaData) -> MultimediaUploadResponse:
+        return MultimediaUploadResponse(body.media_id, ())

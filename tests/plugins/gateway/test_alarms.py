@@ -1,0 +1,45 @@
+"""Alarm changes from reports: a session's first report resets, bits open and close
+alarms, video-alarm bits count too, active-safety items are instant events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cmsv6.db.positions import AlarmChange, AlarmReset
+from cmsv6.plugins.gateway.alarms import changes
+from cmsv6.protocols.jt808.fields import BEIJING
+from cmsv6.protocols.jt808.messages.location import AlarmIdentification, BsdAlarm
+from tests.support.device import location
+
+T = datetime(2026, 11, 25, 8, 0, tzinfo=BEIJING)
+
+
+def test_first_report_resets_with_what_is_set() -> None:
+    """The first report of a session closes every other bit alarm and opens its own."""
+    out = changes(7, None, location(alarm=0b10), T)
+    assert out == [
+        AlarmReset(7, T, ("bit:overspeed",)),
+        AlarmChange(7, "bit:overspeed", T, True, 22.5431, 114.0579),
+    ]
+
+
+def test_unchanged_word_makes_no_change() -> None:
+    """The same alarm word as before changes nothing."""
+    assert changes(7, (0b10, 0), location(alarm=0b10), T) == []
+
+
+def test_rise_and_fall() -> None:
+    """A bit that rises opens its alarm, one that falls closes it (video bits too)."""
+    loc = location(alarm=0b1, extras={0x14: 0b1})
+    out = changes(7, (0b10, 0), loc, T)
+    assert AlarmChange(7, "bit:emergency", T, True, 22.5431, 114.0579) in out
+    assert AlarmChange(7, "bit:video:video_signal_loss", T, True, 22.5431, 114.0579) in out
+    assert AlarmChange(7, "bit:overspeed", T, False) in out and len(out) == 3
+
+
+def test_active_safety_event_is_instant() -> None:
+    """An active-safety item is recorded as an alarm that opens and closes at once."""
+    item = BsdAlarm(42, 0, 1, 30, 10, 1, 2, T, 0, AlarmIdentification("T1", T, 0, 1))
+    (event,) = changes(7, (0, 0), location(extras={0x67: item}), T)
+    assert event.kind == "bsd:1:42" and event.instant and event.opened
+    assert '"alarm_id": 42' in (event.details or "")

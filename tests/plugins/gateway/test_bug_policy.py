@@ -1,0 +1,133 @@
+"""The gateway's error policy per connection: a body that does not decode is answered as a
+bad message; a bug in our code on one device's frame is logged with the frame and closes
+that connection only, and no exception escapes ``dataReceived``."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+
+from cmsv6.db.devices import Device
+from cmsv6.plugins.gateway.gateway import Gateway
+from cmsv6.plugins.gateway.protocol import JT808Protocol
+from cmsv6.protocols.jt808 import codec
+from cmsv6.protocols.jt808.codec import decode_frame, encode
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.framing import Deframer, Frame, parse_frame
+from cmsv6.protocols.jt808.header import Header
+from cmsv6.protocols.jt808.messages.core import RESULT_BAD_MESSAGE, RESULT_OK, Heartbeat, TerminalResponse
+
+#: The message whose body decoder the tests break.
+BROKEN = 0x0001
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def _gateway() -> Gateway:
+    return Gateway(db=None, clock=task.Clock(), gateway_id="gw", public_address="x")  # type: ignore[arg-type]
+
+
+def _device(gw: Gateway, phone: str) -> tuple[JT808Protocol, StringTransport]:
+    """A connection from an authenticated device (the session is given its device, as the
+    database would)."""
+    proto = JT808Protocol(gw)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    assert proto.session is not None
+    proto.session.device = Device(1, phone, None, None, None, 4, None)
+    return proto, transport
+
+
+def _frame(phone: str, serial: int, body: Any) -> bytes:
+    return encode(Header(body.MSG_ID, phone, serial), body)
+
+
+def _answers(transport: StringTransport) -> list[Any]:
+    """The messages the gateway has written since the last call."""
+    out = []
+    for item in Deframer().feed(transport.value()):
+        assert isinstance(item, Frame)
+        out.append(decode_frame(item))
+    transport.clear()
+    return out
+
+
+def _bug(data: bytes, version: int) -> Any:
+    return None.oops  # type: ignore[attr-defined]
+
+
+def test_a_bug_closes_that_connection_only(
+    monkeypatch: pytest.MonkeyPatch, logged: list[dict[str, Any]]
+) -> None:
+    """A decoder bug on one device's frame is logged with the frame and the device, closes
+    that connection without answering, and another device goes on being served."""
+    monkeypatch.setitem(codec.FAST_DECODERS, BROKEN, _bug)
+    gw = _gateway()
+    bad, bad_transport = _device(gw, "013800000001")
+    good, good_transport = _device(gw, "013800000002")
+    broken = _frame("013800000001", 5, TerminalResponse(1, 0x8103, 0))
+    # The frame after it in the same read is not handled: the connection is closing.
+    bad.dataReceived(broken + _frame("013800000001", 6, Heartbeat()))
+    assert bad_transport.disconnecting
+    assert bad_transport.value() == b""
+    assert gw.counters["errors"] == 1
+    (event,) = [e for e in logged if "log_failure" in e]
+    assert event["log_failure"].check(AttributeError)
+    assert event["peer"] == bad.peer and event["phone"] == "013800000001"
+    assert event["msg_id"] == BROKEN and event["header"] == parse_frame(broken).header
+    assert event["body"] == parse_frame(broken).body.hex() == "0001810300"
+
+    good.dataReceived(_frame("013800000002", 9, Heartbeat()))
+    (answer,) = _answers(good_transport)
+    assert (answer.header.msg_id, answer.body.reply_serial, answer.body.result) == (
+        0x8001, 9, RESULT_OK,
+    )  # fmt: skip
+    assert not good_transport.disconnecting
+    assert gw.counters["errors"] == 1
+
+
+def test_a_body_that_does_not_decode_is_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CodecError is the device's bad message: answered with result 2, connection kept."""
+
+    def refuse(data: bytes, version: int) -> Any:
+        raise CodecError("not a body")
+
+    monkeypatch.setitem(codec.FAST_DECODERS, BROKEN, refuse)
+    gw = _gateway()
+    proto, transport = _device(gw, "013800000003")
+    proto.dataReceived(_frame("013800000003", 7, TerminalResponse(1, 0x8103, 0)))
+    (answer,) = _answers(transport)
+    assert (answer.body.reply_serial, answer.body.reply_id, answer.body.result) == (
+        7, BROKEN, RESULT_BAD_MESSAGE,
+    )  # fmt: skip
+    assert not transport.disconnecting
+    assert gw.counters["bad_body"] == 1 and gw.counters["errors"] == 0
+
+
+def test_no_exception_escapes_data_received(
+    monkeypatch: pytest.MonkeyPatch, logged: list[dict[str, Any]]
+) -> None:
+    """A bug below the session (here in the deframer) is logged with the input and closes
+    the connection; dataReceived returns normally."""
+    gw = _gateway()
+    proto, transport = _device(gw, "013800000004")
+
+    def broken_feed(data: bytes) -> list[Any]:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(proto.deframer, "feed", broken_feed)
+    proto.dataReceived(b"\x7e\x01\x7e")
+    assert transport.disconnecting
+    (event,) = [e for e in logged if "log_failure" in e]
+    assert event["log_failure"].check(TypeError) and event["data"] == "7e017e"
+    assert gw.counters["errors"] == 1

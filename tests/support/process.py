@@ -1,0 +1,126 @@
+"""Run ``twistd gateway`` and ``twistd login`` as real processes for tests and benchmarks."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+
+def listening(port: int) -> bool:
+    """Something accepts connections on ``port`` of 127.0.0.1."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listening(port):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port}")
+
+
+class ServerProcess:
+    """A server started with ``twistd -n`` as a child process."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+class GatewayProcess(ServerProcess):
+    def __init__(self, dsn: str, port: int, directory: Path, *extra: str) -> None:
+        self.dsn = dsn
+        self.port = port
+        self.directory = directory
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.directory / f"gateway-{self.starts}.log"
+        self.proc = subprocess.Popen(
+            [
+                TWISTD, "-n", "--pidfile=", f"--logfile={log}", "gateway",
+                "--dsn", self.dsn,
+                "--jt808", f"tcp:{self.port}:interface=127.0.0.1:backlog=1024",
+                "--cluster", "",
+                "--registration", "open",
+                "--media_dir", str(self.directory / "media"),
+                *self.extra,
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoginProcess(ServerProcess):
+    def __init__(self, dsn: str, directory: Path, name: str = "login", *extra: str) -> None:
+        self.dsn = dsn
+        self.directory = directory
+        self.name = name
+        self.extra = extra
+        self.jt808 = free_port()
+        self.cluster = free_port()
+        self.web = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"{self.name}-{self.starts}.log"
+
+    def start(self, wait: bool = True) -> None:
+        """Start it; with ``wait``, until it listens (is active)."""
+        self.starts += 1
+        self.proc = subprocess.Popen(
+            [
+                TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "login",
+                "--dsn", self.dsn,
+                "--jt808", f"tcp:{self.jt808}:interface=127.0.0.1",
+                "--cluster", f"tcp:{self.cluster}:interface=127.0.0.1",
+                "--web", f"tcp:{self.web}:interface=127.0.0.1",
+                "--public_jt808", f"127.0.0.1:{self.jt808}",
+                "--registration", "open",
+                *self.extra,
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+        )
+        if wait:
+            wait_port(self.jt808)
+
+    @property
+    def client_cluster(self) -> str:
+        return f"tcp:127.0.0.1:{self.cluster}"
