@@ -120,9 +120,9 @@ def test_decode_corpus_frames_and_a_bad_line() -> None:
 
 
 def test_decode_good_lines_exit_0() -> None:
-    """Only decodable lines (blank lines ignored): exit status 0, no errors."""
+    """Only decodable lines: exit status 0, no errors."""
     lines = [r["hex"] for r in corpus_frames()]
-    result = run("decode", stdin="\n".join(lines) + "\n\n")
+    result = run("decode", stdin="\n".join(lines) + "\n")
     assert result.returncode == 0, result.stdout
     out = [json.loads(x) for x in result.stdout.splitlines()]
     assert len(out) == len(lines) and not [o for o in out if "error" in o]
