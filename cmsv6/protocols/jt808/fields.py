@@ -157,10 +157,6 @@ def PrefixedText(length_field: Construct = Int8ub) -> Construct:
     return Prefixed(length_field, _Text(GreedyBytes))
 
 
-def PrefixedBytes(length_field: Construct = Int8ub) -> Construct:
-    return Prefixed(length_field, GreedyBytes)
-
-
 #: Parse/build parameter: the header layout (2013 or 2019) of the frame the body is in.
 V2019 = this._params.version == 2019
 
