@@ -106,7 +106,8 @@ class Authenticator:
         self.db = db
         self.reactor = reactor
         self.ttl = ttl
-        self.limiter = limiter or LoginLimiter(reactor)
+        # Not ``limiter or ...``: a limiter with no failures yet has len() 0 and is falsy.
+        self.limiter = limiter if limiter is not None else LoginLimiter(reactor)
         self._dummy_hash: str | None = None
 
     def now(self) -> datetime:
