@@ -9,13 +9,15 @@ from typing import Sequence
 from cmsv6.decode import decode_command
 
 
+#: The configuration sections of the commands that need the database (``--config``, ``--dsn``).
+DB_SECTIONS = ("database",)
+
+
 def _dsn(args: argparse.Namespace) -> str:
     from cmsv6 import config
 
-    if getattr(args, "dsn", None):
-        return str(args.dsn)
     try:
-        return str(config.load(args.config, "gateway")["database"]["dsn"])
+        return config.from_arguments(args, DB_SECTIONS).database.dsn
     except config.ConfigError as e:
         raise SystemExit(f"cmsv6: {e}") from None
 
@@ -85,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", help="TOML configuration file (its [database] dsn)")
-        p.add_argument("--dsn", help="PostgreSQL DSN (overrides the configuration)")
+        from cmsv6 import config
+
+        config.add_arguments(p, DB_SECTIONS)
         return p
 
     db = sub.add_parser("db", help="database administration")

@@ -1,74 +1,398 @@
-"""Configuration: one TOML file (every server reads its own section and ``[database]``),
-with every key overridable on the command line."""
+"""Configuration as data: one frozen section per TOML table, and the one place that turns
+the sections into command-line options.
+
+A TOML file may hold every section (DESIGN.md, "External interfaces"); each server reads
+its own and ``[database]`` (login also reads ``[web]``, the settings of its Open API and
+web client). Every key can also be given on the command line under its own name
+(``--jt808 tcp:7611``), which wins over the file. Values are converted and checked here,
+once: a key the section does not declare is refused with the file and key named, a value
+of the wrong type with the file, section, key and what was expected.
+
+``[media]`` is accepted and left unread: DESIGN.md shows it in the one file, and the media
+server that will read it (and declare its fields here) is not built yet.
+"""
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping, Sequence
 
-#: Defaults per section (DESIGN.md); a key not here is refused, so typos are caught.
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "database": {"dsn": "host=127.0.0.1 port=5432 dbname=cmsv6 user=cmsv6"},
-    "gateway": {
-        "id": "gw-1",
-        "jt808": "tcp:7611",
-        "public_jt808": "127.0.0.1:7611",
-        "cluster": "tcp:7613:interface=127.0.0.1",
-        "registration": "known",
-        "login": [],
-        "capacity": 10000,  # devices login sends here at most
-        "public_cluster": "",  # where login reaches "cluster" ("" = derived from it)
-        "idle_timeout": 180.0,
-        "media_dir": "var/media",
-        "metrics": "",
-    },
-    "login": {
-        "jt808": "tcp:6608",
-        "cluster": "tcp:6609",
-        "web": "tcp:8080",
-        "public_jt808": "127.0.0.1:6608",
-        "registration": "known",
-        "metrics": "",
-    },
-    "media": {
-        "id": "media-1",
-        "jt1078": "tcp:7612",
-        "public_jt1078": "127.0.0.1:7612",
-        "web": "tcp:8081",
-        "public_web": "http://127.0.0.1:8081",
-        "login": [],
-    },
-}
+import attrs
+from twisted.internet import endpoints
+from twisted.python import usage
+
+from cmsv6.address import split_address
 
 
 class ConfigError(Exception):
-    pass
+    """A configuration that cannot be used; the message names where and why."""
 
 
-def load(path: str | Path | None, section: str) -> dict[str, Any]:
-    """``[section]`` and ``[database]`` of the TOML file, over the defaults.
+# -- kinds: what a value may be, from TOML and from the command line ------------------------
 
-    Returns ``{"database": {...}, section: {...}}``.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
+
+class Kind:
+    """How one setting's value is checked and converted."""
+
+    #: What a valid value looks like, for error messages.
+    expected = "a string"
+    #: Given on the command line repeatedly, each time adding one item.
+    repeated = False
+
+    def from_toml(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError
+        return self.from_text(value)
+
+    def from_text(self, text: Any) -> Any:
+        return text
+
+
+class Text(Kind):
+    def __init__(self, empty: bool = True) -> None:
+        self.empty = empty
+        self.expected = "a string" if empty else "a non-empty string"
+
+    def from_text(self, text: Any) -> Any:
+        if not self.empty and not text:
+            raise ValueError
+        return text
+
+
+class _NoReactor:
+    """Endpoint strings are parsed without a reactor: nothing listens or connects here."""
+
+
+class Endpoint(Kind):
+    """A Twisted endpoint string (server: where to listen; client: where to connect)."""
+
+    def __init__(self, client: bool = False, optional: bool = False) -> None:
+        self.client = client
+        self.optional = optional
+        example = "'tcp:127.0.0.1:6609'" if client else "'tcp:7611'"
+        self.expected = (f"a Twisted {'client' if client else 'server'} endpoint string such"
+                         f" as {example}{' or empty' if optional else ''}")  # fmt: skip
+
+    def from_text(self, text: Any) -> Any:
+        if not text:
+            if self.optional:
+                return ""
+            raise ValueError
+        parse = endpoints.clientFromString if self.client else endpoints.serverFromString
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: {e}") from None
-    out = {}
-    for name in ("database", section):
-        merged = dict(DEFAULTS[name])
-        given = data.get(name, {})
-        if not isinstance(given, dict):
-            raise ConfigError(f"[{name}] must be a table")
-        unknown = set(given) - set(merged)
-        if unknown:
-            raise ConfigError(f"[{name}]: unknown keys {', '.join(sorted(unknown))}")
-        merged.update(given)
-        out[name] = merged
+            parse(_NoReactor(), text)
+        except Exception as e:  # noqa: BLE001 - any parse failure is a bad endpoint string
+            raise ValueError(str(e)) from None
+        return text
+
+
+class Endpoints(Kind):
+    """A list of client endpoint strings; on the command line one per option, '' for none."""
+
+    repeated = True
+    expected = "a list of Twisted client endpoint strings such as ['tcp:127.0.0.1:6609']"
+
+    def __init__(self) -> None:
+        self.item = Endpoint(client=True)
+
+    def from_toml(self, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError
+        return self.from_text(value)
+
+    def from_text(self, text: Any) -> Any:
+        return tuple(self.item.from_text(v) for v in text if v)
+
+
+class Address(Kind):
+    expected = "host:port such as '127.0.0.1:7611'"
+
+    def from_text(self, text: Any) -> Any:
+        split_address(text)
+        return text
+
+
+class Number(Kind):
+    def __init__(self, of: type, minimum: float, unit: str) -> None:
+        self.type = of
+        self.minimum = minimum
+        what = "an integer" if of is int else "a number"
+        self.expected = f"{what} of {unit} (at least {minimum:g})"
+
+    def from_toml(self, value: Any) -> Any:
+        allowed = (int,) if self.type is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise ValueError
+        return self._check(self.type(value))
+
+    def from_text(self, text: Any) -> Any:
+        return self._check(self.type(text))
+
+    def _check(self, value: Any) -> Any:
+        if value != value or value < self.minimum or value == float("inf"):
+            raise ValueError
+        return value
+
+
+class Choice(Kind):
+    def __init__(self, *values: str) -> None:
+        self.values = values
+        self.expected = " or ".join(repr(v) for v in values)
+
+    def from_text(self, text: Any) -> Any:
+        if text not in self.values:
+            raise ValueError
+        return text
+
+
+_META = "cmsv6.config"
+
+
+def setting(default: Any, kind: Kind, help: str) -> Any:  # noqa: A002
+    """A section's field: its default, how its values are checked, and its help line."""
+    return attrs.field(default=default, metadata={_META: (kind, help)})
+
+
+def fields(section: type) -> list[tuple[str, Any, Kind, str]]:
+    """(name, default, kind, help) of every setting of a section class."""
+    return [(f.name, f.default, *f.metadata[_META]) for f in attrs.fields(section)]
+
+
+# -- the sections ---------------------------------------------------------------------------
+
+_SECONDS = "seconds"
+
+
+@attrs.frozen
+class DatabaseConfig:
+    """``[database]``: read by every server and by the ``cmsv6`` commands that need it."""
+
+    dsn: str = setting("host=127.0.0.1 port=5432 dbname=cmsv6 user=cmsv6", Text(empty=False),
+                       "PostgreSQL DSN (libpq; multi-host allowed)")  # fmt: skip
+
+
+@attrs.frozen
+class LoginConfig:
+    """``[login]``: ``twistd login``, the directory and front door."""
+
+    jt808: str = setting("tcp:6608", Endpoint(), "endpoint for devices' first contact (assignment)")
+    cluster: str = setting("tcp:6609", Endpoint(), "AMP endpoint for gateways and media servers")
+    web: str = setting("tcp:8080", Endpoint(optional=True),
+                       "endpoint for the Open API, client WebSocket and web client ('' = none)")
+    public_jt808: str = setting("127.0.0.1:6608", Address(),
+                                "address devices are told to fall back to (host:port)")
+    registration: str = setting("known", Choice("known", "open"),
+                                "'open' (unknown terminals may register) or 'known' (only added devices)")
+    metrics: str = setting("", Endpoint(optional=True),
+                           "endpoint serving Prometheus /metrics ('' = none)")
+
+
+@attrs.frozen
+class WebConfig:
+    """``[web]``: the Open API, client WebSocket and web client on login's ``web`` endpoint."""
+
+    static: str = setting("", Text(), "directory of the web client served at / ('' = none)")
+    token_ttl: float = setting(12 * 3600.0, Number(float, 1, _SECONDS), "seconds a login token lives")
+    max_body: int = setting(64 * 1024, Number(int, 1, "bytes"), "largest request body")
+    command_timeout: float = setting(10.0, Number(float, 0.001, _SECONDS),
+                                     "default seconds a device has to answer a command")
+    max_page: int = setting(1000, Number(int, 1, "items"), "largest page of positions or alarms")
+    login_max_failures: int = setting(5, Number(int, 1, "failures"),
+                                      "failed logins before a name or address is locked")
+    login_window: float = setting(300.0, Number(float, 0.001, _SECONDS),
+                                  "seconds over which failed logins count")
+    login_lockout: float = setting(60.0, Number(float, 0, _SECONDS),
+                                   "seconds a name or address stays locked")
+    poll_interval: float = setting(0.5, Number(float, 0.001, _SECONDS),
+                                   "seconds between the WebSocket's polls for positions and alarms")
+    ws_queue: int = setting(1000, Number(int, 1, "messages"),
+                            "messages queued for a slow WebSocket client before it is dropped")
+    ws_token_recheck: float = setting(60.0, Number(float, 0.001, _SECONDS),
+                                      "seconds between checks that open sockets' tokens are valid")
+
+
+@attrs.frozen
+class GatewayConfig:
+    """``[gateway]``: ``twistd gateway``, where devices live."""
+
+    id: str = setting("gw-1", Text(empty=False), "gateway id (unique in the cluster)")
+    jt808: str = setting("tcp:7611", Endpoint(), "endpoint for devices")
+    public_jt808: str = setting("127.0.0.1:7611", Address(), "address login gives devices (host:port)")
+    cluster: str = setting("tcp:7613:interface=127.0.0.1", Endpoint(optional=True),
+                           "AMP endpoint for commands from the cluster ('' = none)")
+    registration: str = setting("known", Choice("known", "open"),
+                                "'open' (unknown terminals may register) or 'known' (only added devices)")
+    login: tuple[str, ...] = setting((), Endpoints(),
+                                     "login server AMP endpoint (repeat for active and standby;"
+                                     " '' = standalone)")  # fmt: skip
+    capacity: int = setting(10000, Number(int, 1, "devices"), "devices login sends here at most")
+    public_cluster: str = setting("", Endpoint(client=True, optional=True),
+                                  "client endpoint where login reaches 'cluster' ('' = derived from it)")
+    idle_timeout: float = setting(180.0, Number(float, 0.001, _SECONDS),
+                                  "seconds without a frame before a device is dropped")
+    media_dir: str = setting("var/media", Text(empty=False), "where uploaded photos and files are written")
+    metrics: str = setting("", Endpoint(optional=True),
+                           "endpoint serving Prometheus /metrics ('' = none)")
+
+
+#: Every table a file may hold, by name.
+SECTIONS: dict[str, type] = {
+    "database": DatabaseConfig,
+    "login": LoginConfig,
+    "web": WebConfig,
+    "gateway": GatewayConfig,
+}
+#: Tables of DESIGN.md for servers not built yet: accepted, not read.
+RESERVED = frozenset({"media"})
+
+
+@attrs.frozen
+class Config:
+    """Every section, typed."""
+
+    database: DatabaseConfig = DatabaseConfig()
+    login: LoginConfig = LoginConfig()
+    web: WebConfig = WebConfig()
+    gateway: GatewayConfig = GatewayConfig()
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def _convert(kind: Kind, value: Any, where: str, from_toml: bool) -> Any:
+    try:
+        return kind.from_toml(value) if from_toml else kind.from_text(value)
+    except (ValueError, TypeError) as e:
+        detail = f" ({e})" if str(e) and isinstance(kind, Endpoint) else ""
+        raise ConfigError(f"{where}: expected {kind.expected}, got {value!r}{detail}") from None
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The TOML file's tables, unchecked; ConfigError if it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def from_tables(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """A ``Config`` from parsed TOML tables; every known section is checked (one file holds
+    them all, so a mistake in any is reported by whichever server reads it first)."""
+    sections = {}
+    for name, table in data.items():
+        if name in RESERVED:
+            continue
+        if name not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}]"
+                              f" (known: {', '.join(sorted(SECTIONS))})")  # fmt: skip
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        known = {f[0]: f[2] for f in fields(SECTIONS[name])}
+        values = {}
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"{source}: [{name}] unknown key {key!r}")
+            values[key] = _convert(known[key], value, f"{source}: [{name}] {key}", from_toml=True)
+        sections[name] = SECTIONS[name](**values)
+    return Config(**sections)
+
+
+def override(config: Config, given: Mapping[str, Mapping[str, Any]]) -> Config:
+    """``config`` with command-line values (strings, or lists of strings for repeated
+    options) replacing the file's: ``{section: {key: text}}``."""
+    changes = {}
+    for name, values in given.items():
+        kinds = {f[0]: f[2] for f in fields(SECTIONS[name])}
+        typed = {key: _convert(kinds[key], value, f"--{key}", from_toml=False)
+                 for key, value in values.items()}  # fmt: skip
+        changes[name] = attrs.evolve(getattr(config, name), **typed)
+    return attrs.evolve(config, **changes)
+
+
+def load(path: str | Path | None, given: Mapping[str, Mapping[str, Any]] | None = None) -> Config:
+    """The file's configuration (defaults without one), the command line's values over it."""
+    config = Config() if path is None else from_tables(read(path), str(path))
+    return override(config, given or {})
+
+
+# -- command lines --------------------------------------------------------------------------
+
+
+def _options(sections: Sequence[str]) -> list[tuple[str, str, Any, Kind, str]]:
+    """(section, key, default, kind, help) of every key of ``sections``; a key may appear
+    in only one of them, since the command line names keys without their section."""
+    out, seen = [], {}
+    for name in sections:
+        for key, default, kind, text in fields(SECTIONS[name]):
+            if key in seen or key == "config":
+                raise TypeError(f"--{key} is taken ([{seen.get(key, 'config')}]) before [{name}]")
+            seen[key] = name
+            out.append((name, key, default, kind, text))
     return out
+
+
+def _help(name: str, default: Any, kind: Kind, text: str) -> str:
+    shown = list(default) if isinstance(default, tuple) else default
+    return f"[{name}] {text} (default {shown!r})"
+
+
+class ServerOptions(usage.Options):
+    """``usage.Options`` for a server: ``--config FILE`` and one option per key of its
+    ``sections``; after parsing, ``self.config`` is the typed ``Config``.
+
+    A subclass sets ``sections`` (the tables it reads) and gets its options from them."""
+
+    sections: ClassVar[tuple[str, ...]] = ()
+    config: Config
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        tables = " and ".join(f"[{s}]" for s in cls.sections)
+        params: list[list[Any]] = [["config", "c", None, f"TOML configuration file (sections {tables})"]]
+        for name, key, default, kind, text in _options(cls.sections):
+            if kind.repeated:
+                setattr(cls, f"opt_{key}", _repeated(key, _help(name, default, kind, text)))
+            else:
+                params.append([key, None, None, _help(name, default, kind, text)])
+        cls.optParameters = params
+
+    def postOptions(self) -> None:  # noqa: N802
+        given: dict[str, dict[str, Any]] = {}
+        for name, key, *_ in _options(self.sections):
+            if self.get(key) is not None:
+                given.setdefault(name, {})[key] = self[key]
+        try:
+            self.config = load(self["config"], given)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def _repeated(key: str, doc: str) -> Any:
+    def opt(self: usage.Options, value: str) -> None:
+        self[key] = (self.get(key) or []) + [value]
+
+    opt.__doc__ = doc
+    return opt
+
+
+def add_arguments(parser: argparse.ArgumentParser, sections: Sequence[str]) -> None:
+    """``--config FILE`` and one argparse option per key of ``sections``."""
+    tables = " and ".join(f"[{s}]" for s in sections)
+    parser.add_argument("--config", help=f"TOML configuration file (sections {tables})")
+    for name, key, default, kind, text in _options(sections):
+        action = "append" if kind.repeated else "store"
+        parser.add_argument(f"--{key}", action=action, help=_help(name, default, kind, text))
+
+
+def from_arguments(args: argparse.Namespace, sections: Sequence[str]) -> Config:
+    """The ``Config`` of a command whose parser had ``add_arguments(parser, sections)``."""
+    given: dict[str, dict[str, Any]] = {}
+    for name, key, *_ in _options(sections):
+        if getattr(args, key, None) is not None:
+            given.setdefault(name, {})[key] = getattr(args, key)
+    return load(args.config, given)

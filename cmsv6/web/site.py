@@ -5,20 +5,7 @@
 ``site.startFactory`` and ``site.stopFactory``, i.e. while the site is listening (the
 endpoint service calls them).
 
-Settings (all optional):
-
-``token_ttl``          seconds a token lives (12 h)
-``max_body``           request body limit in bytes (64 KiB)
-``command_timeout``    default seconds a device has to answer a command (10)
-``max_page``           largest page of positions or alarms (1000)
-``login_max_failures`` failed logins before a name or address is locked (5)
-``login_window``       seconds over which failures count (300)
-``login_lockout``      seconds a name or address stays locked (60)
-``poll_interval``      seconds between WebSocket polls (0.5)
-``ws_queue``           messages queued per slow WebSocket client before dropping (1000)
-``ws_token_recheck``   seconds between checks that open sockets' tokens are still valid (60)
-``registry``           a prometheus ``CollectorRegistry``: serve it at /metrics
-``static``             a directory to serve at / (the web client)
+Its settings are ``cmsv6.config.WebConfig`` (the ``[web]`` section of the configuration).
 """
 
 from __future__ import annotations
@@ -28,12 +15,13 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web import resource, server
 
+from cmsv6.config import WebConfig
 from cmsv6.db.service import Database
 from cmsv6.metrics import MetricsResource, WebCollector
 from cmsv6.web.api import Api
 from cmsv6.web.auth import Authenticator, LoginLimiter
 from cmsv6.web.cluster import Cluster
-from cmsv6.web.routing import MAX_BODY, Router, bounded_request_factory
+from cmsv6.web.routing import Router, bounded_request_factory
 from cmsv6.web.ws import CLOSE_GOING_AWAY, ClientFactory, Hub
 
 
@@ -62,36 +50,32 @@ class Site(server.Site):
             client.sendClose(CLOSE_GOING_AWAY, reason)
 
 
-def make_site(db: Database, cluster: Cluster, reactor: Any, settings: dict[str, Any]) -> Site:
-    """The whole site over ``db`` (a started ``cmsv6.db.service.Database``) and ``cluster``."""
+def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = WebConfig(),
+              registry: Any = None) -> Site:  # fmt: skip
+    """The whole site over ``db`` (a started ``cmsv6.db.service.Database``) and ``cluster``;
+    with a prometheus ``CollectorRegistry``, serving it at /metrics."""
     limiter = LoginLimiter(
         reactor,
-        max_failures=int(settings.get("login_max_failures", 5)),
-        window=float(settings.get("login_window", 300.0)),
-        lockout=float(settings.get("login_lockout", 60.0)),
+        max_failures=web.login_max_failures,
+        window=web.login_window,
+        lockout=web.login_lockout,
     )
-    auth = Authenticator(db, reactor, ttl=float(settings.get("token_ttl", 12 * 3600.0)),
-                         limiter=limiter)
+    auth = Authenticator(db, reactor, ttl=web.token_ttl, limiter=limiter)
     api = Api(
         db, cluster, auth, reactor,
-        command_timeout=float(settings.get("command_timeout", 10.0)),
-        max_page=int(settings.get("max_page", 1000)),
+        command_timeout=web.command_timeout,
+        max_page=web.max_page,
     )  # fmt: skip
-    hub = Hub(
-        db, reactor, interval=float(settings.get("poll_interval", 0.5)),
-        recheck_tokens=float(settings.get("ws_token_recheck", 60.0)),
-    )  # fmt: skip
-    ws = ClientFactory(db, auth, hub, reactor, queue_size=int(settings.get("ws_queue", 1000)))
+    hub = Hub(db, reactor, interval=web.poll_interval, recheck_tokens=web.ws_token_recheck)
+    ws = ClientFactory(db, auth, hub, reactor, queue_size=web.ws_queue)
 
-    directory = settings.get("static")
     root: resource.Resource = resource.Resource()
-    if directory:
+    if web.static:
         from twisted.web import static  # imported only when used: its import warns
 
-        root = static.File(directory)
+        root = static.File(web.static)
     root.putChild(b"api", Router(api.routes()))
     root.putChild(b"ws", WebSocketResource(ws))
-    registry = settings.get("registry")
     if registry is not None:
         # A server that builds its site again (login becoming active again) replaces the
         # previous site's collector rather than failing on a duplicate.
@@ -105,7 +89,7 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, settings: dict[str, 
 
     site = Site(
         root,
-        requestFactory=bounded_request_factory(int(settings.get("max_body", MAX_BODY))),
+        requestFactory=bounded_request_factory(web.max_body),
         reactor=reactor,
     )
     site.hub = hub

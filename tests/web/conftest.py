@@ -24,6 +24,6 @@ def web_with_metrics(dsn: str) -> Any:
     from cmsv6.metrics import make_registry
 
     seed(dsn)
-    site, stop = serve(dsn, {"registry": make_registry(process=False)})
+    site, stop = serve(dsn, registry=make_registry(process=False))
     yield site
     stop()

@@ -17,6 +17,7 @@ from twisted.internet import defer, endpoints
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 
+from cmsv6.config import WebConfig
 from cmsv6.db import positions as position_store
 from cmsv6.db.admin import add_device, add_user
 from cmsv6.db.positions import PositionRow
@@ -102,7 +103,7 @@ def seed(dsn: str) -> None:
     add_user(dsn, "olga", PASSWORD, fleets=["north"])
 
 
-def serve(dsn: str, settings: dict[str, Any] | None = None) -> Any:
+def serve(dsn: str, registry: Any = None) -> Any:
     """Start the database service and the site on a loopback port; (Web, stop)."""
     from twisted.internet import reactor
 
@@ -110,7 +111,7 @@ def serve(dsn: str, settings: dict[str, Any] | None = None) -> Any:
     db.startService()
     pytest_twisted.blockon(db.ready())
     cluster = FakeCluster()
-    site = make_site(db, cluster, reactor, {"poll_interval": 0.1, **(settings or {})})
+    site = make_site(db, cluster, reactor, WebConfig(poll_interval=0.1), registry)
     port = pytest_twisted.blockon(
         endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
     )

@@ -217,7 +217,7 @@ def test_site_built_twice_on_one_registry(dsn: str) -> None:
     from tests.web.support import FakeCluster
 
     registry = make_registry(process=False)
-    first = make_site(None, FakeCluster(), task.Clock(), {"registry": registry})  # type: ignore[arg-type]
-    second = make_site(None, FakeCluster(), task.Clock(), {"registry": registry})  # type: ignore[arg-type]
+    first = make_site(None, FakeCluster(), task.Clock(), registry=registry)  # type: ignore[arg-type]
+    second = make_site(None, FakeCluster(), task.Clock(), registry=registry)  # type: ignore[arg-type]
     assert first is not second
     assert registry._cmsv6_web_collector.hub is second.hub

@@ -17,52 +17,24 @@ from weakref import WeakSet
 from twisted.application import internet, service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python import usage
 from twisted.web import resource, server
 
 from cmsv6 import config as cfg
 from cmsv6.db.service import Database
 from cmsv6.plugins.login.assignment import AssignmentFactory, Assigner
-from cmsv6.plugins.login.directory import Directory, split_address
+from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.login.rpc import LoginClusterFactory
 from cmsv6.plugins.login.standby import ActiveLock
 
 _log = Logger()
 
 
-class Options(usage.Options):
-    synopsis = "[--config FILE] [--jt808 ENDPOINT] ..."
-    optParameters = [
-        ["metrics", None, None, "endpoint serving Prometheus /metrics (e.g. tcp:9608)"],
-        ["config", "c", None, "TOML configuration file ([login] and [database])"],
-        ["dsn", None, None, "PostgreSQL DSN (libpq; multi-host allowed)"],
-        ["jt808", None, None, "endpoint for devices' first contact (e.g. tcp:6608)"],
-        ["cluster", None, None, "AMP endpoint for gateways and media servers (e.g. tcp:6609)"],
-        ["web", None, None, "endpoint for the Open API and client WebSocket ('' = none)"],
-        ["public_jt808", None, None, "address devices fall back to (host:port)"],
-        ["registration", None, None, "'open' (unknown terminals may register) or 'known'"],
-    ]
+class Options(cfg.ServerOptions):
+    """``--config FILE`` and every key of ``[database]``, ``[login]`` and ``[web]``
+    (``cmsv6.config``); ``self.config`` is the typed configuration."""
 
-    def postOptions(self) -> None:  # noqa: N802
-        try:
-            settings = cfg.load(self["config"], "login")
-        except cfg.ConfigError as e:
-            raise usage.UsageError(str(e)) from None
-        login = settings["login"]
-        for key in login:
-            if self.get(key) is not None:
-                login[key] = self[key]
-        if self["dsn"]:
-            settings["database"]["dsn"] = self["dsn"]
-        if login["registration"] not in ("open", "known"):
-            raise usage.UsageError("registration must be 'open' or 'known'")
-        try:
-            split_address(login["public_jt808"])
-        except ValueError as e:
-            raise usage.UsageError(f"public_jt808: {e}") from None
-        if not login["jt808"] or not login["cluster"]:
-            raise usage.UsageError("login needs a jt808 and a cluster endpoint")
-        self.settings = settings
+    synopsis = "[--config FILE] [--jt808 ENDPOINT] ..."
+    sections = ("database", "login", "web")
 
 
 class _Unavailable(resource.Resource):
@@ -77,11 +49,10 @@ class _Unavailable(resource.Resource):
         return json.dumps({"error": error}).encode()
 
 
-def make_web(db: Database, cluster: Directory, reactor: Any, settings: dict[str, Any]) -> Any:
-    """``cmsv6.web.site.make_site(db, cluster, reactor, settings)`` if it exists, else a
-    site that answers 503. Imported here, when first needed, so login runs without it.
-    ``settings`` is the ``[login]`` section (the web's own keys live there), with the
-    ``[database]`` section under "database"."""
+def make_web(db: Database, cluster: Directory, reactor: Any, web: cfg.WebConfig,
+             registry: Any = None) -> Any:  # fmt: skip
+    """``cmsv6.web.site.make_site(db, cluster, reactor, web, registry)`` if it exists, else
+    a site that answers 503. Imported here, when first needed, so login runs without it."""
     try:
         from cmsv6.web.site import make_site  # type: ignore[import-not-found]
     except ImportError as e:
@@ -91,7 +62,7 @@ def make_web(db: Database, cluster: Directory, reactor: Any, settings: dict[str,
             _log.failure("the web front end does not import; the web endpoint answers 503")
         return server.Site(_Unavailable())
     try:
-        site = make_site(db, cluster, reactor, settings)
+        site = make_site(db, cluster, reactor, web, registry)
     except Exception:  # noqa: BLE001 - serve the rest of login anyway
         _log.failure("make_site failed; the web endpoint answers 503")
         return server.Site(_Unavailable())
@@ -127,10 +98,11 @@ class Serving:
     """The listening services, started when this server becomes active and stopped when it
     steps down (new services each time: a stopped endpoint service does not listen again)."""
 
-    def __init__(self, reactor: Any, settings: dict[str, Any], db: Database,
-                 directory: Directory, assigner: Assigner) -> None:  # fmt: skip
+    def __init__(self, reactor: Any, config: cfg.Config, db: Database,
+                 directory: Directory, assigner: Assigner, registry: Any = None) -> None:  # fmt: skip
         self.reactor = reactor
-        self.settings = settings
+        self.config = config
+        self.registry = registry
         self.db = db
         self.directory = directory
         self.assigner = assigner
@@ -144,21 +116,20 @@ class Serving:
     def start(self) -> None:
         if self.services is not None:
             return
-        conf = self.settings["login"]
+        conf = self.config.login
         self.activations += 1
         services = service.MultiService()
-        strports.service(conf["jt808"], self.jt808, reactor=self.reactor).setServiceParent(services)
-        strports.service(conf["cluster"], self.cluster, reactor=self.reactor).setServiceParent(services)
-        if conf["web"]:
+        strports.service(conf.jt808, self.jt808, reactor=self.reactor).setServiceParent(services)
+        strports.service(conf.cluster, self.cluster, reactor=self.reactor).setServiceParent(services)
+        if conf.web:
             if self.web is None:
-                web_settings = {**conf, "database": self.settings["database"],
-                                "registry": self.settings.get("registry")}
-                self.web = _Tracked(make_web(self.db, self.directory, self.reactor, web_settings))
-            strports.service(conf["web"], self.web, reactor=self.reactor).setServiceParent(services)
+                site = make_web(self.db, self.directory, self.reactor, self.config.web, self.registry)
+                self.web = _Tracked(site)
+            strports.service(conf.web, self.web, reactor=self.reactor).setServiceParent(services)
         services.startService()
         self.services = services
         _log.info("active: devices on {jt808}, gateways on {cluster}, web on {web}",
-                  jt808=conf["jt808"], cluster=conf["cluster"], web=conf["web"] or "-")
+                  jt808=conf.jt808, cluster=conf.cluster, web=conf.web or "-")
 
     def stop(self, reason: str = "") -> defer.Deferred[Any]:
         services, self.services = self.services, None
@@ -183,16 +154,19 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    settings = options.settings
-    conf = settings["login"]
+    config = options.config
+    conf = config.login
     top = service.MultiService()
-    db = Database(settings["database"]["dsn"], reactor, size=2)
+    db = Database(config.database.dsn, reactor, size=2)
     db.setServiceParent(top)
-    directory = Directory(reactor, login_id=conf["public_jt808"])
-    assigner = Assigner(db, directory, reactor, conf["public_jt808"],
-                        open_registration=conf["registration"] == "open")  # fmt: skip
-    serving = Serving(reactor, settings, db, directory, assigner)
-    lock = ActiveLock(settings["database"]["dsn"], reactor, serving.start, serving.stop)
+    directory = Directory(reactor, login_id=conf.public_jt808)
+    assigner = Assigner(db, directory, reactor, conf.public_jt808,
+                        open_registration=conf.registration == "open")  # fmt: skip
+    from cmsv6.metrics import MetricsResource, amp_links_gauge, make_registry, role_gauge
+
+    registry = make_registry()
+    serving = Serving(reactor, config, db, directory, assigner, registry)
+    lock = ActiveLock(config.database.dsn, reactor, serving.start, serving.stop)
     lock.setServiceParent(top)
 
     class _Stop(service.Service):
@@ -206,16 +180,12 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         directory.tick()
         assigner.tick()
 
-    from cmsv6.metrics import MetricsResource, amp_links_gauge, make_registry, role_gauge
-
-    registry = make_registry()
-    settings["registry"] = registry
     role_gauge(registry, lambda: serving.services is not None)
     amp_links_gauge(registry, lambda: {"gateway": len(directory.gateways)})
-    if conf["metrics"]:
+    if conf.metrics:
         root = resource.Resource()
         root.putChild(b"metrics", MetricsResource(registry))
-        strports.service(conf["metrics"], server.Site(root), reactor=reactor).setServiceParent(top)
+        strports.service(conf.metrics, server.Site(root), reactor=reactor).setServiceParent(top)
 
     timer = internet.TimerService(1.0, tick)
     timer.clock = reactor
@@ -224,5 +194,5 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     top.assigner = assigner  # type: ignore[attr-defined]
     top.serving = serving  # type: ignore[attr-defined]
     top.lock = lock  # type: ignore[attr-defined]
-    _log.info("login: waiting for the advisory lock to serve devices on {jt808}", jt808=conf["jt808"])
+    _log.info("login: waiting for the advisory lock to serve devices on {jt808}", jt808=conf.jt808)
     return top

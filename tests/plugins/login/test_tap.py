@@ -1,4 +1,4 @@
-"""``twistd login`` options, the web fallback, and the gateway's ``--login`` option."""
+"""``twistd login`` options and the web fallback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from twisted.python import usage
 from twisted.web.test.requesthelper import DummyRequest
 
-from cmsv6.plugins.gateway import tap as gateway_tap
 from cmsv6.plugins.login import tap
 
 
@@ -18,12 +17,13 @@ def test_command_line_wins_over_the_file(tmp_path: Any) -> None:
     conf.write_text('[login]\njt808 = "tcp:1"\nregistration = "open"\n[database]\ndsn = "x"\n')
     options = tap.Options()
     options.parseOptions(["--config", str(conf), "--jt808", "tcp:2", "--web", ""])
-    login = options.settings["login"]
-    assert (login["jt808"], login["registration"], login["web"]) == ("tcp:2", "open", "")
-    assert options.settings["database"]["dsn"] == "x"
+    login = options.config.login
+    assert (login.jt808, login.registration, login.web) == ("tcp:2", "open", "")
+    assert options.config.database.dsn == "x"
 
 
-@pytest.mark.parametrize("args", [["--registration", "maybe"], ["--public_jt808", "nohost"]])
+@pytest.mark.parametrize("args", [["--registration", "maybe"], ["--public_jt808", "nohost"],
+                                  ["--jt808", ""], ["--cluster", ""], ["--token_ttl", "0"]])
 def test_bad_options_are_refused(args: list[str]) -> None:
     """Nonsense settings stop twistd with a usage error."""
     with pytest.raises(usage.UsageError):
@@ -36,12 +36,3 @@ def test_unavailable_web_answers_503() -> None:
     body = tap._Unavailable().render(request)
     assert request.responseCode == 503 and b'"unavailable"' in body
 
-
-def test_gateway_login_option_repeats() -> None:
-    """--login may be given for the active and the standby; '' means standalone."""
-    options = gateway_tap.Options()
-    options.parseOptions(["--login", "tcp:127.0.0.1:1", "--login", "tcp:127.0.0.1:2"])
-    assert options.settings["gateway"]["login"] == ["tcp:127.0.0.1:1", "tcp:127.0.0.1:2"]
-    options = gateway_tap.Options()
-    options.parseOptions(["--login", ""])
-    assert options.settings["gateway"]["login"] == []
