@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cmsv6.db.cluster import PrivateCluster  # noqa: E402
+from cmsv6.db.embedded import EmbeddedPostgres  # noqa: E402
 from cmsv6.db.upgrade import upgrade  # noqa: E402
 from tests.support.process import GatewayProcess, free_port  # noqa: E402
 
@@ -115,7 +115,7 @@ def percentile(hist: Counter[int], q: float) -> float:
     return float(max(hist))
 
 
-def stored(cluster: PrivateCluster) -> int:
+def stored(cluster: EmbeddedPostgres) -> int:
     return int(cluster.psql("SELECT count(*) FROM positions", "cmsv6") or 0)
 
 
@@ -131,7 +131,7 @@ def main() -> int:
     print(f"# {args.devices} devices in {args.processes} load processes, one report each "
           f"{args.interval} s (offered {args.devices / args.interval:,.0f}/s), {args.seconds:.0f} s measured")
     workdir = Path(tempfile.mkdtemp(prefix="cmsv6-bench-"))
-    cluster = PrivateCluster(workdir / "pg")
+    cluster = EmbeddedPostgres(workdir / "pg")
     gateway = None
     loads: list[Load] = []
     try:

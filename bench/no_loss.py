@@ -50,7 +50,7 @@ from twisted.internet import task, threads
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.python.failure import Failure
 
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import upgrade
 from cmsv6.phone import canonical_phone
 from cmsv6.sim.device import DeviceConfig
@@ -204,9 +204,9 @@ class Bench:
         self.args = args
         self.workdir = workdir
         self.rng = Random(args.seed)
-        self.primary = PrivateCluster(workdir / "primary")
-        self.standby: PrivateCluster | None = None
-        self.clusters: list[PrivateCluster] = [self.primary]
+        self.primary = EmbeddedPostgres(workdir / "primary")
+        self.standby: EmbeddedPostgres | None = None
+        self.clusters: list[EmbeddedPostgres] = [self.primary]
         self.gateway: GatewayProcess | None = None
         self.fleet: Fleet | None = None
         self.acks: TimedAcks | None = None
@@ -429,7 +429,7 @@ class Bench:
         return [t]
 
 
-def postmaster_pid(c: PrivateCluster) -> int | None:
+def postmaster_pid(c: EmbeddedPostgres) -> int | None:
     try:
         return int((c.data / "postmaster.pid").read_text().split("\n", 1)[0])
     except (OSError, ValueError):

@@ -47,7 +47,8 @@ def db_command(args: argparse.Namespace) -> int:
 def device_command(args: argparse.Namespace) -> int:
     import psycopg2
 
-    from cmsv6.db.admin import AdminError, add_device
+    from cmsv6.db.devices import add_device
+    from cmsv6.db.service import AdminError
 
     try:
         phone = add_device(_dsn(args), args.phone, args.plate, args.fleet, args.channels)
@@ -61,7 +62,8 @@ def device_command(args: argparse.Namespace) -> int:
 def user_command(args: argparse.Namespace) -> int:
     import psycopg2
 
-    from cmsv6.db.admin import AdminError, add_user
+    from cmsv6.db.service import AdminError
+    from cmsv6.db.users import add_user
 
     try:
         add_user(_dsn(args), args.name, _password(args.password_file), args.admin, args.fleet)

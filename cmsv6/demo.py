@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from typing import IO
 
-from cmsv6.db.admin import add_device, add_user
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.devices import add_device
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import upgrade
+from cmsv6.db.users import add_user
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     config = var / "demo.toml"
     p = ports(args.port_offset)
     config.write_text(config_text(var, p))
-    cluster = PrivateCluster(var / "pg", port=p["db"])
+    cluster = EmbeddedPostgres(var / "pg", port=p["db"])
     first_run = not cluster.initialized
     print(f"cmsv6 demo: {'setting up' if first_run else 'reusing'} {var}", flush=True)
     cluster.init()

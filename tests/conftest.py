@@ -12,7 +12,7 @@ import greenlet
 import pytest
 from hypothesis import HealthCheck, settings
 
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import upgrade
 
 _names = itertools.count()
@@ -61,10 +61,10 @@ def _deadline(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PrivateCluster]:
+def pg_cluster() -> Iterator[EmbeddedPostgres]:
     """A private PostgreSQL cluster, started once and removed at the end."""
     directory = tempfile.mkdtemp(prefix="cmsv6-test-pg-")
-    cluster = PrivateCluster(directory)
+    cluster = EmbeddedPostgres(directory)
     cluster.init()
     cluster.start()
     template = cluster.create_database("cmsv6_template")
@@ -76,7 +76,7 @@ def pg_cluster() -> Iterator[PrivateCluster]:
 
 
 @pytest.fixture
-def dsn(pg_cluster: PrivateCluster) -> str:
+def dsn(pg_cluster: EmbeddedPostgres) -> str:
     """A fresh database with the current schema (cloned from the upgraded template)."""
     name = f"t{os.getpid()}_{next(_names)}"
     return pg_cluster.create_database(name, template="cmsv6_template")

@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import utils
 
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.protocols.jt808.codec import decode_frame
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.framing import parse_frame
@@ -173,7 +173,7 @@ def test_send_delivers_and_prints_the_reply(dsn: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def empty_db(pg_cluster: PrivateCluster, request: pytest.FixtureRequest) -> str:
+def empty_db(pg_cluster: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
     """A database without the schema."""
     name = "cli_" + request.node.name.lower().replace("test_", "")[:40] + f"_{os.getpid()}"
     return pg_cluster.create_database(name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.demo import PORTS, ports
 from tests.support.process import listening
 
@@ -151,4 +151,4 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
             pass
         proc.wait()
         if (pg / "data" / "postmaster.pid").exists():
-            PrivateCluster(pg, port=p["db"]).stop("immediate")
+            EmbeddedPostgres(pg, port=p["db"]).stop("immediate")

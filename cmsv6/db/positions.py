@@ -1,26 +1,33 @@
-"""Positions, last positions and alarms: the SQL of the gateway's write path.
+"""Positions and each device's last position: the gateway's write path and the queries
+of the Open API and the client WebSocket.
 
-A batch is written in one transaction: the positions (one INSERT over arrays, duplicates of
-an already stored report ignored), each device's last position, and the alarms that opened
-or closed. The gateway acknowledges the reports only after that transaction commits.
+A batch is written in one transaction: the positions (one INSERT over a JSON array,
+duplicates of an already stored report ignored), each device's last position, and the
+alarms that opened or closed (``alarms.change_statements``). The gateway acknowledges the
+reports only after that transaction commits.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import psycopg2
 from attrs import frozen
 from twisted.internet import defer
 
-from cmsv6.db.service import Database, DatabaseUnavailable
+from cmsv6.db.alarms import AlarmChange, AlarmReset, change_statements
+from cmsv6.db.service import Database
 
 
-class PositionRow(NamedTuple):
-    """One position to store (a NamedTuple: the write path makes thousands a second)."""
+@frozen
+class Position:
+    """A position report of a device.
+
+    ``extras`` is the additional items as JSON text (keys "0x01"…), as the gateway makes
+    it and PostgreSQL's jsonb takes it. A device's last position has no ``blind`` (whether
+    it came in a blind-area batch) nor ``digest`` (what identifies the report)."""
 
     device_id: int
     time: datetime
@@ -32,36 +39,9 @@ class PositionRow(NamedTuple):
     direction: int
     alarm: int
     status: int
-    extras: str | None  # JSON text
-    blind: bool
-    digest: bytes
-
-
-@frozen
-class AlarmChange:
-    """An alarm of ``kind`` opened (``opened=True``) or closed at ``time`` on a device.
-
-    ``instant`` alarms (active-safety events) open and close at once.
-    """
-
-    device_id: int
-    kind: str
-    time: datetime
-    opened: bool
-    latitude: float | None = None
-    longitude: float | None = None
-    details: str | None = None  # JSON text
-    instant: bool = False
-
-
-@frozen
-class AlarmReset:
-    """The first report of a session: close the device's open alarm-bit alarms (kinds
-    starting ``bit:``) except those still set, whatever happened while it was away."""
-
-    device_id: int
-    time: datetime
-    keep: tuple[str, ...]
+    extras: str | None
+    blind: bool | None = None
+    digest: bytes | None = None
 
 
 def month_of(t: datetime) -> tuple[int, int]:
@@ -122,13 +102,13 @@ WHERE EXCLUDED.time >= p.time
 """
 
 
-def rows_json(rows: list[PositionRow]) -> str:
+def rows_json(rows: list[Position]) -> str:
     return json.dumps(
         [
             (
                 r.device_id, r.time.timestamp(), r.received.timestamp(), r.latitude,
                 r.longitude, r.altitude, r.speed, r.direction, r.alarm, r.status, r.extras,
-                r.blind, r.digest.hex(),
+                r.blind, r.digest.hex() if r.digest is not None else None,
             )  # fmt: skip
             for r in rows
         ],
@@ -136,20 +116,8 @@ def rows_json(rows: list[PositionRow]) -> str:
     )
 
 
-_RESET = (
-    "UPDATE alarms SET ended = %s WHERE device_id = %s AND ended IS NULL"
-    " AND kind LIKE 'bit:%%' AND NOT (kind = ANY(%s::text[]))"
-)
-_OPEN = (
-    "INSERT INTO alarms (device_id, kind, started, ended, latitude, longitude, details)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
-    " ON CONFLICT (device_id, kind) WHERE ended IS NULL DO NOTHING"
-)
-_CLOSE = "UPDATE alarms SET ended = %s WHERE device_id = %s AND kind = %s AND ended IS NULL"
-
-
 def batch_sql(
-    rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]
+    rows: list[Position], alarms: list[AlarmChange | AlarmReset]
 ) -> tuple[str, tuple[Any, ...]]:
     """The whole batch as one query string and its arguments.
 
@@ -162,81 +130,72 @@ def batch_sql(
     if rows:
         statements.append(_WRITE)
         args.append(rows_json(rows))
-    for change in alarms:
-        if isinstance(change, AlarmReset):
-            statements.append(_RESET)
-            args += [change.time, change.device_id, list(change.keep)]
-        elif change.opened:
-            statements.append(_OPEN)
-            args += [
-                change.device_id, change.kind, change.time,
-                change.time if change.instant else None,
-                change.latitude, change.longitude, change.details,
-            ]  # fmt: skip
-        else:
-            statements.append(_CLOSE)
-            args += [change.time, change.device_id, change.kind]
+    more, more_args = change_statements(alarms)
+    statements += more
+    args += more_args
     return ";\n".join(statements), tuple(args)
 
 
-def write(db: Database, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]) -> Any:
-    """Write one batch in one transaction; fires once it is committed."""
+def write(db: Database, rows: list[Position], alarms: list[AlarmChange | AlarmReset]) -> Any:
+    """Write one batch in one transaction (on the database's writer threads if it has
+    them); fires once it is committed."""
     sql, args = batch_sql(rows, alarms)
     if not sql:
         return defer.succeed(None)
-    return db.run_operation(sql, args)
+    return db.run_batch(sql, args)
 
 
-class ThreadedWriter:
-    """Writes batches on threads of their own, each with a blocking connection.
+# -- reading -------------------------------------------------------------------------------
 
-    Measured under load (19,000 devices, bench/gateway_load.py): a 2,000-row batch takes
-    ~50 ms in PostgreSQL but ~560 ms through the asynchronous connection, because each step
-    of a transaction waits for a turn of a reactor busy with thousands of sockets. Here the
-    whole batch is one round trip on a thread, and only its completion goes through the
-    reactor. Other queries stay on txpostgres.
-    """
+#: The columns of ``last_positions lp`` that make a Position (without blind and digest).
+LAST_POSITION = (
+    "lp.device_id, lp.time, lp.received, lp.latitude, lp.longitude, lp.altitude, lp.speed,"
+    " lp.direction, lp.alarm, lp.status, lp.extras::text"
+)
 
-    def __init__(self, dsn: str, reactor: Any, threads: int = 3) -> None:
-        from twisted.python.threadpool import ThreadPool
 
-        self.dsn = dsn
-        self.reactor = reactor
-        self.pool = ThreadPool(minthreads=threads, maxthreads=threads, name="cmsv6-writer")
-        self._local = threading.local()
+@defer.inlineCallbacks
+def positions(
+    db: Database,
+    device_id: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    after: tuple[datetime, bytes | None] | None = None,
+) -> Any:
+    """Positions of a device with ``start <= time < end``, oldest first, at most ``limit``;
+    with ``after`` = (time, digest) only those after that one (digest None: after that time)."""
+    args: dict[str, Any] = {"dev": device_id, "start": start, "end": end, "limit": limit}
+    where = "device_id = %(dev)s AND time >= %(start)s AND time < %(end)s"
+    if after is not None:
+        args["after"], args["digest"] = after
+        if after[1] is None:
+            where += " AND time > %(after)s"
+        else:
+            where += " AND (time, digest) > (%(after)s, %(digest)s)"
+    rows = yield db.run_query(
+        "SELECT device_id, time, received, latitude, longitude, altitude, speed, direction,"
+        f" alarm, status, extras::text, blind, digest FROM positions WHERE {where}"
+        " ORDER BY time, digest LIMIT %(limit)s",
+        args,
+    )
+    return [Position(*r[:12], bytes(r[12])) for r in rows]
 
-    def start(self) -> None:
-        self.pool.start()
 
-    def stop(self) -> None:
-        self.pool.stop()
-
-    def write(
-        self, db: Any, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]
-    ) -> Any:
-        from twisted.internet.threads import deferToThreadPool
-
-        return deferToThreadPool(self.reactor, self.pool, self._write, rows, alarms)
-
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            try:
-                conn = psycopg2.connect(self.dsn, connect_timeout=5)
-            except psycopg2.OperationalError as e:
-                raise DatabaseUnavailable(str(e).strip()) from None
-            conn.autocommit = True  # one multi-statement query = one implicit transaction
-            self._local.conn = conn
-        return conn
-
-    def _write(self, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset]) -> None:
-        sql, args = batch_sql(rows, alarms)
-        if not sql:
-            return
-        conn = self._connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
-            conn.close()
-            raise DatabaseUnavailable(str(e).strip()) from None
+@defer.inlineCallbacks
+def changed_positions(db: Database, sent: dict[int, datetime | None]) -> Any:
+    """[(device id, phone, Position)] of the devices in ``sent`` whose last position is not
+    the one last sent (``received`` differs: each device's rows come from one gateway's
+    clock, so this needs no agreement between clocks): the client WebSocket's poll."""
+    if not sent:
+        return []
+    ids = list(sent)
+    rows = yield db.run_query(
+        f"SELECT d.phone, {LAST_POSITION}"
+        " FROM unnest(%s::bigint[], %s::timestamptz[]) AS s(id, sent)"
+        " JOIN last_positions lp ON lp.device_id = s.id"
+        " JOIN devices d ON d.id = s.id"
+        " WHERE lp.received IS DISTINCT FROM s.sent",
+        (ids, [sent[i] for i in ids]),
+    )
+    return [(r[1], r[0], Position(*r[1:])) for r in rows]

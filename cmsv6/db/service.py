@@ -1,4 +1,10 @@
-"""The service that owns the database connections (txpostgres).
+"""The service that owns every database connection of a server.
+
+- a txpostgres pool for the queries of the store modules (``run_query``, ``run_operation``,
+  ``run_interaction``);
+- optionally (``writer_threads``), threads with a blocking psycopg2 connection each, for
+  the position writer's batches (``run_batch``);
+- dedicated sessions for advisory locks (``lock_session``: login's hot standby).
 
 It retries its own start (``MultiService.startService`` ignores children's Deferreds, so a
 database that is down at start must not fail silently), and every connection reconnects by
@@ -8,6 +14,7 @@ and ``target_session_attrs=read-write`` that is how a promoted standby is found.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -22,6 +29,10 @@ _log = Logger()
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached now; try again later."""
+
+
+class AdminError(Exception):
+    """An administration command's input is refused (a bad phone, a short password...)."""
 
 
 def _is_dead(failure: Failure) -> bool:
@@ -100,9 +111,12 @@ class _Pool(txpostgres.ConnectionPool):  # type: ignore[misc]
 
 
 class Database(Service):
-    """``run_query`` / ``run_operation`` / ``run_interaction`` over a small pool."""
+    """``run_query`` / ``run_operation`` / ``run_interaction`` over a small pool,
+    ``run_batch`` on ``writer_threads`` blocking connections, and ``lock_session``."""
 
-    def __init__(self, dsn: str, reactor: IReactorTime, size: int = 4) -> None:
+    def __init__(
+        self, dsn: str, reactor: IReactorTime, size: int = 4, writer_threads: int = 0
+    ) -> None:
         self.dsn = dsn
         self.reactor = reactor
         self.size = size
@@ -113,9 +127,15 @@ class Database(Service):
         self._delay = 0.5
         self.connected = False
         self._rotations = [HostRotation(dsn) for _ in range(size)]
+        self.writer_threads = writer_threads
+        self._writers = _WriterThreads(dsn, reactor, writer_threads) if writer_threads else None
+        self._lock_hosts = HostRotation(dsn)
+        self._lock_sessions: set[Any] = set()
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
+        if self._writers is not None:
+            self._writers.start()
         self._connect()
 
     def _connect(self) -> None:
@@ -166,6 +186,10 @@ class Database(Service):
         for d in self._waiting:
             d.errback(DatabaseUnavailable("stopped"))
         self._waiting = []
+        for session in list(self._lock_sessions):
+            session.close()
+        if self._writers is not None:
+            self._writers.stop()  # waits for the batches being written
         if pool is not None:
             # A detector takes the close for a lost connection and reconnects: detach them
             # first, or a stopped service keeps (and leaks) connections.
@@ -200,6 +224,95 @@ class Database(Service):
     ) -> defer.Deferred[Any]:
         """``interaction(cursor, *args)`` in one transaction (committed when it fires)."""
         return self._call("runInteraction", interaction, *args)
+
+    def run_batch(self, sql: str, args: Any = None) -> defer.Deferred[None]:
+        """Several statements sent as one query: one implicit transaction, one round trip;
+        fires once committed. On a writer thread when the database has them, else on the
+        pool."""
+        if self._writers is None:
+            return self.run_operation(sql, args)
+        return self._writers.run(sql, args)
+
+    def lock_session(self, on_lost: Callable[[Any, Failure], None]) -> Any:
+        """A database session of its own (not the pool's) for advisory locks: a lock lives
+        as long as the session that took it. ``on_lost(session, reason)`` when it ends."""
+        from cmsv6.db.lock import LockSession
+
+        session = LockSession(self.dsn, self._lock_hosts, self.reactor, on_lost,
+                              self._lock_sessions.discard)  # fmt: skip
+        self._lock_sessions.add(session)
+        return session
+
+
+class _WriterThreads:
+    """Threads with a blocking connection each, for batch writes.
+
+    Measured under load (19,000 devices, bench/gateway_load.py): a 2,000-row batch takes
+    ~50 ms in PostgreSQL but ~560 ms through the asynchronous connection, because each step
+    of a transaction waits for a turn of a reactor busy with thousands of sockets. Here the
+    whole batch is one round trip on a thread, and only its completion goes through the
+    reactor. libpq follows a multi-host DSN by itself on these blocking connections.
+    """
+
+    def __init__(self, dsn: str, reactor: Any, threads: int) -> None:
+        self.dsn = dsn
+        self.reactor = reactor
+        self.threads = threads
+        self.pool: Any = None
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        from twisted.python.threadpool import ThreadPool
+
+        # A new pool per start: a stopped ThreadPool cannot be started again.
+        self.pool = ThreadPool(minthreads=self.threads, maxthreads=self.threads,
+                               name="cmsv6-writer")  # fmt: skip
+        self.pool.start()
+
+    def stop(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.stop()
+        with self._guard:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def run(self, sql: str, args: Any) -> defer.Deferred[None]:
+        from twisted.internet.threads import deferToThreadPool
+
+        if self.pool is None:
+            return defer.fail(DatabaseUnavailable("not started"))
+        return deferToThreadPool(self.reactor, self.pool, self._run, sql, args)
+
+    def _connection(self) -> Any:
+        import psycopg2
+
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = psycopg2.connect(self.dsn, connect_timeout=5)
+            except psycopg2.OperationalError as e:
+                raise DatabaseUnavailable(str(e).strip()) from None
+            conn.autocommit = True  # one multi-statement query = one implicit transaction
+            self._local.conn = conn
+            with self._guard:
+                self._connections = [c for c in self._connections if not c.closed]
+                self._connections.append(conn)
+        return conn
+
+    def _run(self, sql: str, args: Any) -> None:
+        import psycopg2
+
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            conn.close()
+            raise DatabaseUnavailable(str(e).strip()) from None
 
 
 def _unavailable(failure: Failure) -> Failure:

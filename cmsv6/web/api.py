@@ -6,14 +6,21 @@ Lists that can be long are paged: an answer's ``next`` is passed back as ``after
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from twisted.logger import Logger
 from twisted.web import server
 
-from cmsv6.db import api as store
-from cmsv6.db.api import ALARM_STATES, Alarm, DeviceRow, Position, User
+from cmsv6.db import alarms as alarm_store
+from cmsv6.db import commands as command_store
+from cmsv6.db import devices as device_store
+from cmsv6.db import positions as position_store
+from cmsv6.db.alarms import ALARM_STATES, Alarm
+from cmsv6.db.devices import Device
+from cmsv6.db.positions import Position
+from cmsv6.db.users import User
 from cmsv6.db.service import Database
 from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.protocols.jt808.errors import CodecError
@@ -49,14 +56,15 @@ def position_json(p: Position) -> dict[str, Any]:
     out = {
         "time": iso(p.time), "received": iso(p.received), "latitude": p.latitude,
         "longitude": p.longitude, "altitude": p.altitude, "speed": p.speed,
-        "direction": p.direction, "alarm": p.alarm, "status": p.status, "extras": p.extras,
+        "direction": p.direction, "alarm": p.alarm, "status": p.status,
+        "extras": json.loads(p.extras) if p.extras is not None else None,
     }  # fmt: skip
     if p.blind is not None:
         out["blind"] = p.blind
     return out
 
 
-def device_json(d: DeviceRow, gateway: str | None) -> dict[str, Any]:
+def device_json(d: Device, gateway: str | None) -> dict[str, Any]:
     return {
         "phone": d.phone, "plate": d.plate, "fleet": d.fleet, "online": gateway is not None,
         "gateway": gateway, "protocol": d.protocol, "channels": d.channels,
@@ -150,8 +158,8 @@ class Api:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
 
-    async def _device(self, user: User, phone: str) -> DeviceRow:
-        device: DeviceRow | None = await store.get_device(self.db, user, _phone(phone))
+    async def _device(self, user: User, phone: str) -> Device:
+        device: Device | None = await device_store.get_device(self.db, user, _phone(phone))
         if device is None:
             raise not_found("no such device")
         return device
@@ -191,7 +199,7 @@ class Api:
 
     async def devices(self, request: server.Request) -> Any:
         user = await self.auth.user(request)
-        rows = await store.list_devices(self.db, user)
+        rows = await device_store.list_devices(self.db, user)
         online = self._online()
         return [device_json(d, online.get(d.phone)) for d in rows]
 
@@ -213,7 +221,7 @@ class Api:
                 after = (parse_time(t, "after"), bytes.fromhex(digest) if digest else None)
             except ValueError:
                 raise bad_request("after is not a cursor from a previous answer") from None
-        rows = await store.positions(self.db, d.id, start, end, limit, after)
+        rows = await position_store.positions(self.db, d.id, start, end, limit, after)
         nxt = None
         if len(rows) == limit:
             last = rows[-1]
@@ -251,7 +259,7 @@ class Api:
                 after = (parse_time(t, "after"), int(ident))
             except ValueError:
                 raise bad_request("after is not a cursor from a previous answer") from None
-        rows = await store.alarms(self.db, user, start, end, limit, device_id, state, after)
+        rows = await alarm_store.alarms(self.db, user, start, end, limit, device_id, state, after)
         nxt = None
         if len(rows) == limit:
             nxt = f"{_cursor_time(rows[-1].started)}~{rows[-1].id}"
@@ -272,7 +280,7 @@ class Api:
         note = body.get("note")
         if note is not None and (not isinstance(note, str) or len(note) > 2000):
             raise bad_request("note must be a string of at most 2000 characters")
-        alarm = await store.handle_alarm(self.db, user, ident, state, note, self.now())
+        alarm = await alarm_store.handle_alarm(self.db, user, ident, state, note, self.now())
         if alarm is None:
             raise not_found("no such alarm")
         return alarm_json(alarm)
@@ -289,7 +297,7 @@ class Api:
         timeout = command.get("timeout", self.command_timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
             raise bad_request("timeout must be between 1 and 300 seconds", "bad_command")
-        command_id = await store.start_command(
+        command_id = await command_store.start_command(
             self.db, user, d.id, d.phone, encoded.msg_id, command, self.now()
         )
         try:
@@ -318,7 +326,7 @@ class Api:
     async def _finish(self, command_id: int, status: str, reply: Any) -> None:
         """Record a command's outcome; the client gets its answer even if this fails."""
         try:
-            await store.finish_command(self.db, command_id, status, reply, self.now())
+            await command_store.finish_command(self.db, command_id, status, reply, self.now())
         except Exception:  # noqa: BLE001 - the outcome is logged; the answer still goes out
             _log.failure("command {id}: outcome {status} not recorded", id=command_id,
                          status=status)

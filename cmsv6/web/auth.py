@@ -25,8 +25,9 @@ from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.web import server
 
-from cmsv6.db import api as store
-from cmsv6.db.api import User
+from cmsv6.db import tokens as token_store
+from cmsv6.db import users as user_store
+from cmsv6.db.users import User
 from cmsv6.db.service import Database
 from cmsv6.passwords import hash_password, verify_password
 from cmsv6.web.routing import ApiError
@@ -128,7 +129,7 @@ class Authenticator:
                 f"too many failed logins; try again in {wait:.0f} s",
                 {"Retry-After": str(max(1, round(wait)))},
             )  # fmt: skip
-        found = await store.credentials(self.db, name)
+        found = await user_store.credentials(self.db, name)
         if found is None:
             if self._dummy_hash is None:
                 self._dummy_hash = await self._thread(hash_password, secrets.token_hex(8))
@@ -144,9 +145,9 @@ class Authenticator:
         token = secrets.token_urlsafe(32)
         now = self.now()
         expires = now + timedelta(seconds=self.ttl)
-        await store.store_token(self.db, hash_token(token), found.user, now, expires, address)
+        await token_store.store_token(self.db, hash_token(token), found.user, now, expires, address)
         try:
-            await store.delete_expired_tokens(self.db, now)
+            await token_store.delete_expired_tokens(self.db, now)
         except Exception as e:  # noqa: BLE001 - housekeeping; the login stands
             _log.warn("expired tokens not deleted: {e}", e=str(e))
         _log.info("{name} logged in from {address}", name=name, address=address)
@@ -155,11 +156,11 @@ class Authenticator:
     async def user_for_token(self, token: str) -> User | None:
         if not token or len(token) > 200:
             return None
-        user: User | None = await store.user_by_token(self.db, hash_token(token), self.now())
+        user: User | None = await token_store.user_by_token(self.db, hash_token(token), self.now())
         return user
 
     async def logout(self, token: str) -> None:
-        await store.revoke_token(self.db, hash_token(token))
+        await token_store.revoke_token(self.db, hash_token(token))
 
     async def user(self, request: server.Request) -> User:
         """The user of a request's ``Authorization: Bearer TOKEN``; ApiError 401 if none."""

@@ -42,7 +42,10 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from cmsv6.db import api as store
+from cmsv6.db import alarms as alarm_store
+from cmsv6.db import devices as device_store
+from cmsv6.db import positions as position_store
+from cmsv6.db import tokens as token_store
 from cmsv6.db.service import Database, DatabaseUnavailable
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.web.api import alarm_json, position_json
@@ -179,7 +182,7 @@ class Hub:
         if not self.subscribers:
             self.alarms_since = None
             return
-        changed = await store.changed_positions(self.db, dict(self.sent))
+        changed = await position_store.changed_positions(self.db, dict(self.sent))
         for device_id, phone, position in changed:
             subscribers = self.subscribers.get(device_id)
             if not subscribers:
@@ -190,7 +193,7 @@ class Hub:
             self._fan_out(subscribers, payload)
 
         since = None if self.alarms_since is None else self.alarms_since - self.overlap
-        now, alarms = await store.new_alarms(self.db, list(self.subscribers), since)
+        now, alarms = await alarm_store.new_alarms(self.db, list(self.subscribers), since)
         for device_id, alarm in sorted(alarms, key=lambda x: (x[1].created, x[1].id)):
             if alarm.id in self.alarms_sent:
                 continue
@@ -208,7 +211,7 @@ class Hub:
         if not clients:
             return
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
-        live = await store.live_tokens(self.db, list({c.token_hash for c in clients}), now)
+        live = await token_store.live_tokens(self.db, list({c.token_hash for c in clients}), now)
         for client in clients:
             if client.token_hash not in live:
                 client.sendClose(CLOSE_UNAUTHORIZED, "token expired or revoked")
@@ -371,7 +374,7 @@ class ClientProtocol(WebSocketServerProtocol):
         if phones is None:
             return
         wanted = {canonical_phone(p): p for p in phones if valid_phone(p)}
-        visible = await store.visible_devices(self.factory.db, self.user, list(wanted))
+        visible = await device_store.visible_devices(self.factory.db, self.user, list(wanted))
         if self.state != self.STATE_OPEN:
             return
         new = {p: i for p, i in visible.items() if i not in self.devices}

@@ -6,7 +6,9 @@ import psycopg2
 import pytest
 
 from cmsv6.cli import main
-from cmsv6.db.admin import AdminError, add_device, add_user
+from cmsv6.db.devices import add_device
+from cmsv6.db.service import AdminError
+from cmsv6.db.users import add_user
 from cmsv6.db.upgrade import steps, upgrade
 from cmsv6.passwords import verify_password
 

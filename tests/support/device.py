@@ -151,18 +151,11 @@ def within(d: defer.Deferred[Any] | None, what: str, timeout: float = 30.0) -> d
     return d.addTimeout(timeout, reactor).addErrback(timed_out)
 
 
-def shipping_writer(db: Any, dsn: str, reactor: Any) -> Any:
-    """The position writer as ``twistd gateway`` builds it (threaded batch writes);
-    returns (writer, stop)."""
-    from cmsv6.db.positions import ThreadedWriter
+def shipping_writer(db: Any, reactor: Any) -> Any:
+    """The position writer as ``twistd gateway`` builds it, over ``db`` (a ``Database``
+    with ``writer_threads``: batches written on its threads); returns (writer, stop)."""
     from cmsv6.plugins.gateway.writer import PositionWriter
 
-    threaded = ThreadedWriter(dsn, reactor, threads=2)
-    threaded.start()
-    writer = PositionWriter(db, reactor, write=threaded.write)
-
-    def stop() -> None:
-        writer.stop()
-        threaded.stop()
-
-    return writer, stop
+    assert db.writer_threads, "twistd gateway's database has writer threads"
+    writer = PositionWriter(db, reactor)
+    return writer, writer.stop

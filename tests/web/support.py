@@ -19,8 +19,9 @@ from twisted.web.http_headers import Headers
 
 from cmsv6.config import WebConfig
 from cmsv6.db import positions as position_store
-from cmsv6.db.admin import add_device, add_user
-from cmsv6.db.positions import PositionRow
+from cmsv6.db.devices import add_device
+from cmsv6.db.positions import Position
+from cmsv6.db.users import add_user
 from cmsv6.db.service import Database
 from cmsv6.protocols.jt808.codec import encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
@@ -178,16 +179,16 @@ T0 = datetime(2026, 11, 25, 2, 0, 0, tzinfo=timezone.utc)
 def position_row(
     device_id: int, time: datetime, lat: float = 22.5, lon: float = 114.0, tag: str = "",
     received: datetime | None = None,
-) -> PositionRow:  # fmt: skip
+) -> Position:  # fmt: skip
     digest = hashlib.sha256(f"{device_id}{time.isoformat()}{lat}{lon}{tag}".encode()).digest()[:8]
-    return PositionRow(
+    return Position(
         device_id, time, received or datetime.now(timezone.utc), lat, lon, 10, 40.0, 90, 0, 3,
         json.dumps({"0x01": 1000}), False, digest,
     )  # fmt: skip
 
 
 @defer.inlineCallbacks
-def store_positions(web: Web, rows: list[PositionRow]) -> Any:
+def store_positions(web: Web, rows: list[Position]) -> Any:
     """Through the gateway's own write path (partitions, positions, last_positions)."""
     yield position_store.ensure_partitions(web.db, {position_store.month_of(r.time) for r in rows})
     yield position_store.write(web.db, rows, [])

@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from cmsv6.db.positions import AlarmChange, AlarmReset
+from cmsv6.db.alarms import AlarmChange, AlarmReset
 from cmsv6.protocols.jt808.jsonable import jsonable
 from cmsv6.protocols.jt808.messages.location import AdasAlarm, BsdAlarm, DsmAlarm, Location, TpmsAlarm
 

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from cmsv6.db import devices as device_store
 from cmsv6.db.devices import Device
-from cmsv6.db.positions import PositionRow
+from cmsv6.db.positions import Position
 from cmsv6.plugins.gateway import alarms
 from cmsv6.protocols.jt808.codec import Message, decode_frame, encode_packets
 from cmsv6.protocols.jt808.errors import CodecError
@@ -361,8 +361,8 @@ class DeviceSession:
         self.gateway.writer.submit_then(rows, changes, then)
 
     @staticmethod
-    def row(device_id: int, loc: Location, time: datetime, received: datetime, blind: bool) -> PositionRow:
-        return PositionRow(
+    def row(device_id: int, loc: Location, time: datetime, received: datetime, blind: bool) -> Position:
+        return Position(
             device_id,
             time,
             received,

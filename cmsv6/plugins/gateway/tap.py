@@ -9,7 +9,6 @@ from twisted.logger import Logger
 
 from cmsv6 import config as cfg
 from cmsv6.db import devices as device_store
-from cmsv6.db.positions import ThreadedWriter
 from cmsv6.db.service import Database
 from cmsv6.plugins.gateway.writer import PositionWriter
 from cmsv6.plugins.gateway.gateway import Gateway
@@ -36,11 +35,11 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     dsn = options.config.database.dsn
     top = service.MultiService()
     # Sessions' queries (registration, authentication, session rows): several in flight,
-    # because each round trip waits for turns of a reactor busy with every device.
-    db = Database(dsn, reactor, size=8)
+    # because each round trip waits for turns of a reactor busy with every device; the
+    # position writer's batches on threads of their own (``Database.run_batch``).
+    db = Database(dsn, reactor, size=8, writer_threads=3)
     db.setServiceParent(top)
-    threaded = ThreadedWriter(dsn, reactor, threads=3)
-    writer = PositionWriter(db, reactor, concurrency=3, write=threaded.write)
+    writer = PositionWriter(db, reactor, concurrency=3)
     gateway = Gateway(
         db,
         reactor,
@@ -61,13 +60,11 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     class _Startup(service.Service):
         def startService(self) -> None:  # noqa: N802
             super().startService()
-            threaded.start()
             db.ready().addCallback(ready).addErrback(lambda f: None)
 
         def stopService(self) -> None:  # noqa: N802
             super().stopService()
             gateway.writer.stop()
-            threaded.stop()
 
     _Startup().setServiceParent(top)
     strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor).setServiceParent(top)

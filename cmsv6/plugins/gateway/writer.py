@@ -16,7 +16,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cmsv6.db import positions as store
-from cmsv6.db.positions import AlarmChange, AlarmReset, PositionRow
+from cmsv6.db.alarms import AlarmChange, AlarmReset
+from cmsv6.db.positions import Position
 from cmsv6.db.service import Database, DatabaseUnavailable
 
 _log = Logger()
@@ -42,7 +43,7 @@ class PositionWriter:
         self.low_water = low_water
         self.concurrency = concurrency
         self._write = write
-        self._queue: list[tuple[list[PositionRow], list[Any], Callable[[None], Any]]] = []
+        self._queue: list[tuple[list[Position], list[Any], Callable[[None], Any]]] = []
         self._queued_rows = 0
         self._in_flight = 0
         self._in_flight_rows = 0
@@ -63,29 +64,15 @@ class PositionWriter:
         """Reports accepted and not yet committed."""
         return self._queued_rows + self._in_flight_rows
 
-    def submit(
-        self, rows: list[PositionRow], alarms: list[AlarmChange | AlarmReset] = ()  # type: ignore[assignment]
-    ) -> defer.Deferred[None]:
-        """Queue reports (and the alarm changes they carry); fires once committed."""
-        d: defer.Deferred[None] = defer.Deferred()
-
-        def done(error: Exception | None) -> None:
-            if error is None:
-                d.callback(None)
-            else:
-                d.errback(error)
-
-        self.submit_then(rows, alarms, done)
-        return d
-
     def submit_then(
         self,
-        rows: list[PositionRow],
+        rows: list[Position],
         alarms: list[AlarmChange | AlarmReset],
         committed: Callable[[None], Any],
     ) -> None:
-        """``submit`` for the hot path: ``committed(None)`` is called once committed, or
-        ``committed(error)`` if the reports cannot be stored (no Deferred per report)."""
+        """Queue reports (and the alarm changes they carry): ``committed(None)`` is called
+        once they are committed, or ``committed(error)`` if they cannot be stored (a
+        callback, not a Deferred per report: this is the hot path)."""
         self._queue.append((rows, list(alarms), committed))
         self._queued_rows += len(rows) or 1
         self._check_pressure()
@@ -131,7 +118,7 @@ class PositionWriter:
             self._timer = self.clock.callLater(self.window, self._flush)
 
     @defer.inlineCallbacks
-    def _run(self, batch: list[tuple[list[PositionRow], list[Any], Callable[[Any], Any]]], n: int) -> Any:
+    def _run(self, batch: list[tuple[list[Position], list[Any], Callable[[Any], Any]]], n: int) -> Any:
         """Write a batch: retried while the database is unavailable; on any other error it
         is split, and a report that cannot be stored on its own is refused (its callback
         gets the error), so one bad report never blocks the others."""
@@ -155,7 +142,7 @@ class PositionWriter:
             self._flush()
 
     @defer.inlineCallbacks
-    def _write_retrying(self, batch: list[tuple[list[PositionRow], list[Any], Any]]) -> Any:
+    def _write_retrying(self, batch: list[tuple[list[Position], list[Any], Any]]) -> Any:
         """[None or the error] per item of the batch."""
         rows = [row for item in batch for row in item[0]]
         alarms = [a for item in batch for a in item[1]]

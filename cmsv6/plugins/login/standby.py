@@ -1,15 +1,15 @@
 """Hot standby: the active login server is the one holding a PostgreSQL advisory lock.
 
-Two login servers share one database. Each keeps a dedicated connection (not the pool's)
-and polls ``pg_try_advisory_lock``; the one that gets it is active and serves, the other
-keeps polling. The lock lives as long as the session that took it: when the active server
-dies (kill -9, host down) PostgreSQL ends its session and the standby's next poll gets
-the lock. The active server watches its own session (the socket closing, and a periodic
-``SELECT 1`` with a deadline) and steps down at once when it ends, because from then on
-the other server may take the lock.
+Two login servers share one database. Each keeps a session of its own for the lock
+(``Database.lock_session``; the SQL is in ``cmsv6.db.lock``) and polls for the lock; the
+one that gets it is active and serves, the other keeps polling. The lock lives as long as
+the session that took it: when the active server dies (kill -9, host down) PostgreSQL ends
+its session and the standby's next poll gets the lock. The active server watches its own
+session (the socket closing, and a periodic check with a deadline) and steps down at once
+when it ends, because from then on the other server may take the lock.
 
-Queries on this connection are never cancelled (psycopg2's cancel opens a blocking
-connection); a query past its deadline is abandoned with its connection.
+This module is the policy (poll, check, deadlines, step down, events); a query past its
+deadline is abandoned with its session.
 """
 
 from __future__ import annotations
@@ -17,43 +17,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet import error
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cmsv6.db.service import HostRotation, RotatingConnection
+from cmsv6.db.lock import LOGIN_LOCK, LockSession
+from cmsv6.db.service import Database
 
 _log = Logger()
-
-#: The advisory lock key of the active login server ("cmsv6log" as a bigint).
-LOCK_KEY = int.from_bytes(b"cmsv6log", "big")
-
-
-class _LockConnection(RotatingConnection):
-    """A connection that says when its socket goes away (the session has ended)."""
-
-    def __init__(self, reactor: Any, on_lost: Callable[[Any, Failure], None]) -> None:
-        super().__init__(reactor=reactor)
-        self.on_lost: Callable[[Any, Failure], None] | None = on_lost
-
-    def doRead(self) -> Any:  # noqa: N802
-        # When the server ends the session, txpostgres's doRead fails (psycopg2's poll
-        # raises, or the socket is gone and re-adding it as a reader fails); the reactor
-        # would log that as unhandled before calling connectionLost. Say it is lost instead.
-        try:
-            super().doRead()
-        except Exception as e:  # noqa: BLE001
-            return error.ConnectionLost(f"database session ended: {str(e).strip()}")
-        return None
-
-    def connectionLost(self, reason: Failure) -> None:  # noqa: N802
-        try:
-            super().connectionLost(reason)
-        finally:
-            if self.on_lost is not None:
-                on_lost, self.on_lost = self.on_lost, None
-                on_lost(self, reason)
 
 
 class ActiveLock(Service):
@@ -64,17 +35,16 @@ class ActiveLock(Service):
 
     def __init__(
         self,
-        dsn: str,
+        db: Database,
         clock: IReactorTime,
         activate: Callable[[], None],
         deactivate: Callable[[str], None],
-        key: int = LOCK_KEY,
+        key: int = LOGIN_LOCK,
         poll: float = 0.25,
         check: float = 1.0,
         deadline: float = 3.0,
     ) -> None:
-        self.dsn = dsn
-        self._hosts = HostRotation(dsn)
+        self.db = db
         self.clock = clock
         self.activate = activate
         self.deactivate = deactivate
@@ -83,7 +53,7 @@ class ActiveLock(Service):
         self.check = check
         self.deadline = deadline
         self.active = False
-        self._conn: _LockConnection | None = None
+        self._conn: LockSession | None = None
         self._timer: IDelayedCall | None = None
         self._waiting_logged = False
 
@@ -120,21 +90,16 @@ class ActiveLock(Service):
         if self._conn is None:
             self._connect()
         elif self.active:
-            self._query(self._conn, "SELECT 1", self._checked)
+            self._bounded(self._conn, self._conn.check(), self._checked, "check")
         else:
-            self._query(self._conn, "SELECT pg_try_advisory_lock(%s)", self._tried, (self.key,))
+            self._bounded(self._conn, self._conn.try_lock(self.key), self._tried, "try lock")
 
     def _connect(self) -> None:
-        conn = _LockConnection(self.clock, self._lost)
-        conn.hosts = self._hosts
+        conn = self.db.lock_session(self._lost)
         self._conn = conn
-        self._bounded(conn, conn.connect(self.dsn), lambda _: self._step(), "connect")
+        self._bounded(conn, conn.connect(), lambda _: self._step(), "connect")
 
-    def _query(self, conn: _LockConnection, sql: str, then: Callable[[Any], None],
-               args: Any = None) -> None:  # fmt: skip
-        self._bounded(conn, conn.runQuery(sql, args), then, sql)
-
-    def _bounded(self, conn: _LockConnection, d: Any, then: Callable[[Any], None], what: str) -> None:
+    def _bounded(self, conn: LockSession, d: Any, then: Callable[[Any], None], what: str) -> None:
         """Run ``then(result)`` if ``d`` fires in time on a connection still ours; else the
         connection is lost."""
         state = {"done": False}
@@ -163,8 +128,8 @@ class ActiveLock(Service):
 
         d.addCallbacks(ok, failed)
 
-    def _tried(self, rows: Any) -> None:
-        if rows and rows[0][0]:
+    def _tried(self, taken: bool) -> None:
+        if taken:
             self.active = True
             self._waiting_logged = False
             _log.info("advisory lock {key} taken: this login server is active", key=self.key)
@@ -200,10 +165,5 @@ class ActiveLock(Service):
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        conn.on_lost = None
-        try:
+        if conn is not None:
             conn.close()
-        except Exception:  # noqa: BLE001 - half-open; nothing to keep
-            pass

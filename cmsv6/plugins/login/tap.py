@@ -166,7 +166,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
 
     registry = make_registry()
     serving = Serving(reactor, config, db, directory, assigner, registry)
-    lock = ActiveLock(config.database.dsn, reactor, serving.start, serving.stop)
+    lock = ActiveLock(db, reactor, serving.start, serving.stop)
     lock.setServiceParent(top)
 
     class _Stop(service.Service):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cmsv6.db.positions import AlarmChange, AlarmReset
+from cmsv6.db.alarms import AlarmChange, AlarmReset
 from cmsv6.plugins.gateway.alarms import changes
 from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.protocols.jt808.messages.location import AlarmIdentification, BsdAlarm

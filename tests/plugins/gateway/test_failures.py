@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints
 
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.service import Database
 from cmsv6.db.upgrade import upgrade
 from cmsv6.plugins.gateway.gateway import Gateway
@@ -33,8 +33,8 @@ def count(dsn: str) -> int:
 
 
 @pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    c = PrivateCluster(tempfile.mkdtemp(prefix="cmsv6-test-fail-"))
+def cluster() -> Iterator[EmbeddedPostgres]:
+    c = EmbeddedPostgres(tempfile.mkdtemp(prefix="cmsv6-test-fail-"))
     c.init()
     try:
         c.start()
@@ -48,10 +48,10 @@ def cluster() -> Iterator[PrivateCluster]:
 def start_gateway(dsn: str) -> Any:
     from twisted.internet import reactor
 
-    db = Database(dsn, reactor, size=2)
+    db = Database(dsn, reactor, size=2, writer_threads=2)
     db.startService()
     yield within(db.ready(), "the database service to connect")
-    writer, stop_writer = shipping_writer(db, dsn, reactor)
+    writer, stop_writer = shipping_writer(db, reactor)
     gw = Gateway(db, reactor, "gw-fail", "127.0.0.1:7611", open_registration=True,
                  writer=writer)
     gw.stop_writer = stop_writer  # type: ignore[attr-defined]
@@ -71,7 +71,7 @@ def stop_gateway(db: Database, gw: Gateway, port: Any) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
-def test_database_restart(cluster: PrivateCluster) -> None:
+def test_database_restart(cluster: EmbeddedPostgres) -> None:
     """While the database is down a report is not acknowledged; once it is back the
     gateway reconnects, stores it and acknowledges it, exactly once."""
     from twisted.internet import reactor
@@ -96,7 +96,7 @@ def test_database_restart(cluster: PrivateCluster) -> None:
 
 
 @pytest_twisted.inlineCallbacks
-def test_standby_promotion(cluster: PrivateCluster) -> None:
+def test_standby_promotion(cluster: EmbeddedPostgres) -> None:
     """With a synchronous streaming standby and a multi-host DSN, the primary is killed,
     the standby promoted, and the gateway carries on there: every acknowledged report is
     on the new primary."""

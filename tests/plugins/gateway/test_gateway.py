@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, task
 
-from cmsv6.db.admin import add_device
+from cmsv6.db.devices import add_device
 from cmsv6.db.service import Database
 from cmsv6.plugins.gateway.gateway import CommandTimeout, DeviceOffline, Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
@@ -34,9 +34,9 @@ def rows(dsn: str, sql: str, args: tuple = ()) -> list[tuple[Any, ...]]:  # type
 def gateway(dsn: str, tmp_path: Any) -> Any:
     from twisted.internet import reactor
 
-    db = Database(dsn, reactor, size=2)
+    db = Database(dsn, reactor, size=2, writer_threads=2)
     db.startService()
-    writer, stop_writer = shipping_writer(db, dsn, reactor)
+    writer, stop_writer = shipping_writer(db, reactor)
     gw = Gateway(db, reactor, "gw-test", "127.0.0.1:7611", open_registration=True,
                  media_dir=tmp_path / "media", writer=writer)
     gw.dsn = dsn  # type: ignore[attr-defined]

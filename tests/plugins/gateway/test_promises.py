@@ -40,9 +40,9 @@ def _serve(dsn: str, tmp_path: Path, clock: Any = None, idle_timeout: float = 18
     database from the reactor); (gateway, stop)."""
     from twisted.internet import reactor
 
-    db = Database(dsn, reactor, size=2)
+    db = Database(dsn, reactor, size=2, writer_threads=2)
     db.startService()
-    writer, stop_writer = shipping_writer(db, dsn, reactor)
+    writer, stop_writer = shipping_writer(db, reactor)
     gw = Gateway(db, clock or reactor, "gw-promises", "127.0.0.1:7611", open_registration=True,
                  idle_timeout=idle_timeout, media_dir=tmp_path / "media", writer=writer)  # fmt: skip
     port = None

@@ -8,24 +8,24 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from cmsv6.db.positions import PositionRow
+from cmsv6.db.positions import Position
 from cmsv6.db.service import DatabaseUnavailable
 from cmsv6.plugins.gateway.writer import PositionWriter
 
 T = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 
-def row(device: int) -> PositionRow:
-    return PositionRow(device, T, T, 1.0, 2.0, 3, 4.0, 5, 0, 0, None, False, b"d")
+def row(device: int) -> Position:
+    return Position(device, T, T, 1.0, 2.0, 3, 4.0, 5, 0, 0, None, False, b"d")
 
 
 class FakeDb:
     """Stands for the database: records writes; the test decides how each ends."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[list[PositionRow], defer.Deferred[None]]] = []
+        self.calls: list[tuple[list[Position], defer.Deferred[None]]] = []
 
-    def write(self, db: Any, rows: list[PositionRow], alarms: list[Any]) -> defer.Deferred[None]:
+    def write(self, db: Any, rows: list[Position], alarms: list[Any]) -> defer.Deferred[None]:
         d: defer.Deferred[None] = defer.Deferred()
         self.calls.append((rows, d))
         return d

@@ -13,9 +13,9 @@ import psycopg2
 import pytest_twisted
 from twisted.internet import defer, error, task
 
-from cmsv6.db.admin import add_user
-from cmsv6.db.cluster import PrivateCluster
+from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import upgrade
+from cmsv6.db.users import add_user
 from cmsv6.protocols.jt808.messages.core import Authenticate, Register, TerminalResponse
 from cmsv6.phone import canonical_phone
 from cmsv6.sim.device import DeviceConfig
@@ -270,7 +270,7 @@ def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
     assigned, a user logs in) and no acknowledged position is lost."""
     from twisted.internet import reactor
 
-    primary = PrivateCluster(tmp_path / "pg1")
+    primary = EmbeddedPostgres(tmp_path / "pg1")
     primary.init()
     primary.start()
     standby = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest_twisted
 
+from cmsv6.db.service import Database
 from cmsv6.plugins.login.standby import ActiveLock
 from tests.support.device import until, within
 from tests.support.process import listening
@@ -19,7 +20,8 @@ class Server:
         from twisted.internet import reactor
 
         self.events: list[str] = []
-        self.lock = ActiveLock(dsn, reactor, self.activate, self.deactivate, key=KEY, poll=0.05,
+        # The lock's session is the database's, apart from its pool (which is not started).
+        self.lock = ActiveLock(Database(dsn, reactor), reactor, self.activate, self.deactivate, key=KEY, poll=0.05,
                                check=0.2)  # fmt: skip
 
     def activate(self) -> None:

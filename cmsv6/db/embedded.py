@@ -1,4 +1,5 @@
-"""A private PostgreSQL cluster in a directory of ours: for tests and ``cmsv6 demo``.
+"""An embedded PostgreSQL: a private, self-contained cluster that we create and run in a
+directory of ours, for the tests, ``cmsv6 demo`` and the benchmarks (never production).
 
 PostgreSQL refuses to run as root; when we are root the cluster's directory is given to the
 ``postgres`` user and every server command runs as that user. The server listens on
@@ -20,7 +21,7 @@ BINDIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib
 SUPERUSER = "cmsv6"
 
 
-class ClusterError(Exception):
+class EmbeddedPostgresError(Exception):
     pass
 
 
@@ -31,7 +32,7 @@ def find_bindir() -> Path:
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent
-    raise ClusterError("PostgreSQL server binaries not found (apt-get install postgresql-15)")
+    raise EmbeddedPostgresError("PostgreSQL server binaries not found (apt-get install postgresql-15)")
 
 
 def free_port() -> int:
@@ -40,7 +41,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class PrivateCluster:
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``directory`` (data, sockets, log), on 127.0.0.1:``port``."""
+
     def __init__(self, directory: Path | str, port: int | None = None) -> None:
         self.directory = Path(directory).resolve()
         self.data = self.directory / "data"
@@ -57,7 +60,7 @@ class PrivateCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if check and result.returncode != 0:
-            raise ClusterError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise EmbeddedPostgresError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
         return result
 
     def _own(self) -> None:
@@ -96,7 +99,7 @@ class PrivateCluster:
         )  # fmt: skip
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
-                "\n# cmsv6 private cluster\n"
+                "\n# cmsv6 embedded cluster\n"
                 "listen_addresses = '127.0.0.1'\n"
                 "max_connections = 200\n"
                 "shared_buffers = 128MB\n"
@@ -126,7 +129,7 @@ class PrivateCluster:
             if r.returncode == 0:
                 return
             time.sleep(0.1)
-        raise ClusterError(f"PostgreSQL on port {self.port} not ready; see {self.log}")
+        raise EmbeddedPostgresError(f"PostgreSQL on port {self.port} not ready; see {self.log}")
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialized:
@@ -165,9 +168,9 @@ class PrivateCluster:
             self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.dsn(name)
 
-    def standby(self, directory: Path | str, port: int | None = None) -> PrivateCluster:
+    def standby(self, directory: Path | str, port: int | None = None) -> EmbeddedPostgres:
         """A streaming standby of this cluster (pg_basebackup -R), initialised, not started."""
-        other = PrivateCluster(directory, port)
+        other = EmbeddedPostgres(directory, port)
         other.directory.mkdir(parents=True, exist_ok=True)
         other.sockets.mkdir(exist_ok=True)
         other._own()
