@@ -1,4 +1,8 @@
-"""Every AMP command the servers exchange, with its declared errors."""
+"""Every AMP command the servers exchange, with its declared errors.
+
+The errors are the cluster's, raised as they are where they happen (the gateway, login's
+directory) and passed on unchanged; callers catch these classes.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from twisted.protocols import amp
 
 
 class DeviceOffline(Exception):
-    """The device is not online on this gateway."""
+    """The device is not online (on this gateway, or anywhere login knows of)."""
 
 
 class CommandTimeout(Exception):
@@ -32,9 +36,12 @@ COMMON_ERRORS = {
 class SendMessage(amp.Command):
     """Send a platform→terminal message to an online device and return its reply.
 
-    ``body`` is the encoded message body (the gateway adds the header in the device's
-    protocol version, splits long bodies, retransmits and matches the reply by serial);
-    the reply comes back as its message id, the device's protocol version and its body.
+    ``body`` is the encoded message body for a 2011/2013 device, ``body_2019`` for a 2019
+    one (default: ``body``); the gateway picks by the version of the device's live session,
+    frames it in that version, splits long bodies, retransmits (JT/T 808 §6.1) and matches
+    the reply by serial. The reply comes back as its message id, the version it came in and
+    its body bytes as received, for the caller to decode once (they may not decode: that is
+    the caller's error to report, with the bytes).
     """
 
     arguments = [
@@ -42,20 +49,13 @@ class SendMessage(amp.Command):
         (b"msg_id", amp.Integer()),
         (b"body", amp.String()),
         (b"timeout", amp.Float(optional=True)),
+        (b"body_2019", amp.String(optional=True)),
     ]
     response = [
         (b"msg_id", amp.Integer()),
         (b"version", amp.Integer()),
         (b"body", amp.String()),
     ]
-    errors = COMMON_ERRORS
-
-
-class OnlineDevices(amp.Command):
-    """The phones online on this gateway."""
-
-    arguments: list = []
-    response = [(b"phones", amp.ListOf(amp.Unicode()))]
     errors = COMMON_ERRORS
 
 

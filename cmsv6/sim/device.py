@@ -11,7 +11,8 @@ A ``Device`` is driven by its owner with the current time:
 
 Reliability, per JT/T 808 §6.1: every uplink that expects a 0x8001 is kept, frame and all,
 until its answer (matched by reply serial and reply id) arrives; without one it is sent
-again after T, 2T, 3T... seconds (``timeout`` T, ``retries`` times). A position counts as
+again T, 2T, 6T... seconds after each send (``timeout`` T, ``retries`` times; the rule is
+``cmsv6.protocols.jt808.retransmit``, as the gateway's). A position counts as
 acknowledged only on a 0x8001 with result 0 (or 4, "alarm confirmed"); anything else keeps
 it: positions that were not acknowledged when a connection ended, that ran out of
 retransmissions or that the platform refused go back to the backlog, which is uploaded as
@@ -76,6 +77,7 @@ from cmsv6.protocols.jt808.messages.params import (
     QuerySpecifiedParameters,
     SetParameters,
 )
+from cmsv6.protocols.jt808.retransmit import Retransmission
 from cmsv6.sim.address import host_port, parse_server, tcp_endpoint
 from cmsv6.sim.route import Area, Vehicle
 
@@ -221,16 +223,17 @@ def fake_jpeg(rng: Random, size: int) -> bytes:
 class _Outstanding:
     """An uplink waiting for its answer: its frame, the positions it carries, retries."""
 
-    __slots__ = ("msg_id", "serial", "frame", "positions", "attempts", "deadline")
+    __slots__ = ("msg_id", "serial", "frame", "positions", "retransmission", "deadline")
 
     def __init__(
-        self, msg_id: int, serial: int, frame: bytes, positions: tuple[bytes, ...], deadline: float
+        self, msg_id: int, serial: int, frame: bytes, positions: tuple[bytes, ...],
+        retransmission: Retransmission, deadline: float,
     ) -> None:
         self.msg_id = msg_id
         self.serial = serial
         self.frame = frame
         self.positions = positions
-        self.attempts = 0
+        self.retransmission = retransmission
         self.deadline = deadline
 
 
@@ -765,13 +768,15 @@ class Device:
     def _track(
         self, msg_id: int, serial: int, frame: bytes, now: float, positions: tuple[bytes, ...] = ()
     ) -> None:
-        deadline = now + self.timeout
+        retransmission = Retransmission(self.timeout, self.retries)
+        deadline = now + retransmission.wait
         key = serial << 16 | msg_id
         if key in self._outstanding:  # the serial wrapped around: keep what the old one had
             old = self._untrack(key)
             if old is not None and old.positions:
                 self._requeue([old.positions])
-        self._outstanding[key] = _Outstanding(msg_id, serial, frame, positions, deadline)
+        self._outstanding[key] = _Outstanding(msg_id, serial, frame, positions, retransmission,
+                                              deadline)
         if msg_id in POSITION_IDS:
             self._inflight[msg_id == BATCH] += 1
             self._inflight[2] += len(positions)
@@ -788,16 +793,15 @@ class Device:
         return any(e.msg_id == msg_id for e in self._outstanding.values())
 
     def _retransmit(self, now: float) -> None:
-        """Send again what is overdue (after T, 2T, 3T... seconds); give up after
-        ``retries`` retransmissions."""
+        """Send again what is overdue (JT/T 808 §6.1: T, 2T, 6T... seconds after each send);
+        give up after ``retries`` retransmissions."""
         due = [k for k, e in self._outstanding.items() if e.deadline <= now]
         for key in due:
             entry = self._outstanding.get(key)
             if entry is None or self._link is None:
                 return
-            if entry.attempts < self.retries:
-                entry.attempts += 1
-                entry.deadline = now + self.timeout * (entry.attempts + 1)
+            if entry.retransmission.again():
+                entry.deadline = now + entry.retransmission.wait
                 self.counters.retransmissions += 1
                 self._link.send(entry.frame)
                 continue
@@ -865,8 +869,11 @@ class Device:
             if self._extra_params is None:
                 self._extra_params = {}
             self._extra_params.update(params)
-        if host is not None and port is not None and (host, port) != main_hp:
-            # The login server points us at a gateway (or a gateway elsewhere): go there now.
+        back_to_main = isinstance(server, str) and self.using_backup
+        if host is not None and port is not None and ((host, port) != main_hp or back_to_main):
+            # The login server points us at a gateway (or a gateway elsewhere), or names the
+            # main server while we are on the backup (login): go there now. A device that
+            # stayed would come back to login after every session it closes, in a loop.
             self.main = tcp_endpoint(host, port)
             self.using_backup = False
             self._failures = 0

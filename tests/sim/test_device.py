@@ -38,6 +38,7 @@ from cmsv6.protocols.jt808.messages.params import (
 from cmsv6.protocols.jt808.model import RawBody
 from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.sim.address import host_port
+from tests.support.link import FakeLink
 from cmsv6.sim.device import (
     ONLINE,
     Counters,
@@ -52,30 +53,6 @@ PHONE = "013800000001"
 SERVER = "tcp:127.0.0.1:6608"
 T0 = 1_750_000_000.0  # 2025-06-15, Beijing
 QUIET = DeviceConfig(alarm_probability=0.0, gap_probability=0.0, heartbeat=1000.0)
-
-
-class FakeLink:
-    """Records what the device sends, decoded."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.closed = False
-
-    def send(self, data: bytes) -> None:
-        assert not self.closed, "sent after close"
-        self.frames.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    @property
-    def messages(self) -> list[Message]:
-        return [decode(f) for f in self.frames]
-
-    def take(self) -> list[Message]:
-        out = self.messages
-        self.frames.clear()
-        return out
 
 
 class Events(DeviceEvents):
@@ -248,9 +225,10 @@ def test_response_matched_by_serial_and_id() -> None:
     assert rig.counters.acknowledged == 1 and rig.device.unacknowledged == 0
 
 
-def test_retransmission_after_t_2t_3t() -> None:
-    """An unanswered 0x0200 is sent again, same serial, T, 2T and 3T after each send; after
-    the last it is kept for a blind-area upload, not lost."""
+def test_retransmission_after_t_2t_6t() -> None:
+    """An unanswered 0x0200 is sent again, same serial, T, 2T and 6T after each send
+    (JT/T 808 §6.1: T(N+1) = T(N)·(N+1)); 24T after the last it is kept for a blind-area
+    upload, not lost."""
     config = attrs.evolve(QUIET, interval=1000.0, timeout=10.0, retries=3)
     rig = Rig(config)
     rig.login()
@@ -262,9 +240,9 @@ def test_retransmission_after_t_2t_3t() -> None:
         (again,) = rig.link.take()
         assert again.header == pos.header and again.body == pos.body
         times.append(rig.now - sent_at)
-    assert times == [10.0, 30.0, 60.0]
+    assert times == [10.0, 30.0, 90.0]
     rig.until_wake()
-    assert rig.now - sent_at == 100.0
+    assert rig.now - sent_at == 330.0
     assert rig.counters.retransmissions == 3 and rig.counters.timeouts == 1
     assert rig.device.unacknowledged == 1
     (batch,) = [m for m in rig.link.take() if m.header.msg_id == 0x0704]
@@ -328,6 +306,28 @@ def test_falls_back_to_backup_after_failures() -> None:
     gw, login = ("10.1.2.3", 7611), ("127.0.0.1", 6608)
     assert attempts == [gw, gw, gw, login, login, login, gw]
     assert rig.counters.fallbacks == 2
+
+
+def test_main_server_named_on_the_backup_sends_the_device_there() -> None:
+    """A device on its backup address (login) that is authenticated there and then given,
+    by 0x8103, the main server it already has, goes back to the main server."""
+    config = attrs.evolve(QUIET, fallback_after=1)
+    rig = Rig(config)
+    rig.login()
+    rig.platform(SetParameters({0x0013: "10.1.2.3:7611", 0x0017: "127.0.0.1:6608"}))
+    rig.disconnect()
+    address = None
+    while address is None:
+        address = rig.until_wake()
+    assert host_port(address) == ("10.1.2.3", 7611)
+    rig.device.connect_failed(rig.now)  # the gateway is gone: the device falls back
+    rig.login()
+    assert rig.device.using_backup and host_port(rig.device.address) == ("127.0.0.1", 6608)
+    rig.platform(SetParameters({0x0013: "10.1.2.3:7611", 0x0017: "127.0.0.1:6608"}))
+    assert rig.link.closed
+    rig.disconnect()
+    address = rig.tick()
+    assert address is not None and host_port(address) == ("10.1.2.3", 7611)
 
 
 def test_reconnect_backoff_grows_with_jitter() -> None:

@@ -1,8 +1,11 @@
 """The gateway's state: who is online, the writer, downlink commands, media files.
 
 One session per terminal: a new authenticated connection for a phone replaces the old one.
-Downlink commands are sent in the device's own protocol version, retransmitted per
-JT/T 808 §6.1 (timeout T, then T·2, T·3 …) and matched to the reply by serial number.
+Downlink commands are framed in the version of the device's live session (and take the
+body given for that version), retransmitted per JT/T 808 §6.1
+(``cmsv6.protocols.jt808.retransmit``) and matched to the reply by serial number; the
+reply goes back as its message id, version and raw body bytes, for the caller to decode.
+Failures are the cluster's declared errors (``cmsv6.rpc.commands``).
 """
 
 from __future__ import annotations
@@ -23,28 +26,21 @@ from cmsv6.db import media as media_store
 from cmsv6.db.service import Database
 from cmsv6.plugins.gateway.session import DeviceSession
 from cmsv6.plugins.gateway.writer import PositionWriter
-from cmsv6.protocols.jt808.codec import Message
+from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.multimedia import MultimediaData, MultimediaUploadResponse
+from cmsv6.protocols.jt808.retransmit import Retransmission
 from cmsv6.phone import canonical_phone
+from cmsv6.rpc.commands import CommandTimeout, DeviceOffline, Unavailable
 
 _log = Logger()
-
-
-class DeviceOffline(Exception):
-    pass
-
-
-class CommandTimeout(Exception):
-    pass
 
 
 @define
 class PendingCommand:
     msg_id: int
     frames: list[bytes]
-    deferred: defer.Deferred[Message]
-    timeout: float
-    attempts: int = 0
+    deferred: defer.Deferred[dict[str, Any]]
+    retransmission: Retransmission
     timer: IDelayedCall | None = field(default=None)
 
 
@@ -113,7 +109,7 @@ class Gateway:
 
         def opened(session_id: int) -> None:
             session.session_id = session_id
-            if session.closed:  # it went away while we were writing
+            if session.disconnected:  # it went away while we were writing
                 device_store.close_session(self.db, session_id, self.now(), "closed").addErrback(
                     lambda f: None
                 )
@@ -191,50 +187,54 @@ class Gateway:
     # -- downlink commands ---------------------------------------------------------------
 
     def send_command(
-        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0, retries: int = 3
-    ) -> defer.Deferred[Message]:
-        """Send a platform message (body as bytes) and fire with the device's reply.
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0, retries: int = 3,
+        body_2019: bytes | None = None,
+    ) -> defer.Deferred[dict[str, Any]]:
+        """Send a platform message and fire with the device's reply ``{"msg_id", "version",
+        "body"}`` (the body as the bytes it came in).
 
-        Errbacks with DeviceOffline or CommandTimeout (after ``retries`` retransmissions).
+        ``body`` is sent to a 2011/2013 session, ``body_2019`` (default ``body``) to a 2019
+        one. Errbacks with DeviceOffline, Unavailable (too many commands waiting) or
+        CommandTimeout (after ``retries`` retransmissions).
         """
         session = self.sessions.get(canonical_phone(phone))
         if session is None or not session.authenticated:
             return defer.fail(DeviceOffline(f"{phone} is not online on {self.id}"))
         if len(session.pending) >= self.MAX_PENDING_COMMANDS:
-            return defer.fail(CommandTimeout(
+            return defer.fail(Unavailable(
                 f"{phone} already has {len(session.pending)} commands awaiting replies"
             ))
-        serial, frames = session.send_raw(msg_id, body)
-        d: defer.Deferred[Message] = defer.Deferred()
-        command = PendingCommand(msg_id, frames, d, timeout)
+        version = session.header.version if session.header is not None else 2013
+        data = body_2019 if version == 2019 and body_2019 is not None else body
+        serial, frames = session.send_raw(msg_id, data)
+        d: defer.Deferred[dict[str, Any]] = defer.Deferred()
+        command = PendingCommand(msg_id, frames, d, Retransmission(timeout, retries))
         session.pending[serial] = command
-        command.timer = self.clock.callLater(timeout, self._retransmit, session, serial, retries)
+        command.timer = self.clock.callLater(timeout, self._retransmit, session, serial)
         self.count("commands")
         return d
 
-    def _retransmit(self, session: DeviceSession, serial: int, retries: int) -> None:
+    def _retransmit(self, session: DeviceSession, serial: int) -> None:
         command = session.pending.get(serial)
         if command is None:
             return
         command.timer = None
-        if command.attempts >= retries or session.closed:
+        if session.closed or not command.retransmission.again():
             self.count("command_timeouts")
             self._finish(session, serial, CommandTimeout(
                 f"no reply to 0x{command.msg_id:04x} from {session.phone} after "
-                f"{command.attempts + 1} sends"
+                f"{command.retransmission.attempts + 1} sends"
             ))
             return
-        command.attempts += 1
-        # T(n+1) = T(n) * (n+1)
-        command.timeout *= command.attempts + 1
         for frame in command.frames:
             session.link.send(frame)
         command.timer = self.clock.callLater(
-            command.timeout, self._retransmit, session, serial, retries
+            command.retransmission.wait, self._retransmit, session, serial
         )
 
-    def command_replied(self, session: DeviceSession, serial: int, msg_id: int, message: Message) -> None:
-        self._finish(session, serial, message)
+    def command_replied(self, session: DeviceSession, serial: int, h: Header, body: bytes) -> None:
+        """The device answered our command ``serial`` with message ``h``, body ``body``."""
+        self._finish(session, serial, {"msg_id": h.msg_id, "version": h.version, "body": body})
 
     def _finish(self, session: DeviceSession, serial: int, result: Any) -> None:
         command = session.pending.pop(serial, None)

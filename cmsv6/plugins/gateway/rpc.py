@@ -1,24 +1,17 @@
-"""The gateway's AMP responders (``cluster`` endpoint): commands to devices."""
+"""The gateway's AMP responders (``cluster`` endpoint, and its link to login): commands to
+devices."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from cmsv6.plugins.gateway import gateway as gw
-from cmsv6.protocols.jt808.codec import encode_body
-from cmsv6.protocols.jt808.errors import CodecError
-from cmsv6.rpc.commands import (
-    BadRequest,
-    CommandTimeout,
-    DeviceOffline,
-    OnlineDevices,
-    SendMessage,
-    Unavailable,
-)
+from cmsv6.rpc.commands import COMMON_ERRORS, BadRequest, SendMessage, Unavailable
 
 _log = Logger()
 
@@ -28,32 +21,22 @@ class GatewayLocator(amp.CommandLocator):
         self.gateway = gateway
 
     @SendMessage.responder
-    def send_message(self, phone: str, msg_id: int, body: bytes, timeout: float | None = None) -> Any:
+    def send_message(self, phone: str, msg_id: int, body: bytes, timeout: float | None = None,
+                     body_2019: bytes | None = None) -> Any:  # fmt: skip
         if not 0x8000 <= msg_id <= 0xFFFF:
             raise BadRequest(f"0x{msg_id:04x} is not a platform message")
-        d = self.gateway.send_command(phone, msg_id, body, timeout=timeout or 10.0)
+        d = defer.maybeDeferred(self.gateway.send_command, phone, msg_id, body,
+                                timeout=timeout or 10.0, body_2019=body_2019)
+        return d.addErrback(_declared, phone, msg_id)
 
-        def reply(message: Any) -> dict[str, Any]:
-            try:
-                data = encode_body(message.body, message.header.version)
-            except CodecError:
-                data = b""
-            return {"msg_id": message.header.msg_id, "version": message.header.version,
-                    "body": data}
 
-        def translate(failure: Any) -> Any:
-            if failure.check(gw.DeviceOffline):
-                raise DeviceOffline(failure.getErrorMessage())
-            if failure.check(gw.CommandTimeout):
-                raise CommandTimeout(failure.getErrorMessage())
-            _log.failure("send_message failed", failure)
-            raise Unavailable(failure.getErrorMessage())
-
-        return d.addCallbacks(reply, translate)
-
-    @OnlineDevices.responder
-    def online_devices(self) -> dict[str, Any]:
-        return {"phones": sorted(self.gateway.sessions)}
+def _declared(failure: Failure, phone: str, msg_id: int) -> Failure:
+    """The gateway fails with the declared errors; anything else is a bug, logged, and
+    answered as Unavailable (an undeclared error would drop the link)."""
+    if failure.check(*COMMON_ERRORS):
+        return failure
+    _log.failure("0x{msg_id:04x} to {phone} failed", failure, msg_id=msg_id, phone=phone)
+    return Failure(Unavailable(failure.getErrorMessage()))
 
 
 class ClusterFactory(protocol.Factory):

@@ -1,20 +1,25 @@
 """Device assignment on login's ``jt808`` endpoint (the seed's tracking flow).
 
-A device configured with the login server's address connects, registers (0x0100 → 0x8100,
-against the database, as on a gateway) and authenticates (0x0102). Login then picks a
-gateway (``Directory.choose``: the one it is on or was sent to while that one is alive,
-else the least loaded) and points the device at it with 0x8103 in the device's protocol
-version: main server = the gateway, backup server = login itself, so a device whose
-gateway dies comes back here and is reassigned. Login waits (bounded) for the device's
-0x0001 and closes; the device reconnects to the gateway and authenticates there with the
-same code.
+A device configured with the login server's address connects, registers (0x0100 → 0x8100)
+and authenticates (0x0102 → 0x8001), in the terminal layer (``cmsv6.terminal``) exactly
+as on a gateway. Login then picks a gateway (``Directory.choose``: the one it is on or was
+sent to while that one is alive, else the least loaded) and points the device at it with
+0x8103 in the device's protocol version: main server = the gateway, backup server = login
+itself, so a device whose gateway dies comes back here and is reassigned. Login waits
+(bounded) for the device's 0x0001 and closes; the device reconnects to the gateway and
+authenticates there with the same code. With no live gateway (or none with room) the
+authentication is answered with 0x8001 result 1 and the connection closed; the device
+retries later.
 
-The authentication is not answered with success: a device told "authenticated" here
-would consider its session up and, when the gateway turns out to be its configured main
-server already, stay on the backup address (login) in a loop; without that answer a
-device that does not move counts a failed session and falls back to its main server.
-With no live gateway (or none with room) the authentication is answered with 0x8001
-result 1 and the connection closed; the device retries later.
+The authentication is answered with 0x8001 result 0 before the 0x8103, as the standard
+says. An earlier version left it unanswered, for fear that a device on its backup address
+(login) told "authenticated" would count that session a success and, when 0x8103 named
+the main server it already had, stay on login in a loop. No unit was seen to do that, and
+leaving 0x0102 unanswered has its own risk: units retransmit it and may refuse platform
+commands (the 0x8103) before they are authenticated. A unit that reconnects where its
+last session succeeded still leaves: login closes the session after the 0x8103, whose
+main server is a gateway, and treats a 0x8103 naming the main server as the order to go
+there (as the simulator, ``cmsv6.sim``, does).
 
 Every connection is bounded: frames, time, one request in flight.
 """
@@ -23,49 +28,25 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
-from twisted.internet import protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from cmsv6.db import devices as device_store
 from cmsv6.db.devices import Device
 from cmsv6.db.service import Database
-from cmsv6.protocols.jt808.codec import decode_frame, encode
-from cmsv6.protocols.jt808.errors import CodecError
-from cmsv6.protocols.jt808.framing import Deframer, Frame
-from cmsv6.protocols.jt808.header import Header
-from cmsv6.protocols.jt808.messages.core import (
-    RESULT_BAD_MESSAGE,
-    RESULT_FAILED,
-    RESULT_OK,
-    Authenticate,
-    PlatformResponse,
-    Register,
-    RegisterResponse,
-)
-from cmsv6.protocols.jt808.messages.params import SetParameters
-from cmsv6.plugins.login.directory import Directory, GatewayEntry, join_address, split_address
 from cmsv6.phone import canonical_phone
+from cmsv6.plugins.login.directory import Directory, GatewayEntry, join_address, split_address
+from cmsv6.protocols.jt808.header import Header
+from cmsv6.protocols.jt808.messages.core import RESULT_FAILED, RESULT_OK, Authenticate
+from cmsv6.protocols.jt808.messages.params import SetParameters
+from cmsv6.terminal.protocol import TerminalFactory, TerminalProtocol
+from cmsv6.terminal.session import Link, TerminalSession
 
 _log = Logger()
 
-#: Frames one connection may send before it is closed (a device needs about three).
+#: Frames one connection may send before it is closed (a device needs about four).
 MAX_FRAMES = 50
-#: Authentication failures before the connection is closed.
-MAX_AUTH_FAILURES = 3
-#: Consecutive undecodable pieces of input after which a connection is closed.
-MAX_FRAME_ERRORS = 20
-
-
-class Link(Protocol):
-    peer: str
-
-    def send(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def server_parameters(gateway: str, login: str, version: int) -> dict[int, Any]:
@@ -133,156 +114,37 @@ class Assigner:
             self._refusing = False
 
 
-class AssignmentSession:
+class AssignmentSession(TerminalSession):
     """One device's visit to login: register, authenticate, be pointed at a gateway."""
 
+    #: Login keeps nothing, but answers a heartbeat and reads the 0x8103's answer.
+    BEFORE_AUTH = TerminalSession.BEFORE_AUTH | {0x0002, 0x0001}
+    MAX_FRAMES = MAX_FRAMES
+    KIND = "assignment"
+
     def __init__(self, assigner: Assigner, link: Link) -> None:
+        super().__init__(assigner, link)
         self.assigner = assigner
-        self.link = link
-        self.clock = assigner.clock
-        self.phone: str | None = None
-        self.header: Header | None = None
-        self.closed = False
-        self.busy = False  # a database request or an assignment is under way
-        self.frames = 0
-        self.auth_failures = 0
         self.gateway: GatewayEntry | None = None
-        self._serial = 0
         self._assign_serial: int | None = None
         self._timer: IDelayedCall | None = self.clock.callLater(
             assigner.session_timeout, self._expired, "no assignment in time"
         )
 
-    # -- from the protocol ---------------------------------------------------------------
-
-    def frame_received(self, frame: Frame) -> None:
-        """One frame from the device. Never raises: a bug in handling it closes this
-        connection (one bad device, not login), after logging the frame."""
-        try:
-            self._frame_received(frame)
-        except Exception:  # noqa: BLE001 - the boundary: log with the frame, count, close
-            self.assigner.count("errors")
-            h = frame.header
-            _log.failure("assignment {peer} (phone {phone}): failed on 0x{msg_id:04x}; closing."
-                         " Header {header!r}, body {body}", Failure(), peer=self.link.peer,
-                         phone=h.phone, msg_id=h.msg_id, header=h, body=frame.body.hex())
-            self.close()  # this connection only
-
-    def connection_lost(self) -> None:
-        self.closed = True
-        self._cancel_timer()
-
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._cancel_timer()
-            self.link.close()
+        self._cancel_timer()
+        super().close()
+
+    def lost(self, reason: str) -> None:
+        self._cancel_timer()
 
     # -- logic ---------------------------------------------------------------------------
 
-    def _frame_received(self, frame: Frame) -> None:
-        if self.closed:
-            return
-        h = frame.header
-        self.frames += 1
-        if self.frames > MAX_FRAMES:
-            self.assigner.count("too_many_frames")
-            _log.info("{peer}: {n} frames without an assignment; closing", peer=self.link.peer,
-                      n=MAX_FRAMES)
-            self.close()
-            return
-        phone = canonical_phone(h.phone)
-        if self.phone is None:
-            self.phone = phone
-        elif phone != self.phone:
-            _log.info("{peer}: phone changed from {old} to {new}; closing", peer=self.link.peer,
-                      old=self.phone, new=phone)
-            self.close()
-            return
-        self.header = h
-        if not frame.checksum_ok:
-            self.assigner.count("bad_checksum")
-            self.respond(h, RESULT_BAD_MESSAGE)
-            return
-        if h.packet is not None and h.packet.total > 1:
-            self.respond(h, RESULT_FAILED)  # nothing sub-packaged belongs here
-            return
-        try:
-            message = decode_frame(frame)
-        except CodecError as e:
-            self.assigner.count("bad_body")
-            _log.info("{peer}: 0x{msg_id:04x} body does not decode: {error}",
-                      peer=self.link.peer, msg_id=h.msg_id, error=str(e).splitlines()[0])
-            self.respond(h, RESULT_BAD_MESSAGE)
-            return
-        body = message.body
-        if h.msg_id == 0x0100 and isinstance(body, Register):
-            self._on_register(h, body)
-        elif h.msg_id == 0x0102 and isinstance(body, Authenticate):
-            self._on_authenticate(h, body)
-        elif h.msg_id == 0x0001:
-            self._on_terminal_response(h, body)
-        elif h.msg_id == 0x0002:
-            self.respond(h, RESULT_OK)
-        elif h.msg_id == 0x0003:
-            self.respond(h, RESULT_OK)
-            self.close()
-        else:
-            # Not authenticated here, and login keeps nothing: the device keeps its data.
-            self.respond(h, RESULT_FAILED)
-
-    def _on_register(self, h: Header, body: Register) -> None:
-        if self.busy:
-            return  # a retransmission while the first is being answered
-        self.busy = True
-        a = self.assigner
-        d = device_store.register(
-            a.db, h.phone, manufacturer=body.manufacturer, model=body.model,
-            terminal_id=body.terminal_id, plate_color=body.plate_color, plate=body.plate,
-            protocol=h.version, open_registration=a.open_registration, now=a.now(),
-        )  # fmt: skip
-
-        def answer(result: tuple[int, str | None]) -> None:
-            self.busy = False
-            code, auth = result
-            if code != device_store.REGISTERED:
-                a.count("register_refused")
-                _log.info("{peer}: registration of {phone} refused ({code})",
-                          peer=self.link.peer, phone=h.phone, code=code)
-            else:
-                a.count("registered")
-            if not self.closed:
-                self.send(0x8100, RegisterResponse(h.serial, code, auth))
-
-        d.addCallback(answer)
-        d.addErrback(self._db_failed, "registration")
-
     def _on_authenticate(self, h: Header, body: Authenticate) -> None:
-        if self.busy or self._assign_serial is not None:
-            return
-        self.busy = True
-        a = self.assigner
-        d = device_store.authenticate(a.db, h.phone, body.auth_code)
+        if self._assign_serial is None:  # once assigned, a retransmission changes nothing
+            super()._on_authenticate(h, body)
 
-        def answer(device: Device | None) -> None:
-            self.busy = False
-            if self.closed:
-                return
-            if device is None:
-                self.auth_failures += 1
-                a.count("auth_failed")
-                _log.info("{peer}: authentication of {phone} failed", peer=self.link.peer,
-                          phone=h.phone)
-                self.respond(h, RESULT_FAILED)
-                if self.auth_failures >= MAX_AUTH_FAILURES:
-                    self.close()
-                return
-            self._assign(h)
-
-        d.addCallback(answer)
-        d.addErrback(self._db_failed, "authentication")
-
-    def _assign(self, h: Header) -> None:
+    def authenticated_as(self, h: Header, device: Device) -> None:
         a = self.assigner
         phone = canonical_phone(h.phone)
         entry = a.directory.choose(phone)
@@ -298,6 +160,7 @@ class AssignmentSession:
             self.respond(h, RESULT_FAILED)
             self.close()
             return
+        self.respond(h, RESULT_OK)
         self.gateway = entry
         self._assign_serial = self.send(0x8103, SetParameters(params))
         a.directory.assigned(phone, entry)
@@ -337,108 +200,26 @@ class AssignmentSession:
             self._timer.cancel()
         self._timer = None
 
-    def _db_failed(self, failure: Failure, what: str) -> None:
-        """The database could not answer: no reply (the device will retry)."""
-        self.busy = False
-        self.assigner.count("db_errors")
-        _log.warn("{peer}: {what} of {phone} not answered: {error}", peer=self.link.peer,
-                  what=what, phone=self.phone, error=failure.getErrorMessage())
 
-    # -- to the device ---------------------------------------------------------------------
-
-    def send(self, msg_id: int, body: Any) -> int:
-        """A platform message in the device's own version; the serial used."""
-        assert self.header is not None
-        serial = self._serial
-        self._serial = (serial + 1) & 0xFFFF
-        self.link.send(encode(self.header.reply_header(msg_id, serial), body))
-        return serial
-
-    def respond(self, h: Header, result: int) -> None:
-        self.send(0x8001, PlatformResponse(h.serial, h.msg_id, result))
+AssignmentSession.HANDLERS = {
+    **TerminalSession.HANDLERS,
+    0x0001: AssignmentSession._on_terminal_response,
+    0x0102: AssignmentSession._on_authenticate,
+}
 
 
-class AssignmentProtocol(protocol.Protocol):
-    """The thin protocol: bytes in, frames to the session; the session's link out."""
+class AssignmentProtocol(TerminalProtocol):
+    """One device's connection to login's assignment port."""
 
     def __init__(self, assigner: Assigner) -> None:
+        super().__init__(assigner, lambda link: AssignmentSession(assigner, link))
         self.assigner = assigner
-        self.deframer = Deframer()
-        self.peer = "?"
-        self.session: AssignmentSession | None = None
-        self._errors = 0
-
-    def connectionMade(self) -> None:  # noqa: N802
-        address = self.transport.getPeer()
-        self.peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
-        self.session = AssignmentSession(self.assigner, self)
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        """Never raises: the session answers bad frames, and a bug closes this connection."""
-        try:
-            self._data_received(data)
-        except Exception:  # noqa: BLE001 - the boundary: log with the input, count, close
-            self.assigner.count("errors")
-            _log.failure("{peer}: failed on input {data}; closing", Failure(), peer=self.peer,
-                         data=data[:2048].hex())
-            if self.session is not None:
-                self.session.close()
-            else:
-                self.close()
-
-    def _data_received(self, data: bytes) -> None:
-        session = self.session
-        assert session is not None
-        for item in self.deframer.feed(data):
-            if session.closed:
-                return
-            if isinstance(item, Frame):
-                self._errors = 0
-                session.frame_received(item)
-            else:
-                self._errors += 1
-                self.assigner.count("frame_errors")
-                if self._errors >= MAX_FRAME_ERRORS:
-                    _log.info("{peer}: {n} bad frames in a row; closing", peer=self.peer,
-                              n=self._errors)
-                    session.close()
-                    return
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
-        if self.session is not None:
-            self.session.connection_lost()
-        factory = getattr(self, "factory", None)
-        if factory is not None:
-            factory.connections.discard(self)
-
-    # -- the session's link --------------------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
 
 
-class AssignmentFactory(protocol.Factory):
+class AssignmentFactory(TerminalFactory):
     """Builds assignment connections, at most ``max_connections`` at a time."""
 
     def __init__(self, assigner: Assigner, max_connections: int = 10_000) -> None:
+        super().__init__(assigner, lambda link: AssignmentSession(assigner, link),
+                         max_connections)  # fmt: skip
         self.assigner = assigner
-        self.max_connections = max_connections
-        self.connections: set[AssignmentProtocol] = set()
-
-    def buildProtocol(self, addr: object) -> AssignmentProtocol | None:  # noqa: N802
-        if len(self.connections) >= self.max_connections:
-            self.assigner.count("connections_refused")
-            return None
-        p = AssignmentProtocol(self.assigner)
-        p.factory = self
-        self.connections.add(p)
-        return p
-
-    def close_all(self) -> None:
-        for p in list(self.connections):
-            p.close()

@@ -9,7 +9,7 @@ bytes are bounded: the oldest pending message is dropped to make room.
 
 from __future__ import annotations
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.framing import Frame
@@ -31,11 +31,13 @@ class Assembled:
 
 @frozen
 class Missing:
-    """Packets to ask for again with 0x8003: the first packet's serial and the indexes."""
+    """Packets to ask for again (0x8003, or 0x8800 for a photo): the first packet's serial,
+    the indexes, and the first packet's body when it is in (a photo's media id is there)."""
 
     msg_id: int
     first_serial: int
     indexes: tuple[int, ...]
+    first: bytes | None = field(default=None, eq=False, repr=False)
 
 
 @frozen
@@ -57,6 +59,12 @@ class _Pending:
 
     def missing(self) -> tuple[int, ...]:
         return tuple(i for i in range(1, self.total + 1) if i not in self.pieces)
+
+    def request(self, now: float) -> Missing:
+        """What to ask for now, counted as a request."""
+        self.requests += 1
+        self.last_seen = now
+        return Missing(self.header.msg_id, self.header.serial, self.missing(), self.pieces.get(1))
 
 
 class Reassembler:
@@ -123,13 +131,20 @@ class Reassembler:
     def overdue(self, now: float, after: float) -> list[Missing]:
         """Messages with packets missing and nothing new for ``after`` seconds (counted as a
         request: the caller sends 0x8003 for each)."""
-        out = []
-        for entry in self._pending.values():
-            if now - entry.last_seen >= after:
-                entry.requests += 1
-                entry.last_seen = now
-                out.append(Missing(entry.header.msg_id, entry.header.serial, entry.missing()))
-        return out
+        return [e.request(now) for e in self._pending.values() if now - e.last_seen >= after]
+
+    def ask_now(self, frame: Frame, now: float) -> Missing | None:
+        """After ``add`` took ``frame``: when it is its message's last packet and others are
+        missing, what to ask for at once (counted as a request; ``overdue`` asks again
+        ``after`` seconds later if they do not come)."""
+        h = frame.header
+        if h.packet is None or h.packet.index != h.packet.total:
+            return None
+        first_serial = (h.serial - (h.packet.index - 1)) & 0xFFFF
+        entry = self._pending.get((h.msg_id, first_serial, h.packet.total))
+        if entry is None or len(entry.pieces) == entry.total:
+            return None
+        return entry.request(now)
 
     def expire(self, now: float, max_age: float, max_requests: int = 3) -> list[Dropped]:
         """Give up on messages older than ``max_age`` or re-requested ``max_requests`` times."""

@@ -12,12 +12,15 @@ from twisted.internet import defer, endpoints, task
 
 from cmsv6.db.devices import add_device
 from cmsv6.db.service import Database
-from cmsv6.plugins.gateway.gateway import CommandTimeout, DeviceOffline, Gateway
+from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.protocols.jt808.messages.core import Heartbeat, TerminalResponse
 from cmsv6.protocols.jt808.messages.location import LocationBatch
+from cmsv6.protocols.jt808.model import RawBody
+from cmsv6.rpc.commands import CommandTimeout, DeviceOffline
 from tests.support.device import connect, location, shipping_writer, within
+from tests.support.link import FakeLink
 
 PHONE = "13800000001"
 
@@ -209,14 +212,13 @@ def test_photo_in_subpackages(gateway: Gateway, tmp_path: Any) -> None:
     for _ in range(len(frames) - 1):
         ack = yield dev.next(0x8001)
         assert ack.body.result == 0
-    # Nothing new for a while: the gateway asks for packet 2 again.
-    for session in gateway.connections:
-        session.tick(session.last_seen + 11)
-    request = yield dev.next(0x8003)
-    assert request.body.indexes == (2,)
+    # The last packet is in and packet 2 is not: the gateway asks for it at once, with
+    # 0x8800 and its retransmit list (JT/T 808 §8.58).
+    request = yield dev.next(0x8800)
+    assert (request.body.media_id, request.body.retransmit_ids) == (77, (2,))
     dev.transport.write(frames[1])
     done = yield dev.next(0x8800)
-    assert done.body.media_id == 77
+    assert (done.body.media_id, done.body.retransmit_ids) == (77, ())
     ((path, size),) = rows(gateway.dsn, "SELECT path, size FROM media_files")
     assert size == len(jpeg)
     with open(path, "rb") as f:
@@ -228,7 +230,7 @@ def test_photo_in_subpackages(gateway: Gateway, tmp_path: Any) -> None:
 def test_downlink_command_matched_by_serial(gateway: Gateway) -> None:
     """A command to an online device fires with the reply matched by serial number; an
     offline device fails at once."""
-    from cmsv6.protocols.jt808.codec import encode_body
+    from cmsv6.protocols.jt808.codec import decode_body, encode_body
     from cmsv6.protocols.jt808.messages.info import TextMessage
 
     dev = yield _device(gateway)
@@ -239,33 +241,23 @@ def test_downlink_command_matched_by_serial(gateway: Gateway) -> None:
     assert command.body.text == "hello"
     dev.send(TerminalResponse(command.header.serial, 0x8300, 0))
     reply = yield d
-    assert reply.body == TerminalResponse(command.header.serial, 0x8300, 0)
+    assert (reply["msg_id"], reply["version"]) == (0x0001, 2013)
+    assert decode_body(0x0001, reply["body"]) == TerminalResponse(command.header.serial, 0x8300, 0)
     with pytest.raises(DeviceOffline):
         yield gateway.send_command("13899999999", 0x8300, body)
     dev.transport.loseConnection()
 
 
 def test_retransmission_schedule() -> None:
-    """Unanswered commands are re-sent after T, then T·2, then T·3 (JT/T 808 §6.1), then
-    fail with CommandTimeout."""
+    """Unanswered commands are re-sent T, then T·2, then T·2·3 after the previous send
+    (JT/T 808 §6.1: T(N+1) = T(N)·(N+1)), then fail with CommandTimeout."""
     from cmsv6.plugins.gateway.session import DeviceSession
     from cmsv6.protocols.jt808.header import Header
 
     clock = task.Clock()
     gw = Gateway(db=None, clock=clock, gateway_id="gw", public_address="x")  # type: ignore[arg-type]
 
-    class Link:
-        peer = "test"
-        sent: list[bytes] = []
-
-        def send(self, data: bytes) -> None:
-            self.sent.append(data)
-
-        def close(self) -> None: ...
-        def pause(self) -> None: ...
-        def resume(self) -> None: ...
-
-    link = Link()
+    link = FakeLink()
     session = DeviceSession(gw, link)
     session.header = Header(0x0002, "013800000001", 1)
     session.phone = PHONE
@@ -276,13 +268,54 @@ def test_retransmission_schedule() -> None:
     d.addErrback(failures.append)
     times = []
     for step in range(100):
-        before = len(link.sent)
+        before = len(link.frames)
         clock.advance(1)
-        if len(link.sent) > before:
+        if len(link.frames) > before:
             times.append(clock.seconds())
     assert times == [0 + 10, 10 + 20, 30 + 60][: len(times)] and len(times) == 3
     clock.advance(1000)
     assert failures and failures[0].check(CommandTimeout)
+
+
+def test_command_framed_in_the_live_session_version() -> None:
+    """A command goes out in the version of the device's live session, with the body given
+    for that version; the reply comes back as its raw bytes, and a reply that does not
+    decode still answers the command, bytes kept."""
+    from cmsv6.plugins.gateway.session import DeviceSession
+    from cmsv6.protocols.jt808.codec import decode_body, encode, encode_body
+    from cmsv6.protocols.jt808.framing import parse_frame
+    from cmsv6.protocols.jt808.header import Header
+    from cmsv6.protocols.jt808.messages.info import TextMessage
+
+    clock = task.Clock()
+    gw = Gateway(db=None, clock=clock, gateway_id="gw", public_address="x")  # type: ignore[arg-type]
+    link = FakeLink()
+    session = DeviceSession(gw, link)
+    phone = "00000000013800000001"
+    session.frame_received(parse_frame(encode(Header(0x0002, phone, 1, 2019, 1), Heartbeat())))
+    session.device = object()  # type: ignore[assignment]
+    gw.sessions[PHONE] = session
+    link.take()
+    body_2013 = encode_body(TextMessage(flag=8, text="hi"), 2013)
+    body_2019 = encode_body(TextMessage(flag=8, text="hi", text_type=2), 2019)
+    replies: list[Any] = []
+    gw.send_command(PHONE, 0x8300, body_2013, body_2019=body_2019).addBoth(replies.append)
+    (command,) = link.take()
+    assert command.header.version == 2019 and command.header.phone == phone
+    assert command.body.text_type == 2
+    answer = encode_body(TerminalResponse(command.header.serial, 0x8300, 0), 2019)
+    session.frame_received(parse_frame(encode(Header(0x0001, phone, 2, 2019, 1),
+                                              RawBody(answer))))  # fmt: skip
+    assert replies == [{"msg_id": 0x0001, "version": 2019, "body": answer}]
+    assert decode_body(0x0001, replies[0]["body"], 2019).reply_serial == command.header.serial
+
+    gw.send_command(PHONE, 0x8201, b"").addBoth(replies.append)
+    (query,) = link.take()
+    broken = query.header.serial.to_bytes(2, "big") + b"\x01"  # a 0x0201 cut short
+    session.frame_received(parse_frame(encode(Header(0x0201, phone, 3, 2019, 1), RawBody(broken))))
+    assert replies[1] == {"msg_id": 0x0201, "version": 2019, "body": broken}
+    (refused,) = link.take()
+    assert refused.header.msg_id == 0x8001 and refused.body.result == 2
 
 
 def test_backpressure_holds_reporting_devices_only() -> None:
@@ -293,22 +326,7 @@ def test_backpressure_holds_reporting_devices_only() -> None:
     clock = task.Clock()
     gw = Gateway(db=None, clock=clock, gateway_id="gw", public_address="x")  # type: ignore[arg-type]
 
-    class Link:
-        peer = "test"
-
-        def __init__(self) -> None:
-            self.paused = False
-
-        def send(self, data: bytes) -> None: ...
-        def close(self) -> None: ...
-
-        def pause(self) -> None:
-            self.paused = True
-
-        def resume(self) -> None:
-            self.paused = False
-
-    reporting, registering = Link(), Link()
+    reporting, registering = FakeLink(), FakeLink()
     for phone, link in ((PHONE, reporting), (None, registering)):
         session = DeviceSession(gw, link)
         gw.connected(session)

@@ -15,6 +15,7 @@ from twisted.internet import defer, endpoints, task
 from cmsv6.db.service import Database
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
+from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.protocols.jt808.messages.core import Authenticate, Heartbeat
 from cmsv6.protocols.jt808.messages.location import LocationQueryResponse
 from tests.support.device import connect, location, shipping_writer, within
@@ -148,7 +149,8 @@ def test_position_query_reply_is_stored_then_acknowledged(gateway: Gateway) -> N
     where = location(lat=-33.8688, lon=151.2093, speed=12.5)
     serial = dev.send(LocationQueryResponse(query.header.serial, where))
     reply = yield within(d, "the reply")
-    assert reply.header.msg_id == 0x0201 and reply.body.location.latitude == where.latitude
+    assert reply["msg_id"] == 0x0201
+    assert decode_body(0x0201, reply["body"]).location.latitude == where.latitude
     ack = yield dev.next(0x8001)
     assert (ack.body.reply_serial, ack.body.reply_id, ack.body.result) == (serial, 0x0201, 0)
     stored = rows(gateway.dsn, "SELECT p.latitude, p.longitude, p.speed, p.time, p.blind"  # type: ignore[attr-defined]

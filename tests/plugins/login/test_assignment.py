@@ -14,15 +14,9 @@ from cmsv6.protocols.jt808.messages.core import Authenticate, Register, Terminal
 from cmsv6.plugins.login.assignment import AssignmentFactory, Assigner
 from cmsv6.plugins.login.directory import Directory
 from tests.support.device import connect, within
+from tests.support.link import FakeLink
 
 LOGIN = "127.0.0.2:6608"
-
-
-class FakeLink:
-    closed = False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @pytest.fixture
@@ -47,8 +41,8 @@ def login(dsn: str) -> Any:
 
 @defer.inlineCallbacks
 def register_and_authenticate(assigner: Assigner, phone: str, version: int = 2013) -> Any:
-    """A device that registers and authenticates at login; (device, first answer to the
-    authentication)."""
+    """A device that registers and authenticates at login; (device, what follows the
+    authentication: the 0x8103 after a 0x8001 result 0, or the 0x8001 refusing it)."""
     from twisted.internet import reactor
 
     dev = yield connect(reactor, assigner.port, phone, version)  # type: ignore[attr-defined]
@@ -56,17 +50,22 @@ def register_and_authenticate(assigner: Assigner, phone: str, version: int = 201
     reply = yield dev.next(0x8100)
     assert reply.body.result == 0
     if version == 2019:
-        dev.send(Authenticate(reply.body.auth_code, "860000000000001", "1.0"))
+        serial = dev.send(Authenticate(reply.body.auth_code, "860000000000001", "1.0"))
     else:
-        dev.send(Authenticate(reply.body.auth_code))
+        serial = dev.send(Authenticate(reply.body.auth_code))
     answer = yield dev.next()
+    assert answer.header.msg_id == 0x8001 and answer.header.version == version
+    assert (answer.body.reply_serial, answer.body.reply_id) == (serial, 0x0102)
+    if answer.body.result == 0:
+        answer = yield dev.next()
     return dev, answer
 
 
 @pytest_twisted.inlineCallbacks
 def test_device_is_pointed_at_the_least_loaded_gateway(login: Assigner) -> None:
-    """A 2013 device gets 0x8103 with the least-loaded gateway as main server and login as
-    backup; after its 0x0001 login closes, and the gateway counts it."""
+    """A 2013 device's authentication is answered with 0x8001 result 0, then 0x8103 with the
+    least-loaded gateway as main server and login as backup; after its 0x0001 login
+    closes, and the gateway counts it."""
     login.directory.announce(FakeLink(), "busy", "10.0.0.1:7611", "", 10)
     login.directory.announce(FakeLink(), "idle", "10.0.0.2:7612", "", 10)
     login.directory.gateways["busy"].devices.update({"a", "b"})

@@ -153,6 +153,8 @@ def try_assignment(port: int, phone: str) -> Any:
         reply = yield dev.next(0x8100, timeout=5.0)
         dev.send(Authenticate(reply.body.auth_code))
         answer = yield dev.next(timeout=5.0)
+        if answer.header.msg_id == 0x8001 and answer.body.result == 0:  # authenticated
+            answer = yield dev.next(timeout=5.0)
         if answer.header.msg_id != 0x8103:
             return None
         dev.send(TerminalResponse(answer.header.serial, 0x8103, 0))

@@ -10,17 +10,7 @@ from twisted.internet import task
 from cmsv6.plugins.login.assignment import server_parameters
 from cmsv6.plugins.login.directory import Directory, split_address
 from cmsv6.rpc.commands import BadRequest, DeviceOffline
-
-
-class FakeLink:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def callRemote(self, command: Any, **kw: Any) -> Any:  # noqa: N802
-        raise AssertionError("not expected")
-
-    def close(self) -> None:
-        self.closed = True
+from tests.support.link import FakeLink
 
 
 def make() -> tuple[Directory, task.Clock]:

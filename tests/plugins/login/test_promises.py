@@ -15,14 +15,11 @@ from cmsv6.protocols.jt808.messages.core import Authenticate, Heartbeat
 from cmsv6.plugins.login.assignment import AssignmentFactory, Assigner
 from cmsv6.plugins.login.directory import Directory
 from tests.support.device import connect, within
+from tests.support.link import FakeLink
 
 PHONE = "13800000031"
 #: Only a guard against hanging.
 WAIT = 10.0
-
-
-class FakeLink:
-    def close(self) -> None: ...
 
 
 @pytest.fixture

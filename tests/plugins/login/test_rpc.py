@@ -10,11 +10,7 @@ from twisted.internet import defer, task
 from twisted.protocols import amp
 from twisted.test import iosim
 
-from cmsv6.plugins.gateway import gateway as gw
 from cmsv6.plugins.gateway.cluster import LoginClient, _Link, cluster_address
-from cmsv6.protocols.jt808.codec import Message
-from cmsv6.protocols.jt808.header import Header
-from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.login.rpc import LoginClusterFactory, LoginLink
 from cmsv6.rpc.commands import (
@@ -41,10 +37,11 @@ class FakeGateway:
         self.listeners: list[Any] = []
         self.replies: dict[str, Any] = {}
 
-    def send_command(self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0) -> Any:
+    def send_command(self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
+                     body_2019: bytes | None = None) -> Any:  # fmt: skip
         reply = self.replies.get(phone)
         if reply is None:
-            return defer.fail(gw.DeviceOffline(f"{phone} is not here"))
+            return defer.fail(DeviceOffline(f"{phone} is not here"))
         if isinstance(reply, Exception):
             return defer.fail(reply)
         return defer.succeed(reply)
@@ -154,12 +151,11 @@ def test_unexpected_error_becomes_declared() -> None:
 
 def test_command_through_the_link() -> None:
     """send_to_device reaches the device's gateway (over the link when it gave no cluster
-    endpoint) and maps the gateway's errors to the declared ones."""
+    endpoint) and passes the gateway's declared errors on as they are."""
     directory = Directory(task.Clock())
     gateway = FakeGateway(("1", "2", "3"))
-    header = Header(0x0001, "000000000001", 9)
-    gateway.replies["1"] = Message(header, TerminalResponse(4, 0x8105, 0))
-    gateway.replies["3"] = gw.CommandTimeout("no reply")
+    gateway.replies["1"] = {"msg_id": 0x0001, "version": 2013, "body": b"\x00\x04\x81\x05\x00"}
+    gateway.replies["3"] = CommandTimeout("no reply")
     client, server, link, pump = pair(directory, gateway)
     client._announce(link)
     pump.flush()
@@ -191,7 +187,7 @@ def test_command_through_the_cluster_endpoint() -> None:
     from cmsv6.plugins.gateway.rpc import GatewayLocator
 
     gateway = FakeGateway(("1",))
-    gateway.replies["1"] = Message(Header(0x0001, "000000000001", 9), TerminalResponse(4, 0x8105, 0))
+    gateway.replies["1"] = {"msg_id": 0x0001, "version": 2013, "body": b"\x00\x04\x81\x05\x00"}
     factory = Factory.forProtocol(lambda: amp.AMP(locator=GatewayLocator(gateway)))  # type: ignore[arg-type]
     port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     directory = Directory(reactor)
