@@ -1,4 +1,11 @@
-"""``cmsv6 send``: a platform message to an online device, through a gateway's AMP endpoint."""
+"""``cmsv6 send``: a platform message to an online device, through a gateway's AMP endpoint.
+
+A ``--json`` body is encoded for both protocol versions, and the gateway sends the one of
+the device's live session; fields that fit one version only (a 2019 0x8300 needs its
+``text_type``) give that version's body, sent whatever the device speaks, with a warning.
+A ``--hex`` body is sent as it is. The reply is decoded here, once; a reply that does not
+decode is printed with its bytes (``{"hex", "error"}``) and the exit status is 1.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +34,41 @@ def body_bytes(msg_id: int, json_text: str | None, hex_text: str | None, version
     return cls.CODEC.build(fields, version=version)  # type: ignore[attr-defined,no-any-return]
 
 
+def bodies(msg_id: int, json_text: str | None, hex_text: str | None) -> dict[str, bytes]:
+    """The ``SendMessage`` body arguments: ``body`` (2013) and ``body_2019``, or one ``body``
+    for every version when only one encodes (or the body is given as hex)."""
+    if hex_text is not None:
+        return {"body": body_bytes(msg_id, None, hex_text, 2013)}
+    built: dict[int, bytes] = {}
+    errors: dict[int, Exception] = {}
+    for version in (2013, 2019):
+        try:
+            built[version] = body_bytes(msg_id, json_text, None, version)
+        except (CodecError, TypeError, KeyError) as e:
+            errors[version] = e
+    if not built:
+        raise errors[2013]
+    if len(built) == 1:
+        ((version, body),) = built.items()
+        other = 2019 if version == 2013 else 2013
+        print(f"cmsv6: the body does not encode for {other} ({errors[other]}); the {version}"
+              " body is sent whatever the device's version", file=sys.stderr)
+        return {"body": body}
+    return {"body": built[2013], "body_2019": built[2019]}
+
+
+def decoded_reply(reply: dict[str, Any]) -> tuple[Any, bool]:
+    """The reply's body as JSON, and whether it decoded."""
+    try:
+        return jsonable(decode_body(reply["msg_id"], reply["body"], reply["version"])), True
+    except CodecError as e:
+        return {"hex": reply["body"].hex(), "error": str(e)}, False
+
+
 def send(args: argparse.Namespace) -> int:
     try:
         msg_id = int(args.msg_id, 0)
-        body = body_bytes(msg_id, args.json, args.hex, args.version)
+        arguments = bodies(msg_id, args.json, args.hex)
     except (ValueError, CodecError, TypeError, KeyError) as e:
         print(f"cmsv6: {e}", file=sys.stderr)
         return 2
@@ -41,17 +79,18 @@ def send(args: argparse.Namespace) -> int:
         proto = yield endpoints.connectProtocol(endpoint, amp.AMP())
         try:
             reply = yield proto.callRemote(
-                SendMessage, phone=args.phone, msg_id=msg_id, body=body, timeout=args.timeout
+                SendMessage, phone=args.phone, msg_id=msg_id, timeout=args.timeout, **arguments
             )
         finally:
             proto.transport.loseConnection()
-        try:
-            decoded = jsonable(decode_body(reply["msg_id"], reply["body"], reply["version"]))
-        except CodecError:
-            decoded = reply["body"].hex()
+        decoded, ok = decoded_reply(reply)
         print(json.dumps({"msg_id": f"0x{reply['msg_id']:04x}", "body": decoded}, ensure_ascii=False))
+        if not ok:
+            raise SystemExit(1)
 
     def failed(failure: Any) -> None:
+        if failure.check(SystemExit):
+            raise failure.value
         print(f"cmsv6: {failure.getErrorMessage()}", file=sys.stderr)
         raise SystemExit(1)
 

@@ -289,9 +289,11 @@ class Api:
         user = await self.auth.user(request)
         d = await self._device(user, phone)
         command = json_body(request)
-        version = d.protocol if d.protocol in (2013, 2019) else 2013
+        # Encoded for both versions: the gateway sends the one of the device's live session
+        # (the version in the database is only the one it registered with).
         try:
-            encoded = encode_command(command, version)
+            encoded = encode_command(command, 2013)
+            encoded_2019 = encode_command(command, 2019)
         except BadCommand as e:
             raise bad_request(str(e), "bad_command") from None
         timeout = command.get("timeout", self.command_timeout)
@@ -302,7 +304,7 @@ class Api:
         )
         try:
             reply = await self.cluster.send_to_device(d.phone, encoded.msg_id, encoded.body,
-                                                      float(timeout))
+                                                      float(timeout), body_2019=encoded_2019.body)
         except DeviceOffline:
             await self._finish(command_id, "offline", None)
             raise ApiError(409, "device_offline", f"device {d.phone} is offline") from None
@@ -353,8 +355,9 @@ class Api:
 
 
 def reply_json(reply: dict[str, Any]) -> dict[str, Any]:
-    """A device's reply as JSON: its message id, version and decoded body (hex if it does
-    not decode)."""
+    """A device's reply as JSON: its message id, version and body, decoded here, once, from
+    the bytes the device sent; a body that does not decode is given as its hex and the
+    error."""
     msg_id, version, body = reply["msg_id"], reply["version"], reply["body"]
     try:
         decoded = jsonable(decode_body(msg_id, body, version))

@@ -13,11 +13,13 @@ class Cluster(Protocol):
         """The id of the gateway the device is online on; None if it is offline."""
 
     def send_to_device(
-        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
+        body_2019: bytes | None = None,
     ) -> Deferred[dict]:  # type: ignore[type-arg]
-        """Fires with the device's reply ``{"msg_id": int, "version": int, "body": bytes}``;
-        errbacks with ``cmsv6.rpc.commands.DeviceOffline`` / ``CommandTimeout`` /
-        ``Unavailable`` / ``BadRequest``."""
+        """Send ``body`` (``body_2019`` to a device whose live session is 2019); fires with
+        the device's reply ``{"msg_id": int, "version": int, "body": bytes}``, the body as
+        the device sent it; errbacks with ``cmsv6.rpc.commands.DeviceOffline`` /
+        ``CommandTimeout`` / ``Unavailable`` / ``BadRequest``."""
 
     def media_server(self) -> str | None:
         """The least-loaded media server's public web URL, or None if there is none."""

@@ -50,6 +50,8 @@ class FakeCluster:
         self.gateways: dict[str, str] = {}
         self.media: str | None = None
         self.sent: list[tuple[str, int, bytes, float]] = []
+        #: The 2019 body of each command sent.
+        self.sent_2019: list[bytes | None] = []
         self.respond: Callable[[str, int, bytes], Any] = self.general_response
 
     @staticmethod
@@ -61,9 +63,11 @@ class FakeCluster:
         return self.gateways.get(phone)
 
     def send_to_device(
-        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
+        body_2019: bytes | None = None,
     ) -> defer.Deferred[dict]:  # type: ignore[type-arg]
         self.sent.append((phone, msg_id, body, timeout))
+        self.sent_2019.append(body_2019)
         if phone not in self.gateways:
             return defer.fail(DeviceOffline(f"{phone} is offline"))
         try:

@@ -303,16 +303,18 @@ def test_command_replied(web: Web) -> None:
 
 
 @pytest_twisted.inlineCallbacks
-def test_command_in_the_devices_protocol_version(web: Web) -> None:
-    """A 2019 device gets a 2019 body (0x8300 with its text type)."""
-    sql(web.dsn, "UPDATE devices SET protocol = 2019 WHERE phone = %s", (NORTH,))
+def test_command_in_both_protocol_versions(web: Web) -> None:
+    """A command goes to the cluster with a 2013 body and a 2019 one (0x8300 with its text
+    type), whatever version the database has for the device: the gateway sends the one of
+    the device's live session."""
+    sql(web.dsn, "UPDATE devices SET protocol = 2013 WHERE phone = %s", (NORTH,))
     web.cluster.gateways = {NORTH: "gw-1"}
     token = yield login(web)
     reply = yield call(web, "POST", f"/api/v1/devices/{NORTH}/commands",
                        {"type": "text", "text": "hello", "text_type": 2}, token=token)
     assert reply.status == 200
-    body = web.cluster.sent[0][2]
-    decoded = decode_body(0x8300, body, 2019)
+    assert decode_body(0x8300, web.cluster.sent[0][2], 2013).text == "hello"
+    decoded = decode_body(0x8300, web.cluster.sent_2019[0], 2019)
     assert (decoded.text, decoded.text_type) == ("hello", 2)
 
 

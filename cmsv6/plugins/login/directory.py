@@ -26,6 +26,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from cmsv6.phone import canonical_phone
+from cmsv6.protocols.jt808.retransmit import waits
 from cmsv6.rpc.commands import (
     BadRequest,
     CommandTimeout,
@@ -35,20 +36,6 @@ from cmsv6.rpc.commands import (
 )
 
 _log = Logger()
-
-
-class Cluster(Protocol):
-    """What the web front end needs from the login server."""
-
-    def device_gateway(self, phone: str) -> str | None: ...
-
-    def send_to_device(
-        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0
-    ) -> defer.Deferred[dict[str, Any]]: ...
-
-    def media_server(self) -> str | None: ...
-
-    def online(self) -> dict[str, str]: ...
 
 
 class GatewayLink(Protocol):
@@ -100,6 +87,8 @@ class Directory:
     MAX_REMEMBERED = 1_000_000
     #: Seconds to get a connection to a gateway's cluster endpoint.
     CONNECT_TIMEOUT = 5.0
+    #: Retransmissions a gateway makes of a command (its default).
+    COMMAND_RETRIES = 3
 
     def __init__(
         self,
@@ -272,22 +261,27 @@ class Directory:
         return None  # media servers do not announce themselves yet
 
     def send_to_device(
-        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0
+        self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
+        body_2019: bytes | None = None,
     ) -> defer.Deferred[dict[str, Any]]:
-        """``SendMessage`` through the device's gateway; fires with ``{"msg_id", "version",
-        "body"}``, errbacks DeviceOffline, CommandTimeout, BadRequest or Unavailable."""
+        """``SendMessage`` through the device's gateway (``body`` for a 2013 session,
+        ``body_2019`` for a 2019 one); fires with ``{"msg_id", "version", "body"}``, the
+        reply's body as the device sent it; errbacks DeviceOffline, CommandTimeout,
+        BadRequest or Unavailable."""
         phone = canonical_phone(phone)
         gateway_id = self.devices.get(phone)
         entry = self.gateways.get(gateway_id) if gateway_id is not None else None
         if entry is None:
             return defer.fail(DeviceOffline(f"{phone} is not online"))
-        # The gateway retransmits after T, 2T, 6T, 24T (JT/T 808 §6.1); bound the wait anyway.
-        bound = timeout * 40 + 10.0
+        # The gateway retransmits (JT/T 808 §6.1); bound the wait anyway.
+        bound = sum(waits(timeout, self.COMMAND_RETRIES)) + 10.0
+        arguments: dict[str, Any] = {"phone": phone, "msg_id": msg_id, "body": body,
+                                     "timeout": timeout}  # fmt: skip
+        if body_2019 is not None:
+            arguments["body_2019"] = body_2019
         d = self._link_to(entry)
         d.addCallback(
-            lambda proto: proto.callRemote(
-                SendMessage, phone=phone, msg_id=msg_id, body=body, timeout=timeout
-            ).addTimeout(bound, self.clock)
+            lambda proto: proto.callRemote(SendMessage, **arguments).addTimeout(bound, self.clock)
         )
         return d.addErrback(_command_failed, phone, entry.id)
 
@@ -312,7 +306,8 @@ class Directory:
 
 
 def _command_failed(failure: Failure, phone: str, gateway_id: str) -> Failure:
-    """The declared errors pass; everything else becomes one of them."""
+    """The declared errors pass as they are; a gateway that cannot be reached or does not
+    answer is Unavailable, and anything else (a bug) is logged and Unavailable too."""
     if failure.check(DeviceOffline, CommandTimeout, BadRequest, Unavailable):
         return failure
     if failure.check(defer.TimeoutError, defer.CancelledError):
