@@ -51,7 +51,7 @@ def _requests(link: FakeLink) -> list[Any]:
 def test_photo_missing_packet_asked_with_8800_at_once() -> None:
     """A photo whose last packet is in and second is not is asked for with 0x8800 (media id
     and retransmit list) without the clock moving."""
-    session, link, clock = _session()
+    session, link, _ = _session()
     frames = _packets(0x0801, _photo(77))
     assert len(frames) >= 3
     for i, frame in enumerate(frames, 1):
@@ -65,7 +65,7 @@ def test_photo_missing_packet_asked_with_8800_at_once() -> None:
 def test_other_upload_asked_with_8003_at_once() -> None:
     """Any other sub-packaged message with a gap is asked for with 0x8003 (first packet's
     serial, missing indexes) as soon as its last packet is in."""
-    session, link, clock = _session()
+    session, link, _ = _session()
     frames = _packets(0x1205, bytes(3000))
     for i, frame in enumerate(frames, 1):
         if i not in (1, 2):
@@ -77,7 +77,7 @@ def test_other_upload_asked_with_8003_at_once() -> None:
 
 def test_photo_without_its_first_packet_asked_with_8003() -> None:
     """Without the first packet the photo's media id is unknown: 0x8003 asks for it."""
-    session, link, clock = _session()
+    session, link, _ = _session()
     frames = _packets(0x0801, _photo())
     for frame in frames[1:]:
         session.frame_received(parse_frame(frame))
