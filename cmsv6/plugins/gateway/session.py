@@ -54,7 +54,6 @@ class DeviceSession(TerminalSession):
     def __init__(self, gateway: Gateway, link: Link) -> None:
         super().__init__(gateway, link)
         self.gateway = gateway
-        self.connected = gateway.now()
         self.session_id: int | None = None
         self._alarm_word: tuple[int, int] | None = None
         self.reassembler = Reassembler()
