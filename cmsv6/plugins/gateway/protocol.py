@@ -3,13 +3,17 @@ sessions behind it."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.session import DeviceSession
 from cmsv6.terminal.protocol import TerminalFactory, TerminalProtocol
 from cmsv6.terminal.session import Link
 
 
-def _session_maker(gateway: Gateway):  # type: ignore[no-untyped-def]
+def _session_maker(gateway: Gateway) -> Callable[[Link], DeviceSession]:
+    """Sessions for the gateway's connections, each known to it from the start."""
+
     def new_session(link: Link) -> DeviceSession:
         session = DeviceSession(gateway, link)
         gateway.connected(session)
