@@ -120,8 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", help="the body as JSON (the message's fields)", default=None)
     p.add_argument("--hex", help="the body as hex bytes", default=None)
     p.add_argument("--gateway", default="tcp:127.0.0.1:7613", help="the gateway's cluster endpoint")
-    p.add_argument("--version", type=int, choices=(2013, 2019), default=2013,
-                   help="protocol version to encode the body for")
     p.add_argument("--timeout", type=float, default=10.0)
 
     from cmsv6.sim.cli import add_arguments as add_sim_arguments
