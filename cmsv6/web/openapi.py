@@ -345,13 +345,5 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"101": {"description": "Switching to the WebSocket protocol"}},
             }
         },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (text exposition format)",
-                "security": [],
-                "responses": {"200": {"description": "OK",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            }
-        },
     },
 }

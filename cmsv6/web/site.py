@@ -1,5 +1,6 @@
 """The login server's web site: the Open API under ``/api``, the client WebSocket at ``/ws``,
-``/metrics`` if given a registry, and a static web client if given a directory.
+and a static web client if given a directory. Its metrics go into the registry it is given;
+``/metrics`` is served only on the server's own ``metrics`` endpoint (private), never here.
 
 ``make_site`` builds it; the site's ``hub`` (the WebSocket's poll) runs between
 ``site.startFactory`` and ``site.stopFactory``, i.e. while the site is listening (the
@@ -17,7 +18,7 @@ from twisted.web import resource, server
 
 from cmsv6.config import WebConfig
 from cmsv6.db.service import Database
-from cmsv6.metrics import MetricsResource, WebCollector
+from cmsv6.metrics import WebCollector
 from cmsv6.web.api import Api
 from cmsv6.web.auth import Authenticator, LoginLimiter
 from cmsv6.web.cluster import Cluster
@@ -53,7 +54,7 @@ class Site(server.Site):
 def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = WebConfig(),
               registry: Any = None) -> Site:  # fmt: skip
     """The whole site over ``db`` (a started ``cmsv6.db.service.Database``) and ``cluster``;
-    with a prometheus ``CollectorRegistry``, serving it at /metrics."""
+    with a prometheus ``CollectorRegistry``, the site's collector registered in it."""
     limiter = LoginLimiter(
         reactor,
         max_failures=web.login_max_failures,
@@ -85,7 +86,6 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = Web
         collector = WebCollector(hub, limiter)
         registry.register(collector)
         registry._cmsv6_web_collector = collector
-        root.putChild(b"metrics", MetricsResource(registry))
 
     site = Site(
         root,
