@@ -63,14 +63,23 @@ def user_command(args: argparse.Namespace) -> int:
     import psycopg2
 
     from cmsv6.db.service import AdminError
-    from cmsv6.db.users import add_user
+    from cmsv6.db.users import add_user, set_password, set_role
 
+    # A password or role change revokes the user's tokens (cmsv6.db.users).
     try:
-        add_user(_dsn(args), args.name, _password(args.password_file), args.admin, args.fleet)
+        if args.user_command == "passwd":
+            revoked = set_password(_dsn(args), args.name, _password(args.password_file))
+            print(f"password of {args.name} changed; {revoked} session(s) revoked")
+        elif args.user_command == "role":
+            changed = set_role(_dsn(args), args.name, args.role)
+            print(f"{args.name} is already {args.role}" if changed is None
+                  else f"{args.name} is now {args.role}; {changed} session(s) revoked")
+        else:
+            add_user(_dsn(args), args.name, _password(args.password_file), args.admin, args.fleet)
+            print(f"user {args.name} added")
     except (AdminError, psycopg2.Error) as e:
         print(f"cmsv6: {str(e).strip()}", file=sys.stderr)
         return 1
-    print(f"user {args.name} added")
     return 0
 
 
@@ -113,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--password-file", required=True, help="file whose first line is the password (- for stdin)")
     p.add_argument("--admin", action="store_true")
     p.add_argument("--fleet", action="append", help="a fleet the user sees (repeatable)")
+    p = with_db(user_sub.add_parser("passwd", help="set a user's password (revokes their tokens)"))
+    p.add_argument("name")
+    p.add_argument("--password-file", required=True, help="file whose first line is the password (- for stdin)")
+    p = with_db(user_sub.add_parser("role", help="set a user's role (revokes their tokens)"))
+    p.add_argument("name")
+    p.add_argument("role", choices=("admin", "operator"))
 
     p = sub.add_parser("send", help="send a platform message to an online device through a gateway")
     p.add_argument("phone")

@@ -200,17 +200,27 @@ class WebConfig:
                                      "default seconds a device has to answer a command")
     max_page: int = setting(1000, Number(int, 1, "items"), "largest page of positions or alarms")
     login_max_failures: int = setting(5, Number(int, 1, "failures"),
-                                      "failed logins before a name or address is locked")
+                                      "failed logins for a name from one address before each"
+                                      " further one waits (1 s, doubling)")
     login_window: float = setting(300.0, Number(float, 0.001, _SECONDS),
-                                  "seconds over which failed logins count")
+                                  "seconds after a name's last failure from an address when"
+                                  " that address's count is forgotten")
     login_lockout: float = setting(60.0, Number(float, 0, _SECONDS),
-                                   "seconds a name or address stays locked")
+                                   "longest wait between attempts for a name from one address")
+    login_name_failures: int = setting(100, Number(int, 1, "failures"),
+                                       "failed logins for a name from all addresses in an hour"
+                                       " before it is refused for the rest of that hour"
+                                       " (ASVS 2.2.1: at most 100)")
     poll_interval: float = setting(0.5, Number(float, 0.001, _SECONDS),
                                    "seconds between the WebSocket's polls for positions and alarms")
     ws_queue: int = setting(1000, Number(int, 1, "messages"),
                             "messages queued for a slow WebSocket client before it is dropped")
     ws_token_recheck: float = setting(60.0, Number(float, 0.001, _SECONDS),
                                       "seconds between checks that open sockets' tokens are valid")
+    device_control_role: str = setting("admin", Choice("admin", "operator"),
+                                       "least role that may send commands that can take a device"
+                                       " off the platform: 0x8103 server/APN parameters, 0x8105,"
+                                       " 0x8108 ('admin' or 'operator')")
 
 
 @attrs.frozen

@@ -221,6 +221,8 @@ def test_login_web_section_reaches_the_site(tmp_path: Path) -> None:
         "login_max_failures": site.api.auth.limiter.max_failures,
         "login_window": site.api.auth.limiter.window,
         "login_lockout": site.api.auth.limiter.lockout,
+        "login_name_failures": site.api.auth.limiter.name_failures,
+        "device_control_role": site.api.control_role,
         "poll_interval": site.hub.interval,
         "ws_queue": ws.queue_size,
         "ws_token_recheck": site.hub.recheck_tokens,

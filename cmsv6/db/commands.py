@@ -47,3 +47,14 @@ def finish_command(
         (status, json.dumps(reply, ensure_ascii=False) if reply is not None else None, now,
          command_id),
     )  # fmt: skip
+
+
+def refuse_command(
+    db: Database, user: User, phone: str, msg_id: int, reason: str, now: datetime
+) -> defer.Deferred[None]:
+    """Audit a command the user may not send (nothing was sent, so no ``commands`` row)."""
+    return db.run_operation(
+        "INSERT INTO audit (time, user_id, action, details) VALUES (%s, %s, %s, %s::jsonb)",
+        (now, user.id, "command_refused",
+         json.dumps({"phone": phone, "msg_id": f"0x{msg_id:04x}", "reason": reason})),
+    )  # fmt: skip

@@ -29,7 +29,7 @@ from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.rpc.commands import BadRequest, CommandTimeout, DeviceOffline, Unavailable
 from cmsv6.web.auth import Authenticator, bearer_token
 from cmsv6.web.cluster import Cluster
-from cmsv6.web.commands import BadCommand, encode_command
+from cmsv6.web.commands import BadCommand, encode_command, needs_control
 from cmsv6.web.openapi import DOCUMENT
 from cmsv6.web.routing import ApiError, Route, bad_request, json_body, not_found, query_arg
 
@@ -132,6 +132,7 @@ class Api:
         clock: Any,
         command_timeout: float = 10.0,
         max_page: int = 1000,
+        control_role: str = "admin",
     ) -> None:
         self.db = db
         self.cluster = cluster
@@ -139,6 +140,8 @@ class Api:
         self.clock = clock
         self.command_timeout = command_timeout
         self.max_page = max_page
+        #: The least role that may send commands that can take a device off the platform.
+        self.control_role = control_role
 
     def routes(self) -> list[Route]:
         return [
@@ -299,6 +302,7 @@ class Api:
         timeout = command.get("timeout", self.command_timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
             raise bad_request("timeout must be between 1 and 300 seconds", "bad_command")
+        await self._may_control(user, d, encoded)
         command_id = await command_store.start_command(
             self.db, user, d.id, d.phone, encoded.msg_id, command, self.now()
         )
@@ -324,6 +328,19 @@ class Api:
         out = reply_json(reply)
         await self._finish(command_id, "replied", out)
         return {"command": command_id, "status": "replied", "reply": out}
+
+    async def _may_control(self, user: User, d: Device, encoded: Any) -> None:
+        """ApiError 403 (audited) if the command can take the device off the platform and
+        the user's role may not send such commands."""
+        reason = needs_control(encoded)
+        if reason is None or user.admin or self.control_role == "operator":
+            return
+        _log.warn("{user} may not send {reason} to {phone}", user=user.name, reason=reason,
+                  phone=d.phone)  # fmt: skip
+        await command_store.refuse_command(self.db, user, d.phone, encoded.msg_id, reason,
+                                           self.now())  # fmt: skip
+        raise ApiError(403, "forbidden",
+                       f"{reason} can take the device off the platform: admins only")
 
     async def _finish(self, command_id: int, status: str, reply: Any) -> None:
         """Record a command's outcome; the client gets its answer even if this fails."""

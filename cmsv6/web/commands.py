@@ -9,6 +9,10 @@
 ``{"type": "terminal_control", "command": 4, "parameters": ""}`` → 0x8105
 
 Bodies are built in the device's protocol version (2019 text messages carry a text type).
+
+Some commands can take a device off the platform or brick it: ``needs_control`` names
+them, and only users of the ``[web] device_control_role`` (admins by default) may send
+them (``cmsv6.web.api``).
 """
 
 from __future__ import annotations
@@ -124,6 +128,53 @@ BUILDERS: dict[str, Callable[[dict[str, Any], int], tuple[int, dict[str, Any]]]]
     "take_photo": _take_photo,
     "terminal_control": _terminal_control,
 }
+
+
+#: 0x8103 parameters that point the device at a server or a network: set wrongly (or by an
+#: attacker) the device leaves the platform, and nobody can reach it to set them back.
+#: JT/T 808-2013 §8.8 table 12 and JT/T 808-2019 §8.9 table 14 (the 2019 ids for the slave
+#: server, 0x0023-0x0026), with 0x0041/0x0042: a call from these numbers resets or
+#: factory-resets the terminal. Vendor ids (0xF000 up) are not known here.
+DANGEROUS_PARAMETERS: dict[int, str] = {
+    0x0010: "main server APN",
+    0x0011: "main server dial-up user",
+    0x0012: "main server dial-up password",
+    0x0013: "main server address",
+    0x0014: "backup server APN",
+    0x0015: "backup server dial-up user",
+    0x0016: "backup server dial-up password",
+    0x0017: "backup server address",
+    0x0018: "server TCP port",
+    0x0019: "server UDP port",
+    0x001A: "IC card authentication main server address",
+    0x001B: "IC card authentication main server TCP port",
+    0x001C: "IC card authentication main server UDP port",
+    0x001D: "IC card authentication backup server address",
+    0x0023: "slave server APN",
+    0x0024: "slave server dial-up user",
+    0x0025: "slave server dial-up password",
+    0x0026: "slave server backup address",
+    0x0041: "reset phone number",
+    0x0042: "factory-reset phone number",
+}
+
+#: Messages every form of which can take a device off the platform or brick it: 0x8105
+#: (upgrade from a URL, connect to a given server, power off, reset, factory reset, radio
+#: off) and 0x8108 (an upgrade package).
+CONTROL_MESSAGES: dict[int, str] = {0x8105: "terminal control", 0x8108: "terminal upgrade"}
+
+
+def needs_control(encoded: Encoded) -> str | None:
+    """Why this command needs the device-control role (a sentence), or None if any user
+    who sees the device may send it."""
+    if encoded.msg_id in CONTROL_MESSAGES:
+        return f"0x{encoded.msg_id:04x} ({CONTROL_MESSAGES[encoded.msg_id]})"
+    if encoded.msg_id == 0x8103:
+        named = [f"0x{pid:04x} ({DANGEROUS_PARAMETERS[pid]})"
+                 for pid, _ in encoded.fields["params"] if pid in DANGEROUS_PARAMETERS]
+        if named:
+            return f"0x8103 setting {', '.join(named)}"
+    return None
 
 
 def encode_command(command: dict[str, Any], version: int) -> Encoded:

@@ -125,6 +125,8 @@ _SCHEMAS: dict[str, Any] = {
             " as bytes); query_position → 0x8201; take_photo → 0x8801 (channel, count,"
             " interval, save, resolution, quality, brightness, contrast, saturation, chroma);"
             " terminal_control → 0x8105 (command, parameters). Optional timeout in seconds."
+            " terminal_control, and set_parameters with a server, APN, port or reset-number"
+            " parameter, are for admins only unless [web] device_control_role says otherwise."
         ),
         "properties": {
             "type": {"type": "string", "enum": [
@@ -207,7 +209,10 @@ DOCUMENT: dict[str, Any] = {
                     }),  # fmt: skip
                     "400": _BAD,
                     "401": _error("Wrong user name or password"),
-                    "429": _error("Too many failed logins for this name or address (Retry-After)"),
+                    "429": _error(
+                        "Too many failed logins for this name from this address, or for this"
+                        " name from all addresses in the hour (too_many_attempts; Retry-After"
+                        " says when to try again)"),
                 },
             }
         },
@@ -271,6 +276,10 @@ DOCUMENT: dict[str, Any] = {
                     "200": _json(_ref("CommandResult")),
                     "400": _error("Not a command, or it does not encode (bad_command)"),
                     "401": _UNAUTHORIZED,
+                    "403": _error(
+                        "A command that can take the device off the platform (0x8103 setting a"
+                        " server, APN, port or reset-number parameter, 0x8105, 0x8108) from a"
+                        " user whose role may not send it; recorded in the audit (forbidden)"),
                     "404": _NOT_FOUND,
                     "409": _error("The device is offline (device_offline)"),
                     "503": _error("The device's gateway is unavailable"),

@@ -60,12 +60,14 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = Web
         max_failures=web.login_max_failures,
         window=web.login_window,
         lockout=web.login_lockout,
+        name_failures=web.login_name_failures,
     )
     auth = Authenticator(db, reactor, ttl=web.token_ttl, limiter=limiter)
     api = Api(
         db, cluster, auth, reactor,
         command_timeout=web.command_timeout,
         max_page=web.max_page,
+        control_role=web.device_control_role,
     )  # fmt: skip
     hub = Hub(db, reactor, interval=web.poll_interval, recheck_tokens=web.ws_token_recheck)
     ws = ClientFactory(db, auth, hub, reactor, queue_size=web.ws_queue)

@@ -15,13 +15,16 @@ import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, endpoints
 from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
 from twisted.web.http_headers import Headers
 
 from cmsv6.config import WebConfig
 from cmsv6.db import positions as position_store
 from cmsv6.db.devices import add_device
 from cmsv6.db.positions import Position
-from cmsv6.db.users import add_user
+from cmsv6.db.users import put_user
+from cmsv6.passwords import hash_password
 from cmsv6.db.service import Database
 from cmsv6.protocols.jt808.codec import encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
@@ -98,14 +101,24 @@ class Web:
         return int(sql(self.dsn, "SELECT id FROM devices WHERE phone = %s", (phone,))[0][0])
 
 
+_PASSWORD_HASH: list[str] = []
+
+
+def password_hash() -> str:
+    """A hash of PASSWORD (made once: each costs a third of a second and 128 MiB)."""
+    if not _PASSWORD_HASH:
+        _PASSWORD_HASH.append(hash_password(PASSWORD))
+    return _PASSWORD_HASH[0]
+
+
 def seed(dsn: str) -> None:
     """Fleets north and south, a device in each and one in none; an admin and an operator
     who sees the north fleet."""
     add_device(dsn, NORTH, plate="N-1", fleet="north")
     add_device(dsn, SOUTH, plate="S-1", fleet="south")
     add_device(dsn, LONE)
-    add_user(dsn, "root", PASSWORD, admin=True)
-    add_user(dsn, "olga", PASSWORD, fleets=["north"])
+    put_user(dsn, "root", password_hash(), "admin")
+    put_user(dsn, "olga", password_hash(), "operator", fleets=["north"])
 
 
 def serve(dsn: str, registry: Any = None) -> Any:
@@ -148,8 +161,11 @@ def call(
     body: Any = None,
     token: str | None = None,
     raw: bytes | None = None,
+    source: str | None = None,
 ) -> Any:
-    """One request; a Reply with the JSON body decoded (None if empty, text if not JSON)."""
+    """One request; a Reply with the JSON body decoded (None if empty, text if not JSON).
+    ``source``: the loopback address to send from (e.g. "127.0.0.2"), as if from another
+    client (the whole of 127.0.0.0/8 is loopback on Linux)."""
     from twisted.internet import reactor
 
     headers = Headers()
@@ -159,13 +175,28 @@ def call(
     producer = FileBodyProducer(BytesIO(data)) if data is not None else None
     if producer is not None:
         headers.addRawHeader(b"content-type", b"application/json")
-    response = yield Agent(reactor).request(method.encode(), web.url(path), headers, producer)
+    agent = Agent(reactor) if source is None else Agent.usingEndpointFactory(
+        reactor, _FromAddress(reactor, source))
+    response = yield agent.request(method.encode(), web.url(path), headers, producer)
     content = yield readBody(response)
     try:
         decoded = json.loads(content) if content else None
     except ValueError:
         decoded = content.decode("utf-8", "replace")
     return Reply(response.code, decoded, response.headers)
+
+
+@implementer(IAgentEndpointFactory)
+class _FromAddress:
+    """Agent connections bound to one local address."""
+
+    def __init__(self, reactor: Any, source: str) -> None:
+        self.reactor = reactor
+        self.source = source
+
+    def endpointForURI(self, uri: Any) -> Any:  # noqa: N802
+        return endpoints.TCP4ClientEndpoint(self.reactor, uri.host.decode(), uri.port,
+                                            bindAddress=(self.source, 0))  # fmt: skip
 
 
 @defer.inlineCallbacks

@@ -61,8 +61,8 @@ def test_login_wrong_password_or_user(web: Web) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_login_rate_limited(web: Web) -> None:
-    """Five failed logins lock the name: even the right password then gets 429 with
-    Retry-After."""
+    """Five failed logins for a name from one address slow it there: even the right
+    password from that address then gets 429 with Retry-After."""
     for _ in range(5):
         reply = yield call(web, "POST", "/api/v1/login", {"username": "olga", "password": "bad"})
         assert reply.status == 401
@@ -358,9 +358,10 @@ def test_command_query_position(web: Web) -> None:
 @pytest_twisted.inlineCallbacks
 def test_command_other_kinds_encode(web: Web) -> None:
     """set_parameters, take_photo and terminal_control are encoded as 0x8103, 0x8801 and
-    0x8105 with the given fields."""
+    0x8105 with the given fields (sent by an admin: 0x8105 and server parameters are
+    admin-only, tests/web/test_logins.py)."""
     web.cluster.gateways = {NORTH: "gw-1"}
-    token = yield login(web)
+    token = yield login(web, "root")
     for command in (
         {"type": "set_parameters", "params": {"0x0029": 15, "0x0013": "h:1", "0xF001": {"hex": "0a0b"}}},
         {"type": "take_photo", "channel": 2, "count": 3, "interval": 5},

@@ -65,19 +65,21 @@ def _keys(schema: dict[str, Any]) -> set[str] | None:
 
 #: Documented answers this test does not provoke, and where they are tested instead.
 ELSEWHERE = {
-    ("/api/v1/login", "POST", "429"): "tests/web/test_api.py::test_login_rate_limited",
+    ("/api/v1/login", "POST", "429"): "tests/web/test_logins.py (and test_api.py::test_login_rate_limited)",
 }
 
 
 @attrs.frozen
 class Case:
     """A request that must get ``status``: the documented path filled in, a JSON body or
-    raw bytes, with the admin's token unless ``anonymous``, after ``setup(web)``."""
+    raw bytes, with the admin's token unless ``anonymous`` (or the operator's if
+    ``operator``), after ``setup(web)``."""
 
     path: str
     body: Any = None
     raw: bytes | None = None
     anonymous: bool = False
+    operator: bool = False
     setup: Callable[[Web], None] | None = None
 
 
@@ -128,6 +130,8 @@ def cases(alarm: int) -> dict[tuple[str, str, str], Case]:
         ("/api/v1/devices/{phone}/commands", "POST", "400"): Case(f"{device}/commands", {"type": "dance"}),
         ("/api/v1/devices/{phone}/commands", "POST", "401"): Case(f"{device}/commands", text, anonymous=True),
         ("/api/v1/devices/{phone}/commands", "POST", "404"): Case(f"{unknown}/commands", text),
+        ("/api/v1/devices/{phone}/commands", "POST", "403"): Case(
+            f"{device}/commands", {"type": "terminal_control", "command": 4}, operator=True),
         ("/api/v1/devices/{phone}/commands", "POST", "409"): Case(f"{device}/commands", text, setup=_offline),
         ("/api/v1/devices/{phone}/commands", "POST", "503"): Case(
             f"{device}/commands", text, setup=_answer_with(Unavailable("gateway gone"))),
@@ -175,6 +179,7 @@ def test_every_documented_answer_is_given(web_with_metrics: Web) -> None:
     }
     assert set(table) | set(ELSEWHERE) == set(responses)
     token = yield login(web, "root")
+    operator = yield login(web, "olga")
     for (path, method, status), case in table.items():
         web.cluster.gateways.clear()
         web.cluster.gateways[NORTH] = "gw-1"
@@ -182,8 +187,8 @@ def test_every_documented_answer_is_given(web_with_metrics: Web) -> None:
         web.cluster.respond = web.cluster.general_response
         if case.setup is not None:
             case.setup(web)
-        reply = yield call(web, method, case.path, case.body, token=None if case.anonymous else token,
-                           raw=case.raw)  # fmt: skip
+        who = None if case.anonymous else operator if case.operator else token
+        reply = yield call(web, method, case.path, case.body, token=who, raw=case.raw)
         where = (path, method, status, reply.body)
         assert reply.status == int(status), where
         schema = responses[(path, method, status)]["content"]["application/json"]["schema"]

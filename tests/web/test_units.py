@@ -1,13 +1,17 @@
-"""The pieces without sockets: the login limiter on a fake clock, command encoding, time
-arguments."""
+"""The pieces without sockets: the login limiter on a fake clock, password hashes, command
+encoding, time arguments."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 from datetime import datetime, timezone
 
 import pytest
 from twisted.internet import task
 
+from cmsv6.passwords import N, hash_password, needs_rehash, verify_password
 from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.web.api import parse_time
 from cmsv6.web.auth import LoginLimiter, hash_token
@@ -15,46 +19,90 @@ from cmsv6.web.commands import BadCommand, encode_command
 from cmsv6.web.routing import ApiError, Route
 
 
-def test_limiter_locks_after_max_failures_then_unlocks() -> None:
-    """Five failures lock a key for the lockout; it opens again when the lockout ends."""
+def test_limiter_pair_backs_off_then_unlocks() -> None:
+    """Five failures of a name from one address make the next attempt from there wait 1 s,
+    then 2, 4... up to the lockout; the name from another address need not wait."""
     clock = task.Clock()
     limiter = LoginLimiter(clock, max_failures=5, window=300, lockout=60)
     for _ in range(4):
-        limiter.failed("user:a")
-    assert limiter.retry_after("user:a") == 0
-    limiter.failed("user:a")
-    assert limiter.retry_after("user:a") == 60
-    assert limiter.retry_after("user:b") == 0
-    clock.advance(59)
-    assert limiter.retry_after("user:b", "user:a") == 1
-    clock.advance(1)
-    assert limiter.retry_after("user:a") == 0
+        limiter.failed("a", "10.0.0.1")
+    assert limiter.retry_after("a", "10.0.0.1") == 0
+    limiter.failed("a", "10.0.0.1")
+    assert limiter.retry_after("a", "10.0.0.1") == 1
+    assert limiter.retry_after("a", "10.0.0.2") == 0
+    assert limiter.retry_after("b", "10.0.0.1") == 0
+    waits = []
+    for _ in range(8):
+        clock.advance(limiter.retry_after("a", "10.0.0.1"))
+        limiter.failed("a", "10.0.0.1")
+        waits.append(limiter.retry_after("a", "10.0.0.1"))
+    assert waits == [2, 4, 8, 16, 32, 60, 60, 60]
+    clock.advance(60)
+    assert limiter.retry_after("a", "10.0.0.1") == 0
 
 
 def test_limiter_failures_expire_with_window() -> None:
-    """Failures older than the window do not count toward a lock."""
+    """A pair's failures are forgotten a window after its last one."""
     clock = task.Clock()
     limiter = LoginLimiter(clock, max_failures=3, window=10, lockout=60)
-    limiter.failed("addr:x")
-    limiter.failed("addr:x")
+    limiter.failed("a", "x")
+    limiter.failed("a", "x")
     clock.advance(11)
-    limiter.failed("addr:x")
-    assert limiter.retry_after("addr:x") == 0
+    limiter.failed("a", "x")
+    assert limiter.retry_after("a", "x") == 0
+
+
+def test_limiter_name_cap_per_hour() -> None:
+    """100 failures of a name in an hour, from any addresses, refuse the name everywhere
+    for the rest of that hour; a success in between does not reset the count."""
+    clock = task.Clock()
+    limiter = LoginLimiter(clock, max_failures=5, name_failures=100)
+    for i in range(99):
+        limiter.failed("a", f"10.0.{i // 5}.{i % 5}")
+        clock.advance(1)
+    limiter.succeeded("a", "10.9.9.9")
+    assert limiter.retry_after("a", "10.9.9.9") == 0 and not limiter.name_refused("a")
+    limiter.failed("a", "10.9.9.8")
+    assert limiter.name_refused("a")
+    assert limiter.retry_after("a", "10.9.9.9") == 3600 - 99
+    assert limiter.retry_after("b", "10.9.9.9") == 0
+    clock.advance(3600 - 99)
+    assert limiter.retry_after("a", "10.9.9.9") == 0 and not limiter.name_refused("a")
 
 
 def test_limiter_success_clears_and_memory_is_bounded() -> None:
-    """A success clears a key's failures; at most max_entries keys are kept (oldest go)."""
+    """A success ends a pair's back-off; at most max_entries pairs and names are kept
+    (the oldest go)."""
     clock = task.Clock()
     limiter = LoginLimiter(clock, max_failures=2, max_entries=100)
-    limiter.failed("user:a")
-    limiter.succeeded("user:a")
-    limiter.failed("user:a")
-    assert limiter.retry_after("user:a") == 0
+    limiter.failed("a", "x")
+    limiter.succeeded("a", "x")
+    limiter.failed("a", "x")
+    assert limiter.retry_after("a", "x") == 0
     for i in range(1000):
-        limiter.failed(f"addr:{i}")
-    assert len(limiter) == 100
-    limiter.failed("addr:999")
-    assert limiter.retry_after("addr:999") > 0
+        limiter.failed(f"n{i}", f"addr{i}")
+    assert len(limiter) == 200
+    limiter.failed("n999", "addr999")
+    assert limiter.retry_after("n999", "addr999") > 0
+
+
+def old_hash(password: str) -> str:
+    """A hash made as before issue 9: scrypt with N=2^14."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt$16384$8$1${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def test_password_hashes_at_owasp_parameters_and_old_ones_verify() -> None:
+    """New hashes use scrypt N=2^17, r=8, p=1 (OWASP); hashes made with N=2^14 still
+    verify and are marked for rehashing."""
+    new = hash_password("correct horse")
+    assert new.startswith("scrypt$131072$8$1$") and N == 2**17
+    assert verify_password("correct horse", new) and not needs_rehash(new)
+    old = old_hash("correct horse")
+    assert verify_password("correct horse", old) and not verify_password("wrong", old)
+    assert needs_rehash(old)
 
 
 def test_token_hash_is_sha256() -> None:
