@@ -161,3 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    p.add_argument("--key", required=True,
+                   help="the gateway's cluster key file (or the cluster master key)")
+    p.add_argument("--id", default=None, help="the gateway's id (default: the key file's)")
+
+    from cmsv6 import clustercmd
+
+    clustercmd.add_arguments(sub.add_parser("cluster", help="the cluster's keys (init, key)"))
+    if args.command == "cluster":
+        return clustercmd.run(args)

@@ -178,7 +178,10 @@ class LoginConfig:
     """``[login]``: ``twistd login``, the directory and front door."""
 
     jt808: str = setting("tcp:6608", Endpoint(), "endpoint for devices' first contact (assignment)")
-    cluster: str = setting("tcp:6609", Endpoint(), "AMP endpoint for gateways and media servers")
+    cluster: str = setting("tcp:6609:interface=127.0.0.1", Endpoint(),
+                           "AMP endpoint for gateways and media servers")
+    cluster_key: str = setting("", Text(), "the cluster master key file ('cmsv6 cluster init');"
+                               " required: every cluster link proves a key")
     web: str = setting("tcp:8080", Endpoint(optional=True),
                        "endpoint for the Open API, client WebSocket and web client ('' = none)")
     public_jt808: str = setting("127.0.0.1:6608", Address(),
@@ -287,6 +290,8 @@ def read(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
+    cluster_key: str = setting("", Text(), "this gateway's cluster key file ('cmsv6 cluster key ID');"
+                               " required with a cluster endpoint or login servers")
         raise ConfigError(f"{path}: {e}") from None
 
 

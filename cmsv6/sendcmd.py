@@ -1,5 +1,9 @@
 """``cmsv6 send``: a platform message to an online device, through a gateway's AMP endpoint.
 
+The link proves the gateway's id with ``--key`` (the gateway's key file, or the master
+key with ``--id``) like any cluster link; the gateway records the command in
+``commands`` and ``audit`` as sent by ``cmsv6 send`` (with the local user's name).
+
 A ``--json`` body is encoded for both protocol versions, and the gateway sends the one of
 the device's live session; fields that fit one version only (a 2019 0x8300 needs its
 ``text_type``) give that version's body, sent whatever the device speaks, with a warning.
@@ -10,18 +14,20 @@ decode is printed with its bytes (``{"hex", "error"}``) and the exit status is 1
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from typing import Any
 
 from twisted.internet import defer, endpoints, task
-from twisted.protocols import amp
 
 from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.jsonable import jsonable
 from cmsv6.protocols.jt808.model import MESSAGES
+from cmsv6.rpc import keys
 from cmsv6.rpc.commands import SendMessage
+from cmsv6.rpc.link import ClusterLink
 
 
 def body_bytes(msg_id: int, json_text: str | None, hex_text: str | None, version: int) -> bytes:
@@ -72,17 +78,35 @@ def send(args: argparse.Namespace) -> int:
     except (ValueError, CodecError, TypeError, KeyError) as e:
         print(f"cmsv6: {e}", file=sys.stderr)
         return 2
+    try:
+        credential = keys.load(args.key)
+    except keys.KeyFileError as e:
+        print(f"cmsv6: {e}", file=sys.stderr)
+        return 2
+    gateway_id = args.id or credential.server_id
+    key = credential.key_for(gateway_id) if gateway_id else None
+    if key is None:
+        print("cmsv6: give the gateway's id (--id) with the master key, or the gateway's own"
+              " key file", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        by = f"cmsv6 send ({getpass.getuser()})"
+    except (OSError, KeyError):  # no name for this uid
+        by = "cmsv6 send"
 
     @defer.inlineCallbacks
     def run(reactor: Any) -> Any:
         endpoint = endpoints.clientFromString(reactor, args.gateway)
-        proto = yield endpoints.connectProtocol(endpoint, amp.AMP())
+        proto = yield endpoints.connectProtocol(endpoint, ClusterLink(clock=reactor))
         try:
+            yield proto.authenticate(gateway_id, key)
             reply = yield proto.callRemote(
-                SendMessage, phone=args.phone, msg_id=msg_id, timeout=args.timeout, **arguments
+                SendMessage, phone=args.phone, msg_id=msg_id, timeout=args.timeout, by=by,
+                **arguments,
             )
         finally:
-            proto.transport.loseConnection()
+            if proto.transport is not None:
+                proto.transport.loseConnection()
         decoded, ok = decoded_reply(reply)
         print(json.dumps({"msg_id": f"0x{reply['msg_id']:04x}", "body": decoded}, ensure_ascii=False))
         if not ok:

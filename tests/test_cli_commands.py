@@ -23,8 +23,8 @@ from cmsv6.protocols.jt808.framing import parse_frame
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.passwords import verify_password
 from tests.support.corpus import jt808
-from tests.support.device import connect
-from tests.support.process import GatewayProcess, free_port
+from tests.support.device import connect, until
+from tests.support.process import GatewayProcess, free_port, server_key
 from tests.support.ready import database_connected
 
 CMSV6 = str(Path(sys.executable).with_name("cmsv6"))
@@ -146,9 +146,10 @@ def test_send_delivers_and_prints_the_reply(dsn: str, tmp_path: Path) -> None:
         dev = yield connect(reactor, port, "13800000041")
         yield dev.login()
         endpoint = f"tcp:127.0.0.1:{cluster}"
+        key = str(server_key("gw-1"))
         sent = utils.getProcessOutputAndValue(
             CMSV6, ["send", "13800000041", "0x8300", "--json", '{"flag": 8, "text": "hello"}',
-                    "--gateway", endpoint], env=dict(os.environ),
+                    "--gateway", endpoint, "--key", key], env=dict(os.environ),
         ).addTimeout(WAIT, reactor)  # fmt: skip
         command = yield dev.next(0x8300)
         assert (command.body.flag, command.body.text) == (8, "hello")
@@ -161,12 +162,32 @@ def test_send_delivers_and_prints_the_reply(dsn: str, tmp_path: Path) -> None:
             "reply_serial": command.header.serial, "reply_id": 0x8300, "result": 0}  # fmt: skip
         out, err, code = yield utils.getProcessOutputAndValue(
             CMSV6, ["send", "13899999999", "0x8300", "--json", '{"flag": 8, "text": "x"}',
-                    "--gateway", endpoint], env=dict(os.environ),
+                    "--gateway", endpoint, "--key", key], env=dict(os.environ),
         ).addTimeout(WAIT, reactor)  # fmt: skip
         assert code == 1 and out == b"" and b"13899999999" in err
         dev.transport.loseConnection()
+        # Both commands are on record, whoever asked: in commands (with their outcome) and audit.
+        yield until(lambda: len(_command_rows(dsn)) == 2, "the commands' outcomes recorded")
+        rows = _command_rows(dsn)
+        assert [(r[0], r[1]) for r in rows] == [(0x8300, "replied"), (0x8300, "offline")]
+        assert all(r[2].startswith("gw-1: cmsv6 send") for r in rows)
+        assert _audit_rows(dsn) == [("gateway command", "13800000041", "0x8300"),
+                                    ("gateway command", "13899999999", "0x8300")]
     finally:
         gateway.stop()
+
+
+def _command_rows(dsn: str) -> list[tuple[int, str, str]]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT msg_id, status, body->>'by' FROM commands WHERE status <> 'sent' ORDER BY id")
+        return cur.fetchall()
+
+
+def _audit_rows(dsn: str) -> list[tuple[str, str, str]]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT action, details->>'phone', details->>'msg_id' FROM audit"
+                    " WHERE action = 'gateway command' ORDER BY id")
+        return cur.fetchall()
 
 
 # -- administration --------------------------------------------------------------------------

@@ -25,6 +25,10 @@ class Unavailable(Exception):
     """The server cannot do this now (database down, shutting down)."""
 
 
+class NotAuthenticated(Exception):
+    """The link has not proven a cluster credential (or proved a wrong one): it is closed."""
+
+
 COMMON_ERRORS = {
     DeviceOffline: b"DEVICE_OFFLINE",
     CommandTimeout: b"COMMAND_TIMEOUT",
@@ -42,6 +46,12 @@ class SendMessage(amp.Command):
     the reply by serial. The reply comes back as its message id, the version it came in and
     its body bytes as received, for the caller to decode once (they may not decode: that is
     the caller's error to report, with the bytes).
+
+    Only the ``DOWNLINKS`` are sent, ``timeout`` is at most ``MAX_COMMAND_TIMEOUT``; the
+    gateway records every command in ``commands`` and ``audit``: ``by`` says who asked
+    (a user, ``cmsv6 send``), ``command`` names the ``commands`` row the caller already
+    recorded for it (login's Open API), which the gateway then marks sent instead of
+    adding one.
     """
 
     arguments = [
@@ -50,6 +60,8 @@ class SendMessage(amp.Command):
         (b"body", amp.String()),
         (b"timeout", amp.Float(optional=True)),
         (b"body_2019", amp.String(optional=True)),
+        (b"by", amp.Unicode(optional=True)),
+        (b"command", amp.Integer(optional=True)),
     ]
     response = [
         (b"msg_id", amp.Integer()),
@@ -57,6 +69,43 @@ class SendMessage(amp.Command):
         (b"body", amp.String()),
     ]
     errors = COMMON_ERRORS
+
+
+#: The platform messages the cluster sends to devices: the Open API's commands
+#: (``cmsv6.web.commands``: 0x8103–0x8106, 0x8108, 0x8201, 0x8300, 0x8801) and JT/T 1078's
+#: video signalling (live, playback, recordings, uploads, PTZ). Anything else is refused.
+DOWNLINKS = frozenset(
+    {0x8103, 0x8104, 0x8105, 0x8106, 0x8108, 0x8201, 0x8300, 0x8801}
+    | {0x9101, 0x9102, 0x9201, 0x9202, 0x9205, 0x9206, 0x9207}
+    | set(range(0x9301, 0x9307))
+)
+#: Seconds a device is given to answer one send of a command at most.
+MAX_COMMAND_TIMEOUT = 60.0
+
+
+# -- every link's first two commands: the HMAC challenge (cmsv6.rpc.link) ------------------
+
+
+class Hello(amp.Command):
+    """The connecting side: the server id it proves and its nonce. The answer: the
+    listening side's nonce and its proof, HMAC(key of id, "server" | id | both nonces)."""
+
+    commandName = b"cmsv6-hello"
+    arguments = [(b"id", amp.Unicode()), (b"nonce", amp.String())]
+    response = [(b"nonce", amp.String()), (b"proof", amp.String())]
+    errors = {NotAuthenticated: b"UNAUTHENTICATED"}
+    fatalErrors = {NotAuthenticated: b"UNAUTHENTICATED"}
+
+
+class Prove(amp.Command):
+    """The connecting side's proof, HMAC(key of id, "client" | id | both nonces); once it
+    checks, the link is authenticated as ``id`` in both directions."""
+
+    commandName = b"cmsv6-prove"
+    arguments = [(b"proof", amp.String())]
+    response: list = []
+    errors = {NotAuthenticated: b"UNAUTHENTICATED"}
+    fatalErrors = {NotAuthenticated: b"UNAUTHENTICATED"}
 
 
 # -- gateways → login: the directory's "memory data" ---------------------------------------
@@ -105,6 +154,9 @@ class DevicesChanged(amp.Command):
     response: list = []
     errors = COMMON_ERRORS
 
+
+#: The largest capacity a server may announce.
+MAX_CAPACITY = 1_000_000
 
 #: Phones per DevicesChanged call at most (20 digits + 2 length bytes each: < 64 KiB).
 MAX_PHONES = 1000

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from cmsv6.rpc import keys
+
 TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+#: The cluster's keys for every server the tests start: one master (login), one key per id.
+KEYS = Path(tempfile.mkdtemp(prefix="cmsv6-keys-"))
+atexit.register(shutil.rmtree, KEYS, True)
+
+
+def master_key() -> Path:
+    """The tests' cluster master key file (login's ``cluster_key``)."""
+    return keys.ensure(KEYS)
+
+
+def server_key(server_id: str) -> Path:
+    """The key file of server ``server_id`` under the tests' master key."""
+    keys.ensure(KEYS, server_id)
+    return KEYS / f"{server_id}.key"
 
 
 def listening(port: int) -> bool:
@@ -62,6 +82,12 @@ class GatewayProcess(ServerProcess):
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
+    @property
+    def id(self) -> str:
+        """The gateway's id (``--id`` among the extra arguments, else the default)."""
+        extra = list(self.extra)
+        return extra[extra.index("--id") + 1] if "--id" in extra else "gw-1"
+
     def start(self) -> None:
         self.starts += 1
         log = self.directory / f"gateway-{self.starts}.log"
@@ -73,6 +99,7 @@ class GatewayProcess(ServerProcess):
                 "--cluster", "",
                 "--registration", "open",
                 "--media_dir", str(self.directory / "media"),
+                "--cluster_key", str(server_key(self.id)),
                 *self.extra,
             ],  # fmt: skip
             stdin=subprocess.DEVNULL,
@@ -114,6 +141,7 @@ class LoginProcess(ServerProcess):
                 "--web", f"tcp:{self.web}:interface=127.0.0.1",
                 "--public_jt808", f"127.0.0.1:{self.jt808}",
                 "--registration", "open",
+                "--cluster_key", str(master_key()),
                 *self.extra,
             ],  # fmt: skip
             stdin=subprocess.DEVNULL,

@@ -22,7 +22,6 @@ from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
-from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -30,6 +29,7 @@ from cmsv6.address import escape, split_endpoint
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.rpc import GatewayLocator
 from cmsv6.rpc.commands import MAX_PHONES, AnnounceGateway, DevicesChanged, ReportLoad
+from cmsv6.rpc.link import ClusterLink
 
 _log = Logger()
 
@@ -94,11 +94,13 @@ class FailoverEndpoint:
         return result
 
 
-class _Link(amp.AMP):
-    """The gateway's side of its link to login."""
+class _Link(ClusterLink):
+    """The gateway's side of its link to login: it proves the gateway's id, then answers
+    login's commands."""
 
     def __init__(self, owner: LoginClient) -> None:
-        super().__init__(locator=GatewayLocator(owner.gateway))
+        super().__init__(clock=owner.clock)
+        self.locator.inner = GatewayLocator(owner.gateway, self)
         self.owner = owner
         self.lost = False
 
@@ -156,11 +158,14 @@ class LoginClient(service.MultiService):
         reactor: Any,
         cluster: str,
         capacity: int,
+        key: bytes,
         report_every: float = 2.0,
         retry_max: float = 1.0,
     ) -> None:
         super().__init__()
         self.gateway = gateway
+        #: The gateway's cluster key (``cmsv6.rpc.keys``), proven on every link.
+        self.key = key
         self.clock = reactor
         self.cluster = cluster
         self.capacity = capacity
@@ -189,12 +194,20 @@ class LoginClient(service.MultiService):
     # -- the link ------------------------------------------------------------------------------
 
     def _announce(self, link: _Link) -> defer.Deferred[Any]:
-        """Once the gateway's database is up (no use sending it devices before), announce
-        it and every device online on it; see ``_announce_now``."""
+        """Authenticate the link; then, once the gateway's database is up (no use sending
+        it devices before), announce it and every device online on it (``_announce_now``)."""
+        d = link.authenticate(self.gateway.id, self.key)
+
+        def failed(failure: Failure) -> Failure:
+            _log.warn("login {address} refused the gateway's key, or does not hold it: {e}",
+                      address=self.endpoint.connected_to, e=failure.getErrorMessage())  # fmt: skip
+            return failure
+
+        d.addErrback(failed)
         db = getattr(self.gateway, "db", None)
-        if db is None:
-            return self._announce_now(link)
-        return db.ready().addCallback(lambda _: self._announce_now(link))
+        if db is not None:
+            d.addCallback(lambda _: db.ready())
+        return d.addCallback(lambda _: self._announce_now(link))
 
     def _announce_now(self, link: _Link) -> defer.Deferred[Any]:
         """Announce the gateway and every device online on it, in one pipelined burst; the

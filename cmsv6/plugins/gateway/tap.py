@@ -6,6 +6,7 @@ from typing import Any
 
 from twisted.application import internet, service, strports
 from twisted.logger import Logger
+from twisted.python import usage
 
 from cmsv6 import config as cfg
 from cmsv6.db import devices as device_store
@@ -14,6 +15,7 @@ from cmsv6.plugins.gateway.writer import PositionWriter
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.plugins.gateway.rpc import ClusterFactory
+from cmsv6.rpc import keys
 
 _log = Logger()
 
@@ -29,6 +31,25 @@ class Options(cfg.ServerOptions):
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:  # noqa: N802
     if reactor is None:
         from twisted.internet import reactor as default_reactor
+def gateway_key(path: str, gateway_id: str) -> bytes:
+    """This gateway's key from ``path`` (its own key file, or the master key); UsageError
+    naming the file otherwise."""
+    if not path:
+        raise usage.UsageError(
+            "[gateway] cluster_key is required with a cluster endpoint or login servers:"
+            f" the file of this gateway's key (create it with 'cmsv6 cluster key {gateway_id}"
+            " --master FILE --out FILE')"
+        )
+    try:
+        credential = keys.load(path)
+    except keys.KeyFileError as e:
+        raise usage.UsageError(str(e)) from None
+    key = credential.key_for(gateway_id)
+    if key is None:
+        raise usage.UsageError(f"{path} is {credential.server_id}'s key, not {gateway_id}'s")
+    return key
+
+
 
         reactor = default_reactor
     conf = options.config.gateway
@@ -36,6 +57,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     top = service.MultiService()
     # Sessions' queries (registration, authentication, session rows): several in flight,
     # because each round trip waits for turns of a reactor busy with every device; the
+    key = gateway_key(conf.cluster_key, conf.id) if conf.cluster or conf.login else b""
     # position writer's batches on threads of their own (``Database.run_batch``).
     db = Database(dsn, reactor, size=8, writer_threads=3)
     db.setServiceParent(top)
@@ -69,7 +91,9 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     _Startup().setServiceParent(top)
     strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor).setServiceParent(top)
     if conf.cluster:
-        strports.service(conf.cluster, ClusterFactory(gateway), reactor=reactor).setServiceParent(top)
+        # Only links proving this gateway's own id (login with the master, cmsv6 send).
+        cluster = ClusterFactory(gateway, lambda i: key if i == conf.id else None, reactor)
+        strports.service(conf.cluster, cluster, reactor=reactor).setServiceParent(top)
     internet.TimerService(2.0, gateway.tick).setServiceParent(top)
     if conf.metrics:
         from twisted.web import resource as web_resource
@@ -86,7 +110,8 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         from cmsv6.plugins.gateway.cluster import LoginClient, cluster_address
 
         public_cluster = conf.public_cluster or cluster_address(conf.cluster, conf.public_jt808)
-        LoginClient(gateway, list(conf.login), reactor, public_cluster, conf.capacity).setServiceParent(top)
+        LoginClient(gateway, list(conf.login), reactor, public_cluster, conf.capacity,
+                    key).setServiceParent(top)
         _log.info("gateway {id}: reporting to login at {login}", id=conf.id,
                   login=", ".join(conf.login))
     _log.info("gateway {id}: devices on {jt808}, cluster on {cluster}", id=conf.id,

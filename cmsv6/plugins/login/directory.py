@@ -16,11 +16,8 @@ from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
 from attrs import define, field
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, error
-from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -28,6 +25,7 @@ from twisted.python.failure import Failure
 from cmsv6.phone import canonical_phone
 from cmsv6.protocols.jt808.retransmit import waits
 from cmsv6.rpc.commands import (
+    MAX_CAPACITY,
     BadRequest,
     CommandTimeout,
     DeviceOffline,
@@ -63,8 +61,6 @@ class GatewayEntry:
     devices: set[str] = field(factory=set)
     #: Phones login sent here that have not come online yet, with when to stop counting them.
     pending: dict[str, float] = field(factory=dict)
-    #: The connection to its ``cluster`` endpoint, made on the first command.
-    client: Any = None
 
     @property
     def load(self) -> int:
@@ -85,8 +81,6 @@ class Directory:
     STALE_AFTER = 15.0
     #: Previous assignments remembered (for stickiness) at most; the oldest go first.
     MAX_REMEMBERED = 1_000_000
-    #: Seconds to get a connection to a gateway's cluster endpoint.
-    CONNECT_TIMEOUT = 5.0
     #: Retransmissions a gateway makes of a command (its default).
     COMMAND_RETRIES = 3
 
@@ -94,7 +88,6 @@ class Directory:
         self,
         clock: IReactorTime,
         login_id: str = "login",
-        connect: Callable[[str], Any] | None = None,
     ) -> None:
         self.clock = clock
         self.login_id = login_id
@@ -103,7 +96,6 @@ class Directory:
         self.devices: dict[str, str] = {}
         #: phone → id of the gateway it was last on or sent to (stickiness).
         self.previous: OrderedDict[str, str] = OrderedDict()
-        self._connect = connect or self._cluster_client
         #: Called with the chosen gateway's id on every assignment (metrics, tests).
         self.on_assigned: list[Callable[[str, str], None]] = []
 
@@ -113,8 +105,8 @@ class Directory:
         self, link: GatewayLink, gateway_id: str, public_jt808: str, cluster: str, capacity: int
     ) -> GatewayEntry:
         """A gateway announced itself on ``link``; replaces an older entry under that id."""
-        if not gateway_id or capacity < 0:
-            raise BadRequest("a gateway needs an id and a capacity >= 0")
+        if not gateway_id or not 0 <= capacity <= MAX_CAPACITY:
+            raise BadRequest(f"a gateway needs an id and a capacity of 0 to {MAX_CAPACITY}")
         try:
             split_address(public_jt808)
         except ValueError as e:
@@ -189,9 +181,6 @@ class Directory:
         for phone in entry.devices:
             if self.devices.get(phone) == entry.id:
                 del self.devices[phone]
-        if entry.client is not None:
-            client, entry.client = entry.client, None
-            client.stopService()
         _log.info("gateway {id} is dead ({reason}); {n} devices forgotten", id=entry.id,
                   reason=reason, n=len(entry.devices))
 
@@ -262,12 +251,13 @@ class Directory:
 
     def send_to_device(
         self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
-        body_2019: bytes | None = None,
+        body_2019: bytes | None = None, by: str | None = None, command: int | None = None,
     ) -> defer.Deferred[dict[str, Any]]:
         """``SendMessage`` through the device's gateway (``body`` for a 2013 session,
         ``body_2019`` for a 2019 one); fires with ``{"msg_id", "version", "body"}``, the
         reply's body as the device sent it; errbacks DeviceOffline, CommandTimeout,
-        BadRequest or Unavailable."""
+        BadRequest or Unavailable. ``by`` (who asked) and ``command`` (the ``commands`` row
+        recorded for it) go to the gateway's own record of the command."""
         phone = canonical_phone(phone)
         gateway_id = self.devices.get(phone)
         entry = self.gateways.get(gateway_id) if gateway_id is not None else None
@@ -277,32 +267,13 @@ class Directory:
         bound = sum(waits(timeout, self.COMMAND_RETRIES)) + 10.0
         arguments: dict[str, Any] = {"phone": phone, "msg_id": msg_id, "body": body,
                                      "timeout": timeout}  # fmt: skip
-        if body_2019 is not None:
-            arguments["body_2019"] = body_2019
-        d = self._link_to(entry)
-        d.addCallback(
-            lambda proto: proto.callRemote(SendMessage, **arguments).addTimeout(bound, self.clock)
-        )
+        for name, value in (("body_2019", body_2019), ("by", by), ("command", command)):
+            if value is not None:
+                arguments[name] = value
+        # Over the link the gateway announced itself on (and proved its id on): login never
+        # connects to an address a gateway gives it.
+        d = entry.link.callRemote(SendMessage, **arguments).addTimeout(bound, self.clock)
         return d.addErrback(_command_failed, phone, entry.id)
-
-    def _link_to(self, entry: GatewayEntry) -> defer.Deferred[Any]:
-        """An AMP connection on which ``entry`` answers SendMessage: its cluster endpoint,
-        or the link it announced itself on when it gave none."""
-        if not entry.cluster:
-            return defer.succeed(entry.link)
-        if entry.client is None:
-            entry.client = self._connect(entry.cluster)
-        d = entry.client.whenConnected(failAfterFailures=1)
-        return d.addTimeout(self.CONNECT_TIMEOUT, self.clock)
-
-    def _cluster_client(self, address: str) -> ClientService:
-        endpoint = clientFromString(self.clock, address)
-        service = ClientService(
-            endpoint, Factory.forProtocol(amp.AMP), retryPolicy=backoffPolicy(0.2, 5.0),
-            clock=self.clock,
-        )  # fmt: skip
-        service.startService()
-        return service
 
 
 def _command_failed(failure: Failure, phone: str, gateway_id: str) -> Failure:

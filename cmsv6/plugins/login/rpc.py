@@ -1,18 +1,28 @@
 """Login's AMP responders (``cluster`` endpoint): gateways announce themselves, their load
 and their devices. The link itself is the gateway's liveness: when it drops, the gateway
-is dead."""
+is dead.
+
+Every link first proves a server id with that id's key (``cmsv6.rpc.link``; login holds
+the master key, so it can check any), and announces that id only. Announced phones must
+be canonical and, when login knows the devices (``known``), devices; a gateway is given
+no more than its capacity.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import Any, Callable
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.rpc.commands import (
+    MAX_CAPACITY,
     MAX_PHONES,
     AnnounceGateway,
     BadRequest,
@@ -20,6 +30,7 @@ from cmsv6.rpc.commands import (
     ReportLoad,
     Unavailable,
 )
+from cmsv6.rpc.link import ClusterLink
 
 _log = Logger()
 
@@ -34,17 +45,31 @@ def _declared(what: str) -> Any:
     def wrap(method: Any) -> Any:
         def responder(self: LoginLocator, *args: Any, **kwargs: Any) -> Any:
             try:
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
             except (BadRequest, Unavailable):
                 raise
             except Exception as e:  # noqa: BLE001 - the boundary
                 _log.failure("{what} from {peer} failed", Failure(), what=what, peer=self.link.peer)
                 raise Unavailable(str(e)) from None
+            if isinstance(result, defer.Deferred):
+                return result.addErrback(_unexpected, what, self.link.peer)
+            return result
 
         responder.__name__ = method.__name__
         return responder
 
     return wrap
+
+
+def _unexpected(failure: Failure, what: str, peer: str) -> Failure:
+    if failure.check(BadRequest, Unavailable):
+        return failure
+    _log.failure("{what} from {peer} failed", failure, what=what, peer=peer)
+    return Failure(Unavailable(failure.getErrorMessage()))
+
+
+#: Which of these phones are devices (canonical phones in, a set out).
+Known = Callable[[list[str]], "defer.Deferred[set[str]]"]
 
 
 class LoginLocator(amp.CommandLocator):
@@ -55,6 +80,14 @@ class LoginLocator(amp.CommandLocator):
     @AnnounceGateway.responder
     @_declared("announcement")
     def announce(self, id: str, public_jt808: str, cluster: str, capacity: int) -> dict[str, Any]:  # noqa: A002
+        if id != self.link.peer_id:
+            self.link.counters["impostor"] += 1
+            _log.warn("link {peer} proved {proved!r} and announced {id!r}: refused",
+                      peer=self.link.peer, proved=self.link.peer_id, id=id)  # fmt: skip
+            raise BadRequest(f"this link proved {self.link.peer_id!r}, not {id!r}")
+        if not 0 <= capacity <= MAX_CAPACITY:
+            raise BadRequest(f"a capacity is 0 to {MAX_CAPACITY}")
+        # Login reaches a gateway over this link only: never an address it was given.
         self.directory.announce(self.link, id, public_jt808, cluster, capacity)
         return {"login": self.directory.login_id}
 
@@ -66,30 +99,55 @@ class LoginLocator(amp.CommandLocator):
 
     @DevicesChanged.responder
     @_declared("device report")
-    def devices_changed(self, online: list[str], offline: list[str]) -> dict[str, Any]:
+    def devices_changed(self, online: list[str], offline: list[str]) -> Any:
         if len(online) + len(offline) > 2 * MAX_PHONES:
             raise BadRequest(f"at most {MAX_PHONES} phones per list")
+        bad = [p for p in (*online, *offline) if not valid_phone(p) or canonical_phone(p) != p]
+        if bad:
+            raise BadRequest(f"not canonical phones: {', '.join(repr(p) for p in bad[:5])}")
+        # In order of the link, even while the devices are looked up.
+        return self.link.queue.run(self._devices_changed, online, offline)
+
+    @defer.inlineCallbacks
+    def _devices_changed(self, online: list[str], offline: list[str]) -> Any:
+        known = self.link.factory.known if self.link.factory is not None else None
+        if known is not None and online:
+            exist = yield known(online)
+            unknown = [p for p in online if p not in exist]
+            if unknown:
+                _log.warn("gateway {id} announced {n} phones that are not devices (ignored): {some}",
+                          id=self.link.peer_id, n=len(unknown), some=", ".join(unknown[:5]))  # fmt: skip
+                online = [p for p in online if p in exist]
+        entry = self.directory.entry_of(self.link)
+        if entry is not None and online:
+            room = entry.capacity - len(entry.devices - set(offline))
+            new = [p for p in online if p not in entry.devices]
+            if len(new) > room:
+                _log.warn("gateway {id} announced {n} devices over its capacity {capacity} (ignored)",
+                          id=entry.id, n=len(new) - max(room, 0), capacity=entry.capacity)  # fmt: skip
+                keep = set(new[: max(room, 0)])
+                online = [p for p in online if p in entry.devices or p in keep]
         self.directory.devices_changed(self.link, online, offline)
         return {}
 
 
-class LoginLink(amp.AMP):
+class LoginLink(ClusterLink):
     """One gateway's link to login."""
 
-    def __init__(self, directory: Directory) -> None:
-        self.directory = directory
-        self.peer = "?"
-        super().__init__(locator=LoginLocator(directory, self))
+    factory: LoginClusterFactory | None = None
 
-    def connectionMade(self) -> None:  # noqa: N802
-        address = self.transport.getPeer()
-        self.peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
-        super().connectionMade()
+    def __init__(self, directory: Directory, key_for: Callable[[str], bytes | None],
+                 clock: IReactorTime | None = None, counters: Counter[str] | None = None) -> None:  # fmt: skip
+        self.directory = directory
+        super().__init__(key_for=key_for, clock=clock, counters=counters)
+        self.locator.inner = LoginLocator(directory, self)
+        self.queue = defer.DeferredLock()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:  # noqa: N802
         super().connectionLost(reason)
         self.directory.link_lost(self)
-        self.factory.links.discard(self)
+        if self.factory is not None:
+            self.factory.links.discard(self)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -97,18 +155,29 @@ class LoginLink(amp.AMP):
 
 
 class LoginClusterFactory(protocol.Factory):
-    """Builds gateway links; keeps them so a login server stepping down can close them."""
+    """Builds gateway links; keeps them so a login server stepping down can close them.
+    ``key_for`` gives the key of a server id (from the master key); ``known`` which
+    announced phones are devices (None: any)."""
 
-    def __init__(self, directory: Directory, max_links: int = MAX_LINKS) -> None:
+    noisy = False
+
+    def __init__(self, directory: Directory, key_for: Callable[[str], bytes | None],
+                 clock: IReactorTime | None = None, known: Known | None = None,
+                 max_links: int = MAX_LINKS) -> None:  # fmt: skip
         self.directory = directory
+        self.key_for = key_for
+        self.clock = clock
+        self.known = known
         self.max_links = max_links
         self.links: set[LoginLink] = set()
+        #: Links refused, by reason (unauthenticated, wrong key, impostor, box too big...).
+        self.refused: Counter[str] = Counter()
 
     def buildProtocol(self, addr: object) -> LoginLink | None:  # noqa: N802
         if len(self.links) >= self.max_links:
             _log.warn("{n} cluster links open; refusing {addr}", n=len(self.links), addr=addr)
             return None
-        link = LoginLink(self.directory)
+        link = LoginLink(self.directory, self.key_for, self.clock, self.refused)
         link.factory = self
         self.links.add(link)
         return link

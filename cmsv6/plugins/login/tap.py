@@ -17,14 +17,17 @@ from weakref import WeakSet
 from twisted.application import internet, service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python import usage
 from twisted.web import resource, server
 
 from cmsv6 import config as cfg
+from cmsv6.db import cluster as cluster_store
 from cmsv6.db.service import Database
 from cmsv6.plugins.login.assignment import AssignmentFactory, Assigner
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.login.rpc import LoginClusterFactory
 from cmsv6.plugins.login.standby import ActiveLock
+from cmsv6.rpc import keys
 
 _log = Logger()
 
@@ -39,6 +42,23 @@ class Options(cfg.ServerOptions):
 
 class _Unavailable(resource.Resource):
     """The web front end is not installed (or failed to start): 503 for everything."""
+
+def master_key(path: str) -> keys.Credential:
+    """The cluster master key in ``path``; UsageError naming the file otherwise."""
+    if not path:
+        raise usage.UsageError(
+            "[login] cluster_key is required: the file of the cluster master key"
+            " (create it with 'cmsv6 cluster init DIR')"
+        )
+    try:
+        credential = keys.load(path)
+    except keys.KeyFileError as e:
+        raise usage.UsageError(str(e)) from None
+    if not credential.is_master:
+        raise usage.UsageError(f"{path} is {credential.server_id}'s key: login needs the cluster"
+                               " master key ('cmsv6 cluster init')")  # fmt: skip
+    return credential
+
 
     isLeaf = True
 
@@ -99,7 +119,8 @@ class Serving:
     steps down (new services each time: a stopped endpoint service does not listen again)."""
 
     def __init__(self, reactor: Any, config: cfg.Config, db: Database,
-                 directory: Directory, assigner: Assigner, registry: Any = None) -> None:  # fmt: skip
+                 directory: Directory, assigner: Assigner, registry: Any = None,
+                 credential: keys.Credential | None = None) -> None:  # fmt: skip
         self.reactor = reactor
         self.config = config
         self.registry = registry
@@ -107,7 +128,12 @@ class Serving:
         self.directory = directory
         self.assigner = assigner
         self.jt808 = AssignmentFactory(assigner)
-        self.cluster = LoginClusterFactory(directory)
+        if credential is None:
+            credential = master_key(config.login.cluster_key)
+        self.cluster = LoginClusterFactory(
+            directory, credential.key_for, reactor,
+            known=lambda phones: cluster_store.known_phones(db, phones),
+        )  # fmt: skip
         self.web: _Tracked | None = None
         self.services: service.MultiService | None = None
         #: How many times this server has become active.
@@ -159,13 +185,14 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     top = service.MultiService()
     db = Database(config.database.dsn, reactor, size=2)
     db.setServiceParent(top)
+    credential = master_key(conf.cluster_key)
     directory = Directory(reactor, login_id=conf.public_jt808)
     assigner = Assigner(db, directory, reactor, conf.public_jt808,
                         open_registration=conf.registration == "open")  # fmt: skip
     from cmsv6.metrics import MetricsResource, amp_links_gauge, make_registry, role_gauge
 
     registry = make_registry()
-    serving = Serving(reactor, config, db, directory, assigner, registry)
+    serving = Serving(reactor, config, db, directory, assigner, registry, credential)
     lock = ActiveLock(db, reactor, serving.start, serving.stop)
     lock.setServiceParent(top)
 

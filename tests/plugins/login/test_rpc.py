@@ -13,6 +13,7 @@ from twisted.test import iosim
 from cmsv6.plugins.gateway.cluster import LoginClient, _Link, cluster_address
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.login.rpc import LoginClusterFactory, LoginLink
+from tests.support.cluster import MASTER, connect
 from cmsv6.rpc.commands import (
     AnnounceGateway,
     BadRequest,
@@ -48,7 +49,7 @@ class FakeGateway:
 
 
 def login_link(directory: Directory) -> LoginLink:
-    factory = LoginClusterFactory(directory)
+    factory = LoginClusterFactory(directory, MASTER.key_for, task.Clock())
     link = factory.buildProtocol(None)
     assert link is not None
     return link
@@ -58,7 +59,9 @@ def pair(directory: Directory, gateway: FakeGateway, cluster: str = "") -> tuple
     clock = task.Clock()
     from twisted.internet import reactor
 
-    client = LoginClient(gateway, ["tcp:127.0.0.1:1"], reactor, cluster, capacity=50)  # type: ignore[arg-type]
+    key = MASTER.key_for(gateway.id)
+    assert key is not None
+    client = LoginClient(gateway, ["tcp:127.0.0.1:1"], reactor, cluster, capacity=50, key=key)  # type: ignore[arg-type]
     client.clock = clock
     server = login_link(directory)
     gateway_side = _Link(client)
@@ -118,8 +121,7 @@ def test_events_before_announcing_are_refused() -> None:
     """Login answers device reports on a link that did not announce with BadRequest."""
     directory = Directory(task.Clock())
     server = login_link(directory)
-    client = amp.AMP()
-    c, s, pump = iosim.connectedServerAndClient(lambda: server, lambda: client)
+    client, s, pump = connect(server)
     failures: list[Any] = []
     client.callRemote(DevicesChanged, online=["1"], offline=[]).addErrback(failures.append)
     pump.flush()
@@ -136,8 +138,8 @@ def test_unexpected_error_becomes_declared() -> None:
 
     directory.announce = broken  # type: ignore[method-assign]
     server = login_link(directory)
-    client = amp.AMP()
-    c, s, pump = iosim.connectedServerAndClient(lambda: server, lambda: client)
+    c, s, pump = connect(server, server_id="gw")
+    client = c
     failures: list[Any] = []
     client.callRemote(
         AnnounceGateway, id="gw", public_jt808="127.0.0.1:1", cluster="", capacity=1
@@ -178,30 +180,29 @@ def test_cluster_address() -> None:
 
 
 @pytest_twisted.inlineCallbacks
-def test_command_through_the_cluster_endpoint() -> None:
-    """With a cluster endpoint announced, login connects there (loopback) to send commands,
-    and stops that connection when the gateway dies."""
+def test_command_never_goes_to_an_announced_endpoint() -> None:
+    """With a cluster endpoint announced, login still sends commands over the link the
+    gateway announced itself on: it never connects to an address it was given."""
     from twisted.internet import endpoints, reactor
     from twisted.internet.protocol import Factory
 
-    from cmsv6.plugins.gateway.rpc import GatewayLocator
-
-    gateway = FakeGateway(("1",))
-    gateway.replies["1"] = {"msg_id": 0x0001, "version": 2013, "body": b"\x00\x04\x81\x05\x00"}
-    factory = Factory.forProtocol(lambda: amp.AMP(locator=GatewayLocator(gateway)))  # type: ignore[arg-type]
+    connections: list[Any] = []
+    factory = Factory.forProtocol(lambda: connections.append(1) or amp.AMP())  # type: ignore[func-returns-value]
     port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-    directory = Directory(reactor)
-    link = login_link(directory)
     try:
+        directory = Directory(task.Clock())
+        gateway = FakeGateway(("1",))
+        gateway.replies["1"] = {"msg_id": 0x0001, "version": 2013, "body": b"\x00\x04\x81\x05\x00"}
         address = f"tcp:host=127.0.0.1:port={port.getHost().port}"
-        directory.announce(link, "gw-1", "127.0.0.1:7611", address, 10)
-        directory.devices_changed(link, ["1"], [])
-        reply = yield directory.send_to_device("1", 0x8105, b"\x04", timeout=1.0)
-        assert reply["msg_id"] == 0x0001 and reply["body"] == b"\x00\x04\x81\x05\x00"
-        client = directory.gateways["gw-1"].client
-        assert client is not None and client.running
-        directory.link_lost(link)
-        assert not client.running
+        client, server, link, pump = pair(directory, gateway, cluster=address)
+        client._announce(link)
+        pump.flush()
+        results: list[Any] = []
+        directory.send_to_device("1", 0x8105, b"\x04").addBoth(results.append)
+        pump.flush()
+        assert results and results[0]["body"] == b"\x00\x04\x81\x05\x00"
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        assert connections == []
     finally:
         yield port.stopListening()
 

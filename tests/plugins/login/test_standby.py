@@ -95,13 +95,15 @@ def test_login_stops_serving_when_its_session_ends(dsn: str) -> None:
 
     from cmsv6.plugins.login import tap
     from cmsv6.rpc.commands import AnnounceGateway
-    from tests.support.process import free_port
+    from cmsv6.rpc.link import ClusterLink
+    from tests.support.process import free_port, master_key
 
     jt808, cluster = free_port(), free_port()
     options = tap.Options()
     options.parseOptions([
         "--dsn", dsn, "--jt808", f"tcp:{jt808}:interface=127.0.0.1",
         "--cluster", f"tcp:{cluster}:interface=127.0.0.1", "--web", "",
+        "--cluster_key", str(master_key()),
     ])  # fmt: skip
     top = tap.makeService(options, reactor)
     top.lock.key = KEY
@@ -109,8 +111,11 @@ def test_login_stops_serving_when_its_session_ends(dsn: str) -> None:
     try:
         yield until(lambda: listening(jt808) and listening(cluster), "login listening")
         link = yield endpoints.connectProtocol(
-            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", cluster), amp.AMP()
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", cluster), ClusterLink()
         )
+        from cmsv6.rpc import keys
+
+        yield link.authenticate("gw", keys.load(master_key()).key_for("gw"))
         yield link.callRemote(AnnounceGateway, id="gw", public_jt808="127.0.0.1:1", cluster="",
                               capacity=1)  # fmt: skip
         assert list(top.directory.gateways) == ["gw"]
