@@ -33,14 +33,23 @@ def _password(path: str) -> str:
 def db_command(args: argparse.Namespace) -> int:
     import psycopg2
 
-    from cmsv6.db.upgrade import upgrade
+    from cmsv6.db.upgrade import RoleError, grant_app_role, upgrade
 
+    dsn = _dsn(args)
+    password = _password(args.app_password_file) if args.app_password_file else None
     try:
-        applied = upgrade(_dsn(args))
+        applied = upgrade(dsn)
     except psycopg2.Error as e:
         print(f"cmsv6: database upgrade failed: {str(e).strip()}", file=sys.stderr)
         return 1
     print(f"schema upgraded ({', '.join(map(str, applied))})" if applied else "schema up to date")
+    if args.app_role:
+        try:
+            created = grant_app_role(dsn, args.app_role, password)
+        except (RoleError, psycopg2.Error) as e:
+            print(f"cmsv6: the servers' role: {str(e).strip()}", file=sys.stderr)
+            return 1
+        print(f"role {args.app_role} {'created and ' if created else ''}granted what the servers need")
     return 0
 
 
@@ -105,7 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    with_db(db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)"))
+    p = with_db(db_sub.add_parser("upgrade", help="create or upgrade the schema (idempotent)"))
+    p.add_argument("--app-role", metavar="NAME",
+                   help="the role the servers connect as: created if missing (LOGIN only) and"
+                        " granted rows, sequences and partition creation, nothing more")
+    p.add_argument("--app-password-file", metavar="F",
+                   help="set the servers' role's password from the first line of F ('-': stdin)")
 
     device = sub.add_parser("device", help="devices")
     device_sub = device.add_subparsers(dest="device_command", required=True)

@@ -3,8 +3,11 @@ directory of ours, for the tests, ``cmsv6 demo`` and the benchmarks (never produ
 
 PostgreSQL refuses to run as root; when we are root the cluster's directory is given to the
 ``postgres`` user and every server command runs as that user. The server listens on
-127.0.0.1 and a socket directory inside the cluster directory, with trust authentication:
-it is reachable from this machine only and is not for production.
+127.0.0.1 and a socket directory inside the cluster directory (only its owner may enter).
+The superuser connects through that socket without a password. Over TCP, ``host_auth``
+says how roles authenticate: ``trust`` (the tests: reachable from this machine only) or
+``scram-sha-256`` (``cmsv6 demo``: its roles have passwords, the superuser none, so the
+superuser is reachable through the socket only). Not for production.
 """
 
 from __future__ import annotations
@@ -44,13 +47,15 @@ def free_port() -> int:
 class EmbeddedPostgres:
     """A PostgreSQL cluster in ``directory`` (data, sockets, log), on 127.0.0.1:``port``."""
 
-    def __init__(self, directory: Path | str, port: int | None = None) -> None:
+    def __init__(self, directory: Path | str, port: int | None = None,
+                 host_auth: str = "trust") -> None:  # fmt: skip
         self.directory = Path(directory).resolve()
         self.data = self.directory / "data"
         self.sockets = self.directory / "run"
         self.log = self.directory / "postgresql.log"
         self.port = port if port is not None else free_port()
         self.bindir = find_bindir()
+        self.host_auth = host_auth
 
     # -- commands ------------------------------------------------------------------------
 
@@ -86,7 +91,9 @@ class EmbeddedPostgres:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.sockets.mkdir(exist_ok=True)
         self._own()
+        os.chmod(self.sockets, 0o700)  # the superuser's way in, without a password
         if self.initialized:
+            self._write_hba()  # a second run may ask for another authentication
             return
         self._run(
             "initdb",
@@ -107,8 +114,20 @@ class EmbeddedPostgres:
                 "max_wal_senders = 4\n"
                 "fsync = on\n"
             )
-        with open(self.data / "pg_hba.conf", "a") as hba:
-            hba.write("host replication all 127.0.0.1/32 trust\n")
+        self._write_hba()
+
+    def _write_hba(self) -> None:
+        """Trust on the socket, ``host_auth`` on 127.0.0.1 (read when the server starts)."""
+        auth = self.host_auth
+        (self.data / "pg_hba.conf").write_text(
+            "# Written by cmsv6.db.embedded\n"
+            "local all all trust\n"
+            "local replication all trust\n"
+            f"host all all 127.0.0.1/32 {auth}\n"
+            f"host replication all 127.0.0.1/32 {auth}\n"
+        )
+        if os.geteuid() == 0:
+            shutil.chown(self.data / "pg_hba.conf", "postgres", "postgres")
 
     def start(self, timeout: float = 30.0) -> None:
         if self.running:
@@ -152,12 +171,18 @@ class EmbeddedPostgres:
     # -- databases -----------------------------------------------------------------------
 
     def dsn(self, dbname: str = "postgres") -> str:
+        """The superuser's DSN over TCP (with ``host_auth="trust"`` only)."""
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={SUPERUSER}"
+
+    def socket_dsn(self, dbname: str = "postgres") -> str:
+        """The superuser's DSN through the socket directory (for its owner, or root)."""
+        return f"host={self.sockets} port={self.port} dbname={dbname} user={SUPERUSER}"
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         r = self._run(
             "psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-            "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-d", dbname, "-c", sql,
+            "-h", str(self.sockets), "-p", str(self.port), "-U", SUPERUSER, "-d", dbname,
+            "-c", sql,
         )  # fmt: skip
         return r.stdout.strip()
 

@@ -49,21 +49,15 @@ def month_of(t: datetime) -> tuple[int, int]:
     return t.year, t.month
 
 
-def _partition_sql(year: int, month: int) -> str:
-    nyear, nmonth = (year + 1, 1) if month == 12 else (year, month + 1)
-    return (
-        f"CREATE TABLE IF NOT EXISTS positions_{year:04d}_{month:02d} PARTITION OF positions"
-        f" FOR VALUES FROM ('{year:04d}-{month:02d}-01 00:00+00')"
-        f" TO ('{nyear:04d}-{nmonth:02d}-01 00:00+00')"
-    )
-
-
 @defer.inlineCallbacks
 def ensure_partitions(db: Database, months: Iterable[tuple[int, int]]) -> Any:
-    """Create the monthly partitions (idempotent; a concurrent creator is fine)."""
+    """Create the monthly partitions (idempotent; a concurrent creator is fine).
+
+    Through ``cmsv6_position_partition`` (schema step 4), which runs with the schema
+    owner's rights: the servers' role owns nothing and may not create tables itself."""
     for year, month in sorted(set(months)):
         try:
-            yield db.run_operation(_partition_sql(year, month))
+            yield db.run_operation("SELECT cmsv6_position_partition(%s, %s)", (year, month))
         except (psycopg2.errors.DuplicateTable, psycopg2.errors.UniqueViolation):
             pass
 

@@ -50,6 +50,16 @@ class Site(server.Site):
         for client in list(self.hub.clients):
             client.sendClose(CLOSE_GOING_AWAY, reason)
 
+    def getResourceFor(self, request: server.Request) -> Any:  # noqa: N802
+        # Served over TLS (an ``ssl:`` endpoint): browsers are told to come back only so.
+        if request.isSecure():
+            request.setHeader(b"strict-transport-security", HSTS)
+        return super().getResourceFor(request)
+
+
+#: A year, the value browsers' preload lists ask for at least.
+HSTS = b"max-age=31536000"
+
 
 def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = WebConfig(),
               registry: Any = None) -> Site:  # fmt: skip
