@@ -150,6 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--hex", help="the body as hex bytes", default=None)
     p.add_argument("--gateway", default="tcp:127.0.0.1:7613", help="the gateway's cluster endpoint")
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--key", required=True,
+                   help="the gateway's cluster key file (or the cluster master key)")
+    p.add_argument("--id", default=None, help="the gateway's id (default: the key file's)")
+
+    from cmsv6 import clustercmd
+
+    clustercmd.add_arguments(sub.add_parser("cluster", help="the cluster's keys (init, key)"))
 
     from cmsv6.sim.cli import add_arguments as add_sim_arguments
 
@@ -162,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo.run(args)
+    if args.command == "cluster":
+        return clustercmd.run(args)
     if args.command == "decode":
         return decode_command(sys.stdin, sys.stdout)
     if args.command == "sim":
@@ -175,12 +184,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-    p.add_argument("--key", required=True,
-                   help="the gateway's cluster key file (or the cluster master key)")
-    p.add_argument("--id", default=None, help="the gateway's id (default: the key file's)")
-
-    from cmsv6 import clustercmd
-
-    clustercmd.add_arguments(sub.add_parser("cluster", help="the cluster's keys (init, key)"))
-    if args.command == "cluster":
-        return clustercmd.run(args)

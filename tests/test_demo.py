@@ -1,5 +1,7 @@
 """``make demo`` (``cmsv6 demo``) brought up and down: a user can log in with the printed
-credentials and sees the 20 simulated devices; SIGTERM stops every process it started."""
+credentials and sees the 20 simulated devices; it listens on 127.0.0.1 only, serves each
+server's metrics there, and its servers' database role may not do more than rows; SIGTERM
+stops every process it started."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
-from cmsv6.db.embedded import EmbeddedPostgres
+from cmsv6.db.embedded import SUPERUSER, EmbeddedPostgres
 from cmsv6.demo import PORTS, ports
 from tests.support.process import listening
 
@@ -99,10 +102,47 @@ def banner_value(lines: list[str], label: str) -> str:
     return line.strip()[len(label):].strip()
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp* gives them) of the sockets listening on
+    ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def check_database_role(dsn: str) -> None:
+    """The banner's database role is no superuser and may not create roles or tables; the
+    superuser cannot log in over TCP (it has no password)."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles"
+                        " WHERE rolname = current_user")  # fmt: skip
+            assert cur.fetchone() == (False, False, False)
+            for statement in ("CREATE ROLE intruder SUPERUSER", "CREATE TABLE intruder (x int)"):
+                with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                    cur.execute(statement)
+    finally:
+        conn.close()
+    superuser = " ".join(f"user={SUPERUSER}" if f.startswith("user=") else f
+                         for f in dsn.split() if not f.startswith("passfile="))  # fmt: skip
+    with pytest.raises(psycopg2.OperationalError, match="password"):
+        psycopg2.connect(superuser + " connect_timeout=5").close()
+
+
 def test_demo_up_and_down(tmp_path: Path) -> None:
-    """``cmsv6 demo`` run in an empty directory prints its banner; the printed user logs in
-    through the Open API and sees the 20 demo devices, some online; SIGTERM stops it with
-    status 0, and the servers, the simulator and PostgreSQL are all gone."""
+    """``cmsv6 demo`` run in an empty directory prints its banner, which says it listens on
+    127.0.0.1 and names each server's metrics endpoint (served there); every port it opens
+    listens on 127.0.0.1 only; its database role is not a superuser and cannot create
+    roles; the printed user logs in through the Open API and sees the 20 demo devices, some
+    online; SIGTERM stops it with status 0, and the servers, the simulator and PostgreSQL
+    are all gone."""
     offset = free_offset()
     p = ports(offset)
     proc = subprocess.Popen(
@@ -121,6 +161,17 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
         time.sleep(0.2)  # the rest of the banner (printed in one write)
         web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
         assert web == f"http://127.0.0.1:{p['web']}"
+        assert banner_value(out.lines, "listening").startswith("127.0.0.1 only")
+        for server, family in (("login", "cmsv6_login_active"), ("gateway", "cmsv6_gateway_info")):
+            url = banner_value(out.lines, f"{server} metrics")
+            assert url == f"http://127.0.0.1:{p[server + '_metrics']}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert family in response.read().decode()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{web}/metrics", timeout=5)
+        for name, port in p.items():
+            assert listening_addresses(port) == {"0100007F"}, name  # 127.0.0.1, nothing else
+        check_database_role(banner_value(out.lines, "database").split('"')[1])
         user, password = banner_value(out.lines, "user").split(" / ")
         token = http(f"{web}/api/v1/login", {"username": user, "password": password})["token"]
         devices: list[dict[str, Any]] = []
