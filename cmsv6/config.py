@@ -240,6 +240,8 @@ class GatewayConfig:
     login: tuple[str, ...] = setting((), Endpoints(),
                                      "login server AMP endpoint (repeat for active and standby;"
                                      " '' = standalone)")  # fmt: skip
+    cluster_key: str = setting("", Text(), "this gateway's cluster key file ('cmsv6 cluster key ID');"
+                               " required with a cluster endpoint or login servers")
     capacity: int = setting(10000, Number(int, 1, "devices"), "devices login sends here at most")
     public_cluster: str = setting("", Endpoint(client=True, optional=True),
                                   "client endpoint where login reaches 'cluster' ('' = derived from it)")
@@ -290,8 +292,6 @@ def read(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
-    cluster_key: str = setting("", Text(), "this gateway's cluster key file ('cmsv6 cluster key ID');"
-                               " required with a cluster endpoint or login servers")
         raise ConfigError(f"{path}: {e}") from None
 
 

@@ -28,9 +28,6 @@ class Options(cfg.ServerOptions):
     sections = ("database", "gateway")
 
 
-def makeService(options: Options, reactor: Any = None) -> service.MultiService:  # noqa: N802
-    if reactor is None:
-        from twisted.internet import reactor as default_reactor
 def gateway_key(path: str, gateway_id: str) -> bytes:
     """This gateway's key from ``path`` (its own key file, or the master key); UsageError
     naming the file otherwise."""
@@ -50,14 +47,17 @@ def gateway_key(path: str, gateway_id: str) -> bytes:
     return key
 
 
+def makeService(options: Options, reactor: Any = None) -> service.MultiService:  # noqa: N802
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
     conf = options.config.gateway
     dsn = options.config.database.dsn
+    key = gateway_key(conf.cluster_key, conf.id) if conf.cluster or conf.login else b""
     top = service.MultiService()
     # Sessions' queries (registration, authentication, session rows): several in flight,
     # because each round trip waits for turns of a reactor busy with every device; the
-    key = gateway_key(conf.cluster_key, conf.id) if conf.cluster or conf.login else b""
     # position writer's batches on threads of their own (``Database.run_batch``).
     db = Database(dsn, reactor, size=8, writer_threads=3)
     db.setServiceParent(top)

@@ -40,9 +40,6 @@ class Options(cfg.ServerOptions):
     sections = ("database", "login", "web")
 
 
-class _Unavailable(resource.Resource):
-    """The web front end is not installed (or failed to start): 503 for everything."""
-
 def master_key(path: str) -> keys.Credential:
     """The cluster master key in ``path``; UsageError naming the file otherwise."""
     if not path:
@@ -59,6 +56,9 @@ def master_key(path: str) -> keys.Credential:
                                " master key ('cmsv6 cluster init')")  # fmt: skip
     return credential
 
+
+class _Unavailable(resource.Resource):
+    """The web front end is not installed (or failed to start): 503 for everything."""
 
     isLeaf = True
 
@@ -182,10 +182,10 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         reactor = default_reactor
     config = options.config
     conf = config.login
+    credential = master_key(conf.cluster_key)
     top = service.MultiService()
     db = Database(config.database.dsn, reactor, size=2)
     db.setServiceParent(top)
-    credential = master_key(conf.cluster_key)
     directory = Directory(reactor, login_id=conf.public_jt808)
     assigner = Assigner(db, directory, reactor, conf.public_jt808,
                         open_registration=conf.registration == "open")  # fmt: skip
