@@ -188,6 +188,18 @@ class LoginConfig:
                                 "address devices are told to fall back to (host:port)")
     registration: str = setting("known", Choice("known", "open"),
                                 "'open' (unknown terminals may register) or 'known' (only added devices)")
+    jt808_max_connections: int = setting(20_000, Number(int, 1, "connections"),
+                                         "open device connections at most (more: closed at once)")
+    jt808_max_per_address: int = setting(500, Number(int, 1, "connections"),
+                                         "open device connections from one address at most (raise"
+                                         " it for fleets behind one NAT or private APN)")
+    auth_deadline: float = setting(30.0, Number(float, 0.001, _SECONDS),
+                                   "seconds a device connection has to authenticate before it"
+                                   " is closed")
+    max_frames_before_auth: int = setting(8, Number(int, 1, "frames"),
+                                          "frames a device connection may send before it"
+                                          " authenticates (the next one closes it; no"
+                                          " sub-packages are taken before)")
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")
 
@@ -220,6 +232,16 @@ class WebConfig:
                             "messages queued for a slow WebSocket client before it is dropped")
     ws_token_recheck: float = setting(60.0, Number(float, 0.001, _SECONDS),
                                       "seconds between checks that open sockets' tokens are valid")
+    max_connections: int = setting(2000, Number(int, 1, "connections"),
+                                   "open HTTP and WebSocket connections at most (more: closed at once)")
+    header_timeout: float = setting(20.0, Number(float, 0.001, _SECONDS),
+                                    "seconds a connection has to send a request's headers, from"
+                                    " its opening or its previous response (slowloris)")
+    ws_max_per_user: int = setting(10, Number(int, 1, "sockets"),
+                                   "open client WebSockets per user (more: closed with 4003)")
+    max_json_depth: int = setting(32, Number(int, 1, "levels"),
+                                  "deepest nesting of arrays and objects in a JSON body or"
+                                  " WebSocket message (deeper: 400 / close 4002)")
     device_control_role: str = setting("admin", Choice("admin", "operator"),
                                        "least role that may send commands that can take a device"
                                        " off the platform: 0x8103 server/APN parameters, 0x8105,"
@@ -246,7 +268,20 @@ class GatewayConfig:
     public_cluster: str = setting("", Endpoint(client=True, optional=True),
                                   "client endpoint where login reaches 'cluster' ('' = derived from it)")
     idle_timeout: float = setting(180.0, Number(float, 0.001, _SECONDS),
-                                  "seconds without a frame before a device is dropped")
+                                  "seconds without a frame from an authenticated device before"
+                                  " it is dropped")
+    jt808_max_connections: int = setting(20_000, Number(int, 1, "connections"),
+                                         "open device connections at most (more: closed at once)")
+    jt808_max_per_address: int = setting(500, Number(int, 1, "connections"),
+                                         "open device connections from one address at most (raise"
+                                         " it for fleets behind one NAT or private APN)")
+    auth_deadline: float = setting(30.0, Number(float, 0.001, _SECONDS),
+                                   "seconds a device connection has to authenticate before it"
+                                   " is closed")
+    max_frames_before_auth: int = setting(8, Number(int, 1, "frames"),
+                                          "frames a device connection may send before it"
+                                          " authenticates (the next one closes it; no"
+                                          " sub-packages are taken before)")
     media_dir: str = setting("var/media", Text(empty=False), "where uploaded photos and files are written")
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")

@@ -226,7 +226,12 @@ def test_login_web_section_reaches_the_site(tmp_path: Path) -> None:
         "poll_interval": site.hub.interval,
         "ws_queue": ws.queue_size,
         "ws_token_recheck": site.hub.recheck_tokens,
+        "max_connections": site.max_connections,
+        "header_timeout": site.header_timeout,
+        "ws_max_per_user": ws.max_per_user,
+        "max_json_depth": site.requestFactory.max_json_depth,
     }
+    assert ws.max_json_depth == web.max_json_depth
     assert used == attrs.asdict(web)
 
 

@@ -3,11 +3,16 @@
 Reading stops for two independent reasons: the server is behind (``pause``/``resume``
 from the session), or the terminal does not read what we send (the transport's buffer is
 full and it pauses us as its producer). ``MAX_FRAME_ERRORS`` undecodable pieces of input
-in a row close the connection; no exception leaves ``dataReceived``.
+in a row close the connection; before authentication each one also counts against the
+session's frame budget (``cmsv6.terminal.limits``). No exception leaves ``dataReceived``.
+
+The factory bounds the open connections, in total and per address (the host's
+``limits``); a connection past either is closed as soon as it is accepted.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable
 
 from twisted.internet import protocol
@@ -73,6 +78,8 @@ class TerminalProtocol(protocol.Protocol):
             else:
                 self._errors += 1
                 self.host.count("frame_errors")
+                if not session.authenticated and not session.input_before_auth():
+                    return
                 _log.debug("{peer}: {reason}: {data}", peer=self.peer, reason=item.reason,
                            data=item.data[:64].hex())
                 if self._errors >= MAX_FRAME_ERRORS:
@@ -86,7 +93,7 @@ class TerminalProtocol(protocol.Protocol):
             self.session.connection_lost(reason.getErrorMessage())
         factory = getattr(self, "factory", None)
         if isinstance(factory, TerminalFactory):
-            factory.connections.discard(self)
+            factory.release(self)
 
     # -- the session's link --------------------------------------------------------------
 
@@ -131,24 +138,49 @@ class TerminalProtocol(protocol.Protocol):
 
 
 class TerminalFactory(protocol.Factory):
-    """Builds terminal connections, at most ``max_connections`` open at a time (None: no
-    bound); keeps them so a server stepping down can close them."""
+    """Builds terminal connections, at most ``max_connections`` open at a time and
+    ``max_per_address`` from one address (None: no bound; by default the host's
+    ``limits``); keeps them so a server stepping down can close them."""
 
     def __init__(self, host: Host, new_session: NewSession,
-                 max_connections: int | None = None) -> None:  # fmt: skip
+                 max_connections: int | None = None,
+                 max_per_address: int | None = None) -> None:  # fmt: skip
+        limits = getattr(host, "limits", None)
         self.host = host
         self.new_session = new_session
-        self.max_connections = max_connections
+        self.max_connections = max_connections if max_connections is not None else (
+            limits.max_connections if limits is not None else None)  # fmt: skip
+        self.max_per_address = max_per_address if max_per_address is not None else (
+            limits.max_per_address if limits is not None else None)  # fmt: skip
         self.connections: set[TerminalProtocol] = set()
+        #: Open connections by peer address.
+        self.by_address: Counter[str] = Counter()
+        self._address: dict[TerminalProtocol, str] = {}
 
     def buildProtocol(self, addr: object) -> TerminalProtocol | None:  # noqa: N802
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
             self.host.count("connections_refused")
             return None
+        address = str(getattr(addr, "host", addr))
+        if self.max_per_address is not None and self.by_address[address] >= self.max_per_address:
+            self.host.count("connections_refused")
+            self.host.count("connections_refused_per_address")
+            return None
         p = TerminalProtocol(self.host, self.new_session)
         p.factory = self
         self.connections.add(p)
+        self.by_address[address] += 1
+        self._address[p] = address
         return p
+
+    def release(self, p: TerminalProtocol) -> None:
+        """``p``'s connection is gone: its place (and its address's) is free."""
+        self.connections.discard(p)
+        address = self._address.pop(p, None)
+        if address is not None:
+            self.by_address[address] -= 1
+            if self.by_address[address] <= 0:
+                del self.by_address[address]
 
     def close_all(self) -> None:
         for p in list(self.connections):

@@ -10,7 +10,10 @@ error) and dropped; any other exception while handling a frame is a bug: it is l
 the frame and the terminal, and that one connection is closed. A frame with another phone
 than the connection's first closes it; before authentication only ``BEFORE_AUTH`` messages
 are taken (the rest is answered with result 1, so the terminal keeps its data); the
-connection is closed after ``MAX_AUTH_FAILURES`` failed authentications.
+connection is closed after ``MAX_AUTH_FAILURES`` failed authentications. A peer that has not
+authenticated is bounded by the host's ``limits`` (``cmsv6.terminal.limits``): no
+sub-packaged messages, a few frames, a deadline; only an authenticated terminal's frames
+move ``last_seen`` (the idle timeout's clock).
 
 Registration (0x0100 → 0x8100) and authentication (0x0102 → 0x8001) go to the database,
 one request at a time; a database that cannot answer gets no reply (the terminal
@@ -46,6 +49,7 @@ from cmsv6.protocols.jt808.messages.core import (
     TerminalResendRequest,
 )
 from cmsv6.protocols.jt808.model import RawBody
+from cmsv6.terminal.limits import Limits
 
 _log = Logger()
 
@@ -73,6 +77,8 @@ class Host(Protocol):
     db: Any
     clock: IReactorTime
     open_registration: bool
+    #: Bounds before authentication (a host without them gets ``Limits()``).
+    limits: Limits
 
     def count(self, name: str, n: int = 1) -> None: ...
 
@@ -110,7 +116,10 @@ class TerminalSession:
         self.disconnected = False
         self.busy = False  # a registration or authentication is with the database
         self.frames = 0
+        self.frames_before_auth = 0
         self.auth_failures = 0
+        self.limits: Limits = getattr(host, "limits", None) or Limits()
+        self._auth_deadline: Any = self.clock.callLater(self.limits.auth_deadline, self._auth_late)
         self._serial = 0
         #: Our last split downlinks, by first serial, for a 0x0005 re-send request.
         self._sent_packets: dict[int, list[bytes]] = {}
@@ -139,7 +148,10 @@ class TerminalSession:
 
     def _frame_received(self, frame: Frame) -> None:
         h = frame.header
-        self.last_seen = self.clock.seconds()
+        if self.authenticated:
+            self.last_seen = self.clock.seconds()
+        elif not self.input_before_auth():
+            return
         self.frames += 1
         self.host.count("frames")
         if self.MAX_FRAMES is not None and self.frames > self.MAX_FRAMES:
@@ -171,6 +183,11 @@ class TerminalSession:
             self.respond(h, RESULT_FAILED)
             return
         if h.packet is not None and h.packet.total > 1:
+            if not self.authenticated:
+                # Nothing is kept for a peer that has not proved who it is.
+                self.host.count("packets_before_auth")
+                self.respond(h, RESULT_FAILED)
+                return
             self.packet_received(frame)
             return
         try:
@@ -182,6 +199,32 @@ class TerminalSession:
             self.undecodable(h, frame.body)
             return
         self.message_received(message, frame.body)
+
+    def input_before_auth(self) -> bool:
+        """A frame or an undecodable piece of input from a peer not yet authenticated:
+        False (and the connection closed) once it is past ``max_frames_before_auth``."""
+        self.frames_before_auth += 1
+        if self.frames_before_auth <= self.limits.max_frames_before_auth:
+            return True
+        self.host.count("too_many_frames_before_auth")
+        _log.info("{peer}: {n} frames without authenticating; closing", peer=self.link.peer,
+                  n=self.limits.max_frames_before_auth)
+        self.close()
+        return False
+
+    def _auth_late(self) -> None:
+        self._auth_deadline = None
+        if self.closed or self.authenticated:
+            return
+        self.host.count("auth_deadline")
+        _log.info("{peer}: not authenticated within {s:g} s; closing", peer=self.link.peer,
+                  s=self.limits.auth_deadline)
+        self.close()
+
+    def _cancel_auth_deadline(self) -> None:
+        call, self._auth_deadline = self._auth_deadline, None
+        if call is not None and call.active():
+            call.cancel()
 
     def undecodable(self, h: Header, body: bytes) -> None:
         """A body that does not decode: the terminal's bad message."""
@@ -205,11 +248,13 @@ class TerminalSession:
 
     def close(self) -> None:
         """Close this connection; frames still buffered are not handled."""
+        self._cancel_auth_deadline()
         if not self.closed:
             self.closed = True
             self.link.close()
 
     def connection_lost(self, reason: str) -> None:
+        self._cancel_auth_deadline()
         if self.disconnected:
             return
         self.disconnected = self.closed = True
@@ -305,6 +350,7 @@ class TerminalSession:
                     self.close()
                 return
             self.device = device
+            self.last_seen = self.clock.seconds()  # the idle timeout counts from here
             self.authenticated_as(h, device)
 
         d.addCallback(answer)

@@ -171,7 +171,13 @@ DOCUMENT: dict[str, Any] = {
             "Devices, positions, alarms, commands and live video of a cmsv6 cluster. Log in"
             " for a token and send it as `Authorization: Bearer TOKEN`. Errors are an HTTP"
             " status with {\"error\": {\"code\", \"message\"}}. Request bodies are at most"
-            " 64 KiB. Live positions and alarms: the WebSocket at /ws."
+            " 64 KiB (`[web] max_body`; more: 413 too_large) and nest JSON arrays and objects"
+            " at most 32 deep (`max_json_depth`; deeper: 400 too_deep). Limits of the endpoint"
+            " (`[web]`): at most 2000 open connections (`max_connections`; more are closed at"
+            " once), a request's headers within 20 s of the connection's opening or its"
+            " previous response (`header_timeout`; else it is closed), at most 10 open"
+            " WebSockets per user (`ws_max_per_user`). Live positions and alarms: the"
+            " WebSocket at /ws."
         ),
     },
     "components": {
@@ -348,7 +354,9 @@ DOCUMENT: dict[str, Any] = {
                     " {\"unsubscribe\": [phones]}. The server sends {\"type\": \"position\"|"
                     "\"alarm\"|\"subscribed\"|\"unsubscribed\"|\"dropped\"|\"error\", ...}."
                     " Close codes: 4000 server going away (reconnect), 4001 no valid token,"
-                    " 4002 not JSON text, 1013 database unavailable."
+                    " 4002 not JSON text or JSON nested deeper than `max_json_depth` (32),"
+                    " 4003 the user already has `ws_max_per_user` (10) open sockets,"
+                    " 1009 a message over 64 KiB, 1013 database unavailable."
                 ),
                 "security": [],
                 "responses": {"101": {"description": "Switching to the WebSocket protocol"}},

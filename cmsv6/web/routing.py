@@ -1,5 +1,5 @@
 """A small JSON router on twisted.web: routes as ``METHOD /path/{param}`` templates, handlers
-as coroutines, one error policy, bounded request bodies.
+as coroutines, one error policy, bounded request bodies and JSON nesting.
 
 Every response is JSON; every error is an HTTP status with ``{"error": {"code", "message"}}``.
 No exception escapes a handler: ``ApiError`` is the intended answer, ``DatabaseUnavailable``
@@ -25,6 +25,44 @@ _log = Logger()
 
 #: Request bodies larger than this are refused with 413 (and not kept in memory).
 MAX_BODY = 64 * 1024
+#: JSON nested deeper than this (arrays and objects) is refused before it is parsed.
+MAX_JSON_DEPTH = 32
+
+# Strings (skipped whole, so brackets inside them do not count) and brackets.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than allowed."""
+
+
+def json_depth_ok(text: str, max_depth: int) -> bool:
+    """``text`` nests arrays and objects at most ``max_depth`` deep (checked without
+    parsing: ``json.loads`` recurses once per level, and 50,000 ``[`` exhaust the stack)."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return True
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > max_depth:
+                return False
+        elif c in "]}":
+            depth -= 1
+    return True
+
+
+def loads_bounded(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON value of ``data``: ValueError if it is not UTF-8 JSON, ``TooDeep`` (a
+    ValueError) if it nests deeper than ``max_depth``."""
+    text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if not json_depth_ok(text, max_depth):
+        raise TooDeep(f"JSON nested more than {max_depth} deep")
+    try:
+        return json.loads(text)
+    except RecursionError:  # the check above makes this unreachable; never a 500
+        raise TooDeep(f"JSON nested more than {max_depth} deep") from None
 
 
 class ApiError(Exception):
@@ -76,6 +114,7 @@ class BoundedRequest(server.Request):
     is set and the rest is discarded (the handler answers 413)."""
 
     max_body = MAX_BODY
+    max_json_depth = MAX_JSON_DEPTH
     too_large = False
     _body_size = 0
 
@@ -95,19 +134,25 @@ class BoundedRequest(server.Request):
             super().handleContentChunk(data)
 
 
-def bounded_request_factory(max_body: int) -> type[BoundedRequest]:
-    return type("BoundedRequest", (BoundedRequest,), {"max_body": max_body})
+def bounded_request_factory(max_body: int, max_json_depth: int = MAX_JSON_DEPTH) -> type[BoundedRequest]:
+    return type("BoundedRequest", (BoundedRequest,),
+                {"max_body": max_body, "max_json_depth": max_json_depth})  # fmt: skip
 
 
 def json_body(request: server.Request) -> dict[str, Any]:
-    """The request's JSON object; 413 if it is too large, 400 if it is not a JSON object."""
+    """The request's JSON object; 413 if it is too large, 400 if it is not a JSON object
+    (``too_deep`` if it nests deeper than the request's ``max_json_depth``)."""
     if getattr(request, "too_large", False):
         raise ApiError(413, "too_large", "the request body is too large")
     request.content.seek(0)
     raw = request.content.read()
+    max_depth = getattr(request, "max_json_depth", MAX_JSON_DEPTH)
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        value = loads_bounded(raw, max_depth)
+    except TooDeep:
+        raise bad_request(f"the request body nests JSON more than {max_depth} deep",
+                          "too_deep") from None
+    except ValueError:
         raise bad_request("the request body is not JSON", "bad_json") from None
     if not isinstance(value, dict):
         raise bad_request("the request body must be a JSON object", "bad_json")

@@ -7,6 +7,13 @@ and a static web client if given a directory. Its metrics go into the registry i
 endpoint service calls them).
 
 Its settings are ``cmsv6.config.WebConfig`` (the ``[web]`` section of the configuration).
+
+Anyone who can reach the endpoint is bounded: at most ``max_connections`` open
+connections (HTTP and the WebSockets upgraded from them; past it a new one is closed at
+once), and ``header_timeout`` seconds to send a request's headers, counted from the
+connection's opening or its previous response (a slowloris client trickling header bytes
+is closed, whatever the idle timeout says). Request bodies and JSON nesting are bounded by
+``cmsv6.web.routing``, WebSocket messages by ``cmsv6.web.ws``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.web import resource, server
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.protocols import policies
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
 
 from cmsv6.config import WebConfig
 from cmsv6.db.service import Database
@@ -26,14 +38,93 @@ from cmsv6.web.routing import Router, bounded_request_factory
 from cmsv6.web.ws import CLOSE_GOING_AWAY, ClientFactory, Hub
 
 
+_log = Logger()
+
+
+class Channel(http.HTTPChannel):
+    """An HTTP/1.1 channel that must send each request's headers within the site's
+    ``header_timeout`` (the idle timeout is reset by every byte, so it does not stop a
+    client that trickles them)."""
+
+    site: Site
+    _header_call: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802
+        super().connectionMade()
+        self._await_headers()
+
+    def allHeadersReceived(self) -> None:  # noqa: N802
+        self._stop_waiting()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:  # noqa: N802
+        # Before the base class: it may go on at once with a pipelined request's headers.
+        if self.persistent:
+            self._await_headers()
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self._stop_waiting()
+        super().connectionLost(reason)
+
+    def _await_headers(self) -> None:
+        self._stop_waiting()
+        self._header_call = self.callLater(self.site.header_timeout, self._headers_late)
+
+    def _stop_waiting(self) -> None:
+        call, self._header_call = self._header_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _headers_late(self) -> None:
+        self._header_call = None
+        self.site.counters["header_timeouts"] += 1
+        _log.debug("{peer}: no request headers in {s:g} s; closing",
+                   peer=self.transport.getPeer(), s=self.site.header_timeout)
+        self.timeoutConnection()  # closes, and aborts if the client does not let go
+
+
+class _Open:
+    """The site's open connections (``policies.ProtocolWrapper`` registers with it; the
+    wrapper stays the transport's protocol after a WebSocket upgrade, so an upgraded
+    connection is counted until it closes)."""
+
+    def __init__(self) -> None:
+        self.protocols: set[Any] = set()
+
+    def registerProtocol(self, p: Any) -> None:  # noqa: N802
+        self.protocols.add(p)
+
+    def unregisterProtocol(self, p: Any) -> None:  # noqa: N802
+        self.protocols.discard(p)
+
+
 class Site(server.Site):
-    """A twisted.web Site that runs the WebSocket hub while it is listening.
+    """A twisted.web Site that runs the WebSocket hub while it is listening, with at
+    most ``max_connections`` open connections and a deadline for request headers.
 
     To stop: stop listening, wait for ``site.hub.stop()`` (a poll under way finishing), then
     stop the database."""
 
     hub: Hub
     api: Api
+    protocol = Channel
+    #: Open connections at most (None: no bound).
+    max_connections: int | None = None
+    #: Seconds for a request's headers.
+    header_timeout: float = 20.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open = _Open()
+        self.counters: dict[str, int] = {"connections_refused": 0, "header_timeouts": 0}
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
+        if self.max_connections is not None and len(self.open.protocols) >= self.max_connections:
+            self.counters["connections_refused"] += 1
+            return None
+        channel = super().buildProtocol(addr)
+        return policies.ProtocolWrapper(self.open, channel)  # type: ignore[arg-type]
 
     def startFactory(self) -> None:  # noqa: N802
         super().startFactory()
@@ -80,7 +171,8 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = Web
         control_role=web.device_control_role,
     )  # fmt: skip
     hub = Hub(db, reactor, interval=web.poll_interval, recheck_tokens=web.ws_token_recheck)
-    ws = ClientFactory(db, auth, hub, reactor, queue_size=web.ws_queue)
+    ws = ClientFactory(db, auth, hub, reactor, queue_size=web.ws_queue,
+                       max_per_user=web.ws_max_per_user, max_json_depth=web.max_json_depth)
 
     root: resource.Resource = resource.Resource()
     if web.static:
@@ -101,9 +193,11 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = Web
 
     site = Site(
         root,
-        requestFactory=bounded_request_factory(web.max_body),
+        requestFactory=bounded_request_factory(web.max_body, web.max_json_depth),
         reactor=reactor,
     )
+    site.max_connections = web.max_connections
+    site.header_timeout = web.header_timeout
     site.hub = hub
     site.api = api
     site.noisy = False

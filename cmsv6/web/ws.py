@@ -15,7 +15,9 @@ Protocol (JSON text messages)::
     ← {"type": "error", "code": ..., "message": ...}
 
 Close codes: 4000 the server is going away (reconnect), 4001 no valid token, 4002 not a
-JSON text message, 1013 the database is unavailable (try again later).
+JSON text message (or one nested deeper than ``max_json_depth``), 4003 the user already
+has ``max_per_user`` open sockets, 1009 a message larger than ``max_message`` bytes, 1013
+the database is unavailable (try again later).
 
 The ``Hub`` polls the database every ``interval`` seconds with one query for the last
 positions of every subscribed device and one for their new alarms, whoever subscribed
@@ -50,15 +52,18 @@ from cmsv6.db.service import Database, DatabaseUnavailable
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.web.api import alarm_json, position_json
 from cmsv6.web.auth import Authenticator, hash_token
+from cmsv6.web.routing import MAX_JSON_DEPTH, TooDeep, loads_bounded
 
 _log = Logger()
 
 #: Close codes (autobahn sends only 1000 and 3000-4999): 4000 this server is going away
 #: (reconnect, to the other login server if need be), 4001 no valid token, 4002 not JSON
-#: text, 1013 the database is unavailable.
+#: text (or nested too deep), 4003 too many sockets for one user, 1013 the database is
+#: unavailable. (1009, a message too big, is autobahn's own.)
 CLOSE_GOING_AWAY = 4000
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_BAD_MESSAGE = 4002
+CLOSE_TOO_MANY = 4003
 CLOSE_TRY_LATER = 1013
 
 
@@ -252,6 +257,8 @@ class ClientProtocol(WebSocketServerProtocol):
         if self._auth_timer is not None and self._auth_timer.active():
             self._auth_timer.cancel()
         self._auth_timer = None
+        if self.user is not None:
+            self.factory.left(self)
         hub = getattr(self, "hub", None)
         if hub is not None:
             hub.remove(self)
@@ -309,8 +316,12 @@ class ClientProtocol(WebSocketServerProtocol):
             self.sendClose(CLOSE_BAD_MESSAGE, "text (JSON) messages only")
             return
         try:
-            message = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            message = loads_bounded(payload, self.factory.max_json_depth)
+        except TooDeep:
+            self.sendClose(CLOSE_BAD_MESSAGE,
+                           f"JSON nested more than {self.factory.max_json_depth} deep")
+            return
+        except ValueError:
             message = None
         if not isinstance(message, dict):
             if self.user is None:
@@ -352,6 +363,10 @@ class ClientProtocol(WebSocketServerProtocol):
             return
         if user is None:
             self.sendClose(CLOSE_UNAUTHORIZED, "invalid or expired token")
+            return
+        if not self.factory.joined(self, user):
+            self.sendClose(CLOSE_TOO_MANY,
+                           f"at most {self.factory.max_per_user} open sockets per user")
             return
         if self._auth_timer is not None and self._auth_timer.active():
             self._auth_timer.cancel()
@@ -412,6 +427,8 @@ class ClientFactory(WebSocketServerFactory):
         max_subscriptions: int = 10_000,
         auth_timeout: float = 10.0,
         max_message: int = 64 * 1024,
+        max_per_user: int = 10,
+        max_json_depth: int = MAX_JSON_DEPTH,
     ) -> None:
         super().__init__(reactor=reactor)
         self.db = db
@@ -420,6 +437,10 @@ class ClientFactory(WebSocketServerFactory):
         self.queue_size = queue_size
         self.max_subscriptions = max_subscriptions
         self.auth_timeout = auth_timeout
+        self.max_per_user = max_per_user
+        self.max_json_depth = max_json_depth
+        #: Authenticated sockets by user name.
+        self.per_user: dict[str, set[ClientProtocol]] = {}
         self.setProtocolOptions(
             maxFramePayloadSize=max_message,
             maxMessagePayloadSize=max_message,
@@ -427,3 +448,21 @@ class ClientFactory(WebSocketServerFactory):
             autoPingTimeout=15,
             openHandshakeTimeout=10,
         )
+
+    def joined(self, client: ClientProtocol, user: Any) -> bool:
+        """``client`` authenticated as ``user``: False if that user has ``max_per_user``
+        sockets open already."""
+        sockets = self.per_user.setdefault(user.name, set())
+        if len(sockets) >= self.max_per_user:
+            if not sockets:
+                del self.per_user[user.name]
+            return False
+        sockets.add(client)
+        return True
+
+    def left(self, client: ClientProtocol) -> None:
+        sockets = self.per_user.get(client.user.name)
+        if sockets is not None:
+            sockets.discard(client)
+            if not sockets:
+                del self.per_user[client.user.name]

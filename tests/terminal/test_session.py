@@ -105,6 +105,7 @@ def test_bad_input_in_a_row_closes() -> None:
     assert proto is not None
     transport = StringTransport()
     proto.makeConnection(transport)
+    proto.session.device = object()  # type: ignore[assignment,union-attr]  # past the budget before authentication
     junk = b"\x7e\x01\x7e" * (MAX_FRAME_ERRORS - 1)
     proto.dataReceived(junk + _frame(Heartbeat()) + junk)
     assert not transport.disconnecting

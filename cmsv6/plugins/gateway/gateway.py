@@ -31,6 +31,7 @@ from cmsv6.protocols.jt808.messages.multimedia import MultimediaData, Multimedia
 from cmsv6.protocols.jt808.retransmit import Retransmission
 from cmsv6.phone import canonical_phone
 from cmsv6.rpc.commands import CommandTimeout, DeviceOffline, Unavailable
+from cmsv6.terminal.limits import Limits
 
 _log = Logger()
 
@@ -58,8 +59,11 @@ class Gateway:
         idle_timeout: float = 180.0,
         media_dir: str | Path = "var/media",
         writer: PositionWriter | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.db = db
+        #: Connections, and what a device gets before it authenticates.
+        self.limits = limits or Limits()
         self.clock = clock
         self.id = gateway_id
         self.public_address = public_address

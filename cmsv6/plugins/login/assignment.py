@@ -40,6 +40,7 @@ from cmsv6.plugins.login.directory import Directory, GatewayEntry, join_address,
 from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.core import RESULT_FAILED, RESULT_OK, Authenticate
 from cmsv6.protocols.jt808.messages.params import SetParameters
+from cmsv6.terminal.limits import Limits
 from cmsv6.terminal.protocol import TerminalFactory, TerminalProtocol
 from cmsv6.terminal.session import Link, TerminalSession
 
@@ -76,8 +77,11 @@ class Assigner:
         open_registration: bool = False,
         reply_timeout: float = 10.0,
         session_timeout: float = 60.0,
+        limits: Limits | None = None,
     ) -> None:
         split_address(public_jt808)  # ValueError early, not on the first device
+        #: Connections, and what a device gets before it authenticates.
+        self.limits = limits or Limits()
         self.db = db
         self.directory = directory
         self.clock = clock
@@ -217,9 +221,9 @@ class AssignmentProtocol(TerminalProtocol):
 
 
 class AssignmentFactory(TerminalFactory):
-    """Builds assignment connections, at most ``max_connections`` at a time."""
+    """Builds assignment connections, bounded by the assigner's ``limits``."""
 
-    def __init__(self, assigner: Assigner, max_connections: int = 10_000) -> None:
+    def __init__(self, assigner: Assigner, max_connections: int | None = None) -> None:
         super().__init__(assigner, lambda link: AssignmentSession(assigner, link),
                          max_connections)  # fmt: skip
         self.assigner = assigner

@@ -28,6 +28,7 @@ from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.login.rpc import LoginClusterFactory
 from cmsv6.plugins.login.standby import ActiveLock
 from cmsv6.rpc import keys
+from cmsv6.terminal.limits import Limits
 
 _log = Logger()
 
@@ -188,7 +189,8 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     db.setServiceParent(top)
     directory = Directory(reactor, login_id=conf.public_jt808)
     assigner = Assigner(db, directory, reactor, conf.public_jt808,
-                        open_registration=conf.registration == "open")  # fmt: skip
+                        open_registration=conf.registration == "open",
+                        limits=Limits.of(conf))  # fmt: skip
     from cmsv6.metrics import MetricsResource, amp_links_gauge, make_registry, role_gauge
 
     registry = make_registry()
