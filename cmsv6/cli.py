@@ -56,15 +56,22 @@ def db_command(args: argparse.Namespace) -> int:
 def device_command(args: argparse.Namespace) -> int:
     import psycopg2
 
-    from cmsv6.db.devices import add_device
+    from cmsv6.db.devices import add_device, reset_auth
     from cmsv6.db.service import AdminError
 
     try:
-        phone = add_device(_dsn(args), args.phone, args.plate, args.fleet, args.channels)
+        if args.device_command == "reset-auth":
+            phone = reset_auth(_dsn(args), args.phone)
+        else:
+            phone = add_device(_dsn(args), args.phone, args.plate, args.fleet, args.channels,
+                               args.terminal_id)  # fmt: skip
     except (AdminError, psycopg2.Error) as e:
         print(f"cmsv6: {str(e).strip()}", file=sys.stderr)
         return 1
-    print(f"device {phone} added")
+    if args.device_command == "reset-auth":
+        print(f"device {phone}: auth code cleared; its next registration is accepted")
+    else:
+        print(f"device {phone} added")
     return 0
 
 
@@ -128,6 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--plate")
     p.add_argument("--fleet")
     p.add_argument("--channels", type=int, default=4)
+    p.add_argument("--terminal-id", help="the unit's terminal id (what reregister = 'terminal_id'"
+                   " compares a new registration of a registered phone with)")
+    p = with_db(device_sub.add_parser(
+        "reset-auth",
+        help="forget a device's auth code so that its next registration is accepted (a unit"
+        " re-registering after a factory reset); audited",
+        description="A phone that has an auth code is refused when it registers again (0x8100"
+        " result 3), so that knowing a phone number does not give its identity. When a real"
+        " unit must register again (factory reset, replaced unit, lost code), run this just"
+        " before: the old code stops working (a connection already open goes on) and the next"
+        " registration of PHONE gets a new one. Or set reregister = \"terminal_id\" to"
+        " accept a registration carrying the terminal id on record (device add --terminal-id).",
+    ))
+    p.add_argument("phone", help="terminal phone number (up to 20 digits)")
 
     user = sub.add_parser("user", help="users")
     user_sub = user.add_subparsers(dest="user_command", required=True)

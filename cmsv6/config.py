@@ -188,6 +188,20 @@ class LoginConfig:
                                 "address devices are told to fall back to (host:port)")
     registration: str = setting("known", Choice("known", "open"),
                                 "'open' (unknown terminals may register) or 'known' (only added devices)")
+    reregister: str = setting("never", Choice("never", "terminal_id"),
+                              "a phone that already has an auth code may register again: 'never'"
+                              " (until 'cmsv6 device reset-auth PHONE') or 'terminal_id' (also when"
+                              " its terminal id is the one on record)")  # fmt: skip
+    register_window: float = setting(60.0, Number(float, 0.001, _SECONDS),
+                                     "seconds over which registrations are counted")
+    register_per_address: int = setting(20, Number(int, 1, "registrations"),
+                                        "registrations from one address per window (more: closed)")
+    register_per_phone: int = setting(3, Number(int, 1, "registrations"),
+                                      "registrations of one phone per window (more: closed)")
+    open_per_hour: int = setting(60, Number(int, 0, "devices"),
+                                 "devices open registration adds per hour at most")
+    open_total: int = setting(1000, Number(int, 0, "devices"),
+                              "devices open registration adds in all at most")
     jt808_max_connections: int = setting(20_000, Number(int, 1, "connections"),
                                          "open device connections at most (more: closed at once)")
     jt808_max_per_address: int = setting(500, Number(int, 1, "connections"),
@@ -259,6 +273,20 @@ class GatewayConfig:
                            "AMP endpoint for commands from the cluster ('' = none)")
     registration: str = setting("known", Choice("known", "open"),
                                 "'open' (unknown terminals may register) or 'known' (only added devices)")
+    reregister: str = setting("never", Choice("never", "terminal_id"),
+                              "a phone that already has an auth code may register again: 'never'"
+                              " (until 'cmsv6 device reset-auth PHONE') or 'terminal_id' (also when"
+                              " its terminal id is the one on record)")  # fmt: skip
+    register_window: float = setting(60.0, Number(float, 0.001, _SECONDS),
+                                     "seconds over which registrations are counted")
+    register_per_address: int = setting(20, Number(int, 1, "registrations"),
+                                        "registrations from one address per window (more: closed)")
+    register_per_phone: int = setting(3, Number(int, 1, "registrations"),
+                                      "registrations of one phone per window (more: closed)")
+    open_per_hour: int = setting(60, Number(int, 0, "devices"),
+                                 "devices open registration adds per hour at most")
+    open_total: int = setting(1000, Number(int, 0, "devices"),
+                              "devices open registration adds in all at most")
     login: tuple[str, ...] = setting((), Endpoints(),
                                      "login server AMP endpoint (repeat for active and standby;"
                                      " '' = standalone)")  # fmt: skip

@@ -86,6 +86,7 @@ cluster_key = "{var / 'cluster' / 'cluster.key'}"
 web = "tcp:{p['web']}:interface={on}"
 public_jt808 = "{public}:{p['login_jt808']}"
 registration = "known"
+register_per_address = 1000    # every simulated DVR registers from 127.0.0.1
 metrics = "tcp:{p['login_metrics']}:interface=127.0.0.1"
 
 [gateway]

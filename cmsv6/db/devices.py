@@ -1,8 +1,12 @@
 """Devices and their sessions: the gateway's and login's registration and
-authentication, what users may see (in SQL, by fleet), and ``cmsv6 device add``."""
+authentication, what users may see (in SQL, by fleet), and ``cmsv6 device add`` and
+``reset-auth``."""
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import json
 import secrets
 from datetime import datetime
 from typing import Any, Iterable
@@ -65,7 +69,47 @@ def _clean(text: str | None, limit: int = 64) -> str | None:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
-@defer.inlineCallbacks
+# -- auth codes -----------------------------------------------------------------------------
+#
+# A device presents its code on every connect, so checking one must be cheap at fleet
+# scale (a reconnect storm is thousands a second): a slow password hash such as scrypt
+# would put the gateway's CPU, not the database, in charge of how fast a fleet comes back.
+# It is not needed either: the codes we issue are random 128-bit strings (the ones from
+# before issue 9, 64-bit), so there is no dictionary to try and a fast hash cannot be
+# searched; a per-device random salt keeps one search from covering every device. What
+# the table holds, SHA-256(salt || code), lets a copy of it authenticate nobody.
+
+
+def new_auth_code() -> str:
+    """A fresh auth code: 128 random bits as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+def hash_auth_code(code: str, salt: bytes) -> bytes:
+    """What is stored of ``code``: SHA-256(salt || code) (as schema step 3 computes it)."""
+    return hashlib.sha256(salt + code.encode("utf-8")).digest()
+
+
+def _hashed(code: str) -> tuple[bytes, bytes]:
+    """(salt, hash) for a new code."""
+    salt = secrets.token_bytes(16)
+    return salt, hash_auth_code(code, salt)
+
+
+#: Advisory lock taken while open registration counts and adds (its bounds stay exact
+#: with several gateways registering at once).
+OPEN_REGISTRATION_LOCK = 0x636D737637
+
+
+@frozen
+class Registration:
+    """What ``register`` decided: the 0x8100 result, the code (result 0), and why."""
+
+    result: int
+    auth_code: str | None = None
+    reason: str = ""
+
+
 def register(
     db: Database,
     phone: str,
@@ -78,44 +122,87 @@ def register(
     protocol: int,
     open_registration: bool,
     now: datetime,
+    reregister: str = "never",
+    open_per_hour: int | None = None,
+    open_total: int | None = None,
 ) -> Any:
-    """Register a terminal: ``(result, auth_code)``. A known device gets a new auth code;
-    an unknown one is added only when registration is open."""
-    code = secrets.token_hex(8)
-    values = (
-        code, _clean(manufacturer), _clean(model), _clean(terminal_id), protocol, now,
-        canonical_phone(phone),
-    )  # fmt: skip
-    rows = yield db.run_query(
-        "UPDATE devices SET auth_code = %s, manufacturer = %s, model = %s, terminal_id = %s,"
-        " protocol = %s, registered = %s WHERE phone = %s RETURNING id",
-        values,
-    )
-    if rows:
-        return REGISTERED, code
-    if not open_registration:
-        return NO_TERMINAL, None
-    yield db.run_operation(
-        "INSERT INTO devices (auth_code, manufacturer, model, terminal_id, protocol,"
-        " registered, phone, plate, plate_color) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (phone) DO NOTHING",
-        (*values, _clean(plate, 32) or None, plate_color),
-    )
-    return REGISTERED, code
+    """Register a terminal, in one transaction: a ``Registration``.
+
+    A known device without a code (never registered, or reset by ``reset_auth``) gets a
+    new one and its metadata is recorded. A device that has a code is refused with
+    ``TERMINAL_TAKEN`` and left untouched, unless ``reregister == "terminal_id"`` and the
+    registration's terminal id is the one on record. An unknown phone is added only when
+    registration is open and its bounds (devices added in the last hour, in all) allow.
+    """
+    code = new_auth_code()
+    salt, digest = _hashed(code)
+    canonical = canonical_phone(phone)
+    tid = (_clean(terminal_id) or "").strip()
+    meta = (_clean(manufacturer), _clean(model), tid or None, protocol, now)
+
+    @defer.inlineCallbacks
+    def txn(cur: Any) -> Any:
+        yield cur.execute(
+            "SELECT id, auth_hash IS NOT NULL, terminal_id FROM devices WHERE phone = %s"
+            " FOR UPDATE", (canonical,),
+        )  # fmt: skip
+        rows = cur.fetchall()
+        if rows:
+            device_id, has_code, known_tid = rows[0]
+            if has_code:
+                if reregister != "terminal_id":
+                    return Registration(TERMINAL_TAKEN, reason="already registered")
+                if not known_tid or not tid or known_tid.strip() != tid:
+                    return Registration(TERMINAL_TAKEN,
+                                        reason="already registered; terminal id differs")  # fmt: skip
+            yield cur.execute(
+                "UPDATE devices SET auth_salt = %s, auth_hash = %s, manufacturer = %s,"
+                " model = %s, terminal_id = coalesce(%s, terminal_id), protocol = %s,"
+                " registered = %s WHERE id = %s",
+                (salt, digest, *meta, device_id),
+            )
+            return Registration(REGISTERED, code, "re-registered" if has_code else "registered")
+        if not open_registration:
+            return Registration(NO_TERMINAL, reason="unknown terminal")
+        yield cur.execute("SELECT pg_advisory_xact_lock(%s)", (OPEN_REGISTRATION_LOCK,))
+        yield cur.execute(
+            "SELECT count(*) FILTER (WHERE created > %s - interval '1 hour'), count(*)"
+            " FROM devices WHERE self_registered", (now,),
+        )  # fmt: skip
+        last_hour, total = cur.fetchone()
+        if open_per_hour is not None and last_hour >= open_per_hour:
+            return Registration(NO_TERMINAL, reason=f"open registration added {last_hour}"
+                                f" devices in the last hour (open_per_hour)")  # fmt: skip
+        if open_total is not None and total >= open_total:
+            return Registration(NO_TERMINAL, reason=f"open registration added {total}"
+                                " devices in all (open_total)")  # fmt: skip
+        yield cur.execute(
+            "INSERT INTO devices (auth_salt, auth_hash, manufacturer, model, terminal_id,"
+            " protocol, registered, created, phone, plate, plate_color, self_registered)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true)"
+            " ON CONFLICT (phone) DO NOTHING RETURNING id",
+            (salt, digest, *meta, now, canonical, _clean(plate, 32) or None, plate_color),
+        )
+        if not cur.fetchall():  # registered by another server meanwhile
+            return Registration(TERMINAL_TAKEN, reason="already registered")
+        return Registration(REGISTERED, code, "added by open registration")
+
+    return db.run_interaction(txn)
 
 
 @defer.inlineCallbacks
 def authenticate(db: Database, phone: str, code: str) -> Any:
     """The device if ``code`` is its auth code, else None."""
     rows = yield db.run_query(
-        f"SELECT d.auth_code, {_COLUMNS}{_FROM} WHERE d.phone = %s",
+        f"SELECT d.auth_salt, d.auth_hash, {_COLUMNS}{_FROM} WHERE d.phone = %s",
         (canonical_phone(phone),),
     )
-    if not rows or rows[0][0] is None:
+    if not rows or rows[0][1] is None:
         return None
-    if not secrets.compare_digest(rows[0][0].encode(), code.strip("\x00 ").encode()):
+    salt, stored = bytes(rows[0][0]), bytes(rows[0][1])
+    if not secrets.compare_digest(stored, hash_auth_code(code.strip("\x00 "), salt)):
         return None
-    return _device(rows[0][1:])
+    return _device(rows[0][2:])
 
 
 @defer.inlineCallbacks
@@ -185,9 +272,12 @@ def visible_devices(db: Database, user: User, phones: Iterable[str]) -> Any:
 
 
 def add_device(
-    dsn: str, phone: str, plate: str | None = None, fleet: str | None = None, channels: int = 4
+    dsn: str, phone: str, plate: str | None = None, fleet: str | None = None, channels: int = 4,
+    terminal_id: str | None = None,
 ) -> str:
-    """Add a device (or update its plate, fleet and channels); its canonical phone."""
+    """Add a device (or update its plate, fleet, channels and terminal id); its canonical
+    phone. The terminal id is what ``reregister = "terminal_id"`` compares a new
+    registration of an already-registered phone with."""
     if not valid_phone(phone):
         raise AdminError(f"{phone!r} is not a terminal phone number (up to 20 digits)")
     if not 0 <= channels <= 64:
@@ -196,11 +286,41 @@ def add_device(
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         fleet_ref = fleet_id(cur, fleet)
         cur.execute(
-            "INSERT INTO devices (phone, plate, fleet_id, channels) VALUES (%s, %s, %s, %s)"
+            "INSERT INTO devices (phone, plate, fleet_id, channels, terminal_id)"
+            " VALUES (%s, %s, %s, %s, %s)"
             " ON CONFLICT (phone) DO UPDATE SET plate = coalesce(EXCLUDED.plate, devices.plate),"
             " fleet_id = coalesce(EXCLUDED.fleet_id, devices.fleet_id),"
-            " channels = EXCLUDED.channels",
-            (canonical, plate, fleet_ref, channels),
+            " channels = EXCLUDED.channels,"
+            " terminal_id = coalesce(EXCLUDED.terminal_id, devices.terminal_id)",
+            (canonical, plate, fleet_ref, channels, _clean(terminal_id) or None),
         )
     conn.close()
+    return canonical
+
+
+def reset_auth(dsn: str, phone: str, operator: str | None = None) -> str:
+    """Forget a device's auth code so that its next registration is accepted (a unit
+    re-registering after a factory reset), and audit it; its canonical phone. The device's
+    open session goes on; its next authentication with the old code fails."""
+    if not valid_phone(phone):
+        raise AdminError(f"{phone!r} is not a terminal phone number (up to 20 digits)")
+    canonical = canonical_phone(phone)
+    who_did = operator or getpass.getuser()
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE devices SET auth_salt = NULL, auth_hash = NULL WHERE phone = %s"
+                " RETURNING id", (canonical,),
+            )  # fmt: skip
+            row = cur.fetchone()
+            if row is None:
+                raise AdminError(f"no device {canonical}")
+            cur.execute(
+                "INSERT INTO audit (user_id, action, details)"
+                " VALUES (NULL, 'device.reset_auth', %s::jsonb)",
+                (json.dumps({"phone": canonical, "device": row[0], "by": who_did, "via": "cli"}),),
+            )
+    finally:
+        conn.close()
     return canonical

@@ -16,9 +16,10 @@ sub-packaged messages, a few frames, a deadline; only an authenticated terminal'
 move ``last_seen`` (the idle timeout's clock).
 
 Registration (0x0100 → 0x8100) and authentication (0x0102 → 0x8001) go to the database,
-one request at a time; a database that cannot answer gets no reply (the terminal
-retransmits). Authentication is answered with 0x8001 as the standard says, on every
-server; a subclass says what follows in ``authenticated``.
+one request at a time (who may register, and how often: ``cmsv6.terminal.registration``);
+a database that cannot answer gets no reply (the terminal retransmits). Authentication
+is answered with 0x8001 as the standard says, on every server; a subclass says what
+follows in ``authenticated``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from cmsv6.protocols.jt808.messages.core import (
 )
 from cmsv6.protocols.jt808.model import RawBody
 from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.registration import Registrar
 
 _log = Logger()
 
@@ -77,6 +79,7 @@ class Host(Protocol):
     db: Any
     clock: IReactorTime
     open_registration: bool
+    registrar: Registrar
     #: Bounds before authentication (a host without them gets ``Limits()``).
     limits: Limits
 
@@ -307,25 +310,38 @@ class TerminalSession:
     def _on_register(self, h: Header, body: Register) -> None:
         if self.busy:
             return  # a retransmission while the first is being answered
-        self.busy = True
         host = self.host
+        refused = host.registrar.admit(self.link.peer, canonical_phone(h.phone))
+        if refused is not None:
+            # No answer: the terminal tries again later, on a new connection.
+            host.count("register_limited")
+            _log.warn("{peer}: registration of {phone} refused: {reason}; closing",
+                      peer=self.link.peer, phone=h.phone, reason=refused)
+            self.close()
+            return
+        self.busy = True
+        policy = host.registrar.policy
         d = device_store.register(
             host.db, h.phone, manufacturer=body.manufacturer, model=body.model,
             terminal_id=body.terminal_id, plate_color=body.plate_color, plate=body.plate,
             protocol=h.version, open_registration=host.open_registration, now=host.now(),
+            reregister=policy.reregister, open_per_hour=policy.open_per_hour,
+            open_total=policy.open_total,
         )  # fmt: skip
 
-        def answer(result: tuple[int, str | None]) -> None:
+        def answer(result: device_store.Registration) -> None:
             self.busy = False
-            code, auth = result
-            if code != device_store.REGISTERED:
+            if result.result != device_store.REGISTERED:
                 host.count("register_refused")
-                _log.info("{peer}: registration of {phone} refused ({code})",
-                          peer=self.link.peer, phone=h.phone, code=code)
+                _log.info("{peer}: registration of {phone} refused ({code}: {reason})",
+                          peer=self.link.peer, phone=h.phone, code=result.result,
+                          reason=result.reason)
             else:
                 host.count("registered")
+                _log.info("{peer}: {phone} {reason}", peer=self.link.peer, phone=h.phone,
+                          reason=result.reason)
             if not self.closed:
-                self.send(0x8100, RegisterResponse(h.serial, code, auth))
+                self.send(0x8100, RegisterResponse(h.serial, result.result, result.auth_code))
 
         d.addCallback(answer)
         d.addErrback(self._db_failed, h, "registration")

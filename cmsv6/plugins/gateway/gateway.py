@@ -32,6 +32,7 @@ from cmsv6.protocols.jt808.retransmit import Retransmission
 from cmsv6.phone import canonical_phone
 from cmsv6.rpc.commands import CommandTimeout, DeviceOffline, Unavailable
 from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.registration import Registrar, RegistrationPolicy
 
 _log = Logger()
 
@@ -59,6 +60,7 @@ class Gateway:
         idle_timeout: float = 180.0,
         media_dir: str | Path = "var/media",
         writer: PositionWriter | None = None,
+        registration: RegistrationPolicy | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.db = db
@@ -68,6 +70,8 @@ class Gateway:
         self.id = gateway_id
         self.public_address = public_address
         self.open_registration = open_registration
+        #: Who may register and how often (rate tables shared by its sessions).
+        self.registrar = Registrar(registration or RegistrationPolicy(), clock)
         self.idle_timeout = idle_timeout
         self.media_dir = Path(media_dir)
         self.writer = writer or PositionWriter(db, clock)

@@ -17,6 +17,7 @@ from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.plugins.gateway.rpc import ClusterFactory
 from cmsv6.rpc import keys
 from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.registration import RegistrationPolicy
 
 _log = Logger()
 
@@ -69,6 +70,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         conf.id,
         conf.public_jt808,
         open_registration=conf.registration == "open",
+        registration=RegistrationPolicy.from_config(conf),
         limits=Limits.of(conf),
         idle_timeout=conf.idle_timeout,
         media_dir=conf.media_dir,

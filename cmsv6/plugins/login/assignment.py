@@ -40,8 +40,9 @@ from cmsv6.plugins.login.directory import Directory, GatewayEntry, join_address,
 from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.core import RESULT_FAILED, RESULT_OK, Authenticate
 from cmsv6.protocols.jt808.messages.params import SetParameters
-from cmsv6.terminal.limits import Limits
 from cmsv6.terminal.protocol import TerminalFactory, TerminalProtocol
+from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.registration import Registrar, RegistrationPolicy
 from cmsv6.terminal.session import Link, TerminalSession
 
 _log = Logger()
@@ -77,6 +78,7 @@ class Assigner:
         open_registration: bool = False,
         reply_timeout: float = 10.0,
         session_timeout: float = 60.0,
+        registration: RegistrationPolicy | None = None,
         limits: Limits | None = None,
     ) -> None:
         split_address(public_jt808)  # ValueError early, not on the first device
@@ -87,6 +89,8 @@ class Assigner:
         self.clock = clock
         self.public_jt808 = public_jt808
         self.open_registration = open_registration
+        #: Who may register and how often (rate tables shared by its sessions).
+        self.registrar = Registrar(registration or RegistrationPolicy(), clock)
         self.reply_timeout = reply_timeout
         self.session_timeout = session_timeout
         self.counters: Counter[str] = Counter()

@@ -29,6 +29,7 @@ from cmsv6.plugins.login.rpc import LoginClusterFactory
 from cmsv6.plugins.login.standby import ActiveLock
 from cmsv6.rpc import keys
 from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.registration import RegistrationPolicy
 
 _log = Logger()
 
@@ -190,6 +191,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     directory = Directory(reactor, login_id=conf.public_jt808)
     assigner = Assigner(db, directory, reactor, conf.public_jt808,
                         open_registration=conf.registration == "open",
+                        registration=RegistrationPolicy.from_config(conf),
                         limits=Limits.of(conf))  # fmt: skip
     from cmsv6.metrics import MetricsResource, amp_links_gauge, make_registry, role_gauge
 
