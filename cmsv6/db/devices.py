@@ -305,7 +305,12 @@ def reset_auth(dsn: str, phone: str, operator: str | None = None) -> str:
     if not valid_phone(phone):
         raise AdminError(f"{phone!r} is not a terminal phone number (up to 20 digits)")
     canonical = canonical_phone(phone)
-    who_did = operator or getpass.getuser()
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (OSError, KeyError):  # no login name in this environment
+            operator = "unknown"
+    who_did = operator
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
