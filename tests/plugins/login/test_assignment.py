@@ -138,3 +138,19 @@ def test_positions_are_not_taken(login: Assigner) -> None:
     assert (answer.body.reply_serial, answer.body.result) == (serial, 1)
     dev.transport.loseConnection()
     yield within(dev.lost, "login to close the connection")
+
+
+@pytest_twisted.inlineCallbacks
+def test_registered_phone_refused_at_login(login: Assigner) -> None:
+    """Login's device port guards identity as the gateway does: a second registration of a
+    phone that has a code gets 0x8100 result 3 and no code."""
+    from twisted.internet import reactor
+
+    login.directory.announce(FakeLink(), "gw", "10.0.0.1:7611", "", 10)
+    first, _ = yield register_and_authenticate(login, "13800000077")
+    first.transport.loseConnection()
+    dev = yield connect(reactor, login.port, "013800000077")  # type: ignore[attr-defined]
+    dev.send(Register(44, 300, "EVIL", "X-1", "T999999", 1, "粤B00001"))
+    reply = yield dev.next(0x8100)
+    assert (reply.body.result, reply.body.auth_code) == (3, None)
+    dev.transport.loseConnection()
