@@ -398,6 +398,9 @@ class Fleet:
             f"reconnects {c.reconnects}, connect failures {c.connect_failures}, "
             f"retransmits {c.retransmissions}, gaps {c.gaps}, alarms {c.alarms_raised}, "
             f"commands {c.commands}, errors {c.errors}"
+            # A registered phone's second registration is refused (0x8100 result 3): say so,
+            # since the unit retries without end (keep codes with --state, or reset-auth).
+            + (f" | registrations refused {c.register_failures}" if c.register_failures else "")
         )
 
     def _periodic(self) -> None:

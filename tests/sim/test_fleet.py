@@ -249,3 +249,12 @@ def test_ack_log(tmp_path: Path) -> None:
     assert lines == [a.json() for a in fleet.acknowledged]
     assert set(lines[0]) == {"phone", "time", "latitude", "longitude", "serial", "version"}
     assert lines[0]["time"].endswith("+08:00")
+
+
+def test_status_line_says_registrations_refused() -> None:
+    """A platform refusing registrations (a phone registered before, issue 9) shows in the
+    status line, which says nothing of them otherwise."""
+    fleet = Net(FakePlatform()).fleet()
+    assert "registrations refused" not in fleet.status_line()
+    fleet.counters.register_failures = 2
+    assert fleet.status_line().endswith(" | registrations refused 2")
