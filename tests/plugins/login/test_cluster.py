@@ -139,9 +139,10 @@ def login_cluster(login: LoginProcess) -> str:
 
 
 @defer.inlineCallbacks
-def try_assignment(port: int, phone: str) -> Any:
+def try_assignment(port: int, phone: str, codes: dict[str, str]) -> Any:
     """One visit of a new device to login: the 0x8103 it gets, or None (refused, or
-    nothing listening)."""
+    nothing listening). The device registers once and keeps its code in ``codes`` for the
+    next visits (a registered phone's second registration is refused)."""
     from twisted.internet import reactor
 
     try:
@@ -149,16 +150,20 @@ def try_assignment(port: int, phone: str) -> Any:
     except error.ConnectError:
         return None
     try:
-        dev.send(Register(44, 300, "CMSV6", "SIM-1", "T000001", 1, "粤B00001"))
-        reply = yield dev.next(0x8100, timeout=5.0)
-        dev.send(Authenticate(reply.body.auth_code))
+        if phone not in codes:
+            dev.send(Register(44, 300, "CMSV6", "SIM-1", "T000001", 1, "粤B00001"))
+            reply = yield dev.next(0x8100, timeout=5.0)
+            if reply.body.result != 0:
+                return None
+            codes[phone] = reply.body.auth_code
+        dev.send(Authenticate(codes[phone]))
         answer = yield dev.next(timeout=5.0)
         if answer.header.msg_id == 0x8001 and answer.body.result == 0:  # authenticated
             answer = yield dev.next(timeout=5.0)
         if answer.header.msg_id != 0x8103:
             return None
         dev.send(TerminalResponse(answer.header.serial, 0x8103, 0))
-        return answer, reply.body.auth_code
+        return answer, codes[phone]
     except (defer.TimeoutError, error.ConnectionDone, error.ConnectionLost):
         return None
     finally:
@@ -219,9 +224,9 @@ def test_hot_standby_takeover(dsn: str, tmp_path: Path) -> None:
 
         killed = time.monotonic()
         active.kill()
-        assigned = None
+        assigned, codes = None, {}
         for attempt in range(400):
-            assigned = yield try_assignment(standby.jt808, "13600000002")
+            assigned = yield try_assignment(standby.jt808, "13600000002", codes)
             if assigned is not None:
                 break
             yield task.deferLater(reactor, 0.05, lambda: None)
@@ -306,9 +311,9 @@ def test_database_promotion_under_login_and_gateway(tmp_path: Path) -> None:
         standby.psql("SELECT pg_reload_conf()")
         acked = sim.counters.acknowledged
         yield until(lambda: sim.counters.acknowledged >= acked + 15, "devices carrying on", timeout=30)
-        assigned = None
+        assigned, codes = None, {}
         for attempt in range(400):
-            assigned = yield try_assignment(login.jt808, "13500000099")
+            assigned = yield try_assignment(login.jt808, "13500000099", codes)
             if assigned is not None:
                 break
             yield task.deferLater(reactor, 0.05, lambda: None)
