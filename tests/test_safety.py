@@ -24,7 +24,7 @@ from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import RoleError, grant_app_role
 from cmsv6.db.users import add_user
 from tests.support.device import connect, location
-from tests.support.process import GatewayProcess, LoginProcess, free_port
+from tests.support.process import GatewayProcess, LoginProcess, free_port, wait_port
 from tests.support.ready import database_connected
 
 #: A guard against hanging, for each wait.
@@ -182,6 +182,8 @@ def test_login_over_https(operator_db: tuple[str, str], tmp_path: Path) -> None:
     context = ssl.create_default_context(cafile=str(cert))
     try:
         login.start()
+        wait_port(web)  # start() waits for the device port; the web port may come after it
+        wait_port(metrics)
         https = http.client.HTTPSConnection("127.0.0.1", web, context=context, timeout=WAIT)
         response, body = _get(https, "/api/openapi.json")
         assert response.status == 200 and json.loads(body)["openapi"].startswith("3.")
