@@ -243,9 +243,12 @@ def close_gateway_sessions(db: Database, gateway_id: str, now: datetime, reason:
 
 
 @defer.inlineCallbacks
-def list_devices(db: Database, user: User) -> Any:
-    """Every device the user may see, by phone."""
-    rows = yield db.run_query(f"{_SELECT} WHERE {VISIBLE} ORDER BY d.phone", who(user))
+def list_devices(db: Database, user: User, limit: int, after: str = "") -> Any:
+    """The devices the user may see, by phone: at most ``limit`` of them, after ``after``."""
+    rows = yield db.run_query(
+        f"{_SELECT} WHERE {VISIBLE} AND d.phone > %(after)s ORDER BY d.phone LIMIT %(limit)s",
+        who(user, after=after, limit=limit),
+    )
     return [_device(r) for r in rows]
 
 

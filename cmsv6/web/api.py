@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from twisted.logger import Logger
 from twisted.web import server
@@ -26,7 +27,13 @@ from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.jsonable import jsonable
 from cmsv6.phone import canonical_phone, valid_phone
-from cmsv6.rpc.commands import BadRequest, CommandTimeout, DeviceOffline, Unavailable
+from cmsv6.rpc.commands import (
+    MAX_COMMAND_TIMEOUT,
+    BadRequest,
+    CommandTimeout,
+    DeviceOffline,
+    Unavailable,
+)
 from cmsv6.web.auth import Authenticator, bearer_token
 from cmsv6.web.cluster import Cluster
 from cmsv6.web.commands import BadCommand, encode_command, needs_control
@@ -201,8 +208,17 @@ class Api:
         return {"name": user.name, "role": user.role}
 
     async def devices(self, request: server.Request) -> Any:
+        """A page of the user's devices, by phone. The answer stays a list; when there may
+        be more, a ``Link: <...>; rel="next"`` header names the next page."""
         user = await self.auth.user(request)
-        rows = await device_store.list_devices(self.db, user)
+        limit = _limit(request, self.max_page, self.max_page)
+        after = query_arg(request, "after") or ""
+        if len(after) > 20:
+            raise bad_request("after is not a phone from a previous answer")
+        rows = await device_store.list_devices(self.db, user, limit, after)
+        if len(rows) == limit:
+            query = urlencode({"after": rows[-1].phone, "limit": limit})
+            request.setHeader(b"link", f'</api/v1/devices?{query}>; rel="next"'.encode())
         online = self._online()
         return [device_json(d, online.get(d.phone)) for d in rows]
 
@@ -300,15 +316,19 @@ class Api:
         except BadCommand as e:
             raise bad_request(str(e), "bad_command") from None
         timeout = command.get("timeout", self.command_timeout)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
-            raise bad_request("timeout must be between 1 and 300 seconds", "bad_command")
+        if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                or not 1 <= timeout <= MAX_COMMAND_TIMEOUT):
+            raise bad_request(f"timeout must be between 1 and {MAX_COMMAND_TIMEOUT:g} seconds",
+                              "bad_command")  # fmt: skip
         await self._may_control(user, d, encoded)
         command_id = await command_store.start_command(
             self.db, user, d.id, d.phone, encoded.msg_id, command, self.now()
         )
         try:
-            reply = await self.cluster.send_to_device(d.phone, encoded.msg_id, encoded.body,
-                                                      float(timeout), body_2019=encoded_2019.body)
+            reply = await self.cluster.send_to_device(
+                d.phone, encoded.msg_id, encoded.body, float(timeout),
+                body_2019=encoded_2019.body, by=user.name, command=command_id,
+            )  # the gateway marks this row sent rather than adding its own
         except DeviceOffline:
             await self._finish(command_id, "offline", None)
             raise ApiError(409, "device_offline", f"device {d.phone} is offline") from None

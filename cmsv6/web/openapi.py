@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cmsv6.rpc.commands import MAX_COMMAND_TIMEOUT
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -142,7 +144,7 @@ _SCHEMAS: dict[str, Any] = {
             "count": {"type": "integer"},
             "command": {"type": "integer"},
             "parameters": {"type": "string"},
-            "timeout": {"type": "number", "minimum": 1, "maximum": 300},
+            "timeout": {"type": "number", "minimum": 1, "maximum": MAX_COMMAND_TIMEOUT},
         },
     },
     "CommandResult": {
@@ -240,9 +242,21 @@ DOCUMENT: dict[str, Any] = {
         },
         "/api/v1/devices": {
             "get": {
-                "summary": "The devices this user may see (admins: all; operators: their fleets')",
+                "summary": "The devices this user may see (admins: all; operators: their fleets'),"
+                           " by phone, paged",
+                "description": "At most `limit` devices (default and maximum: the `max_page`"
+                               " setting, 1000). When there may be more, the answer has a"
+                               " `Link: </api/v1/devices?after=PHONE&limit=N>; rel=\"next\"`"
+                               " header; `after` is the last phone of the previous page.",
+                "parameters": [
+                    {**_LIMIT, "description": "Page size (default: the maximum)"},
+                    {"name": "after", "in": "query", "schema": {"type": "string"},
+                     "description": "The last phone of the previous page"},
+                ],
                 "responses": {
-                    "200": _json({"type": "array", "items": _ref("Device")}),
+                    "200": {**_json({"type": "array", "items": _ref("Device")}),
+                            "headers": {"Link": {"schema": {"type": "string"},
+                                                 "description": "The next page, if any"}}},
                     "401": _UNAUTHORIZED,
                 },
             }

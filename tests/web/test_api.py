@@ -300,6 +300,10 @@ def test_command_replied(web: Web) -> None:
     assert (status, mid, finished) == ("replied", 0x8300, True)
     assert command["text"] == "请减速 slow down"
     assert stored_reply == reply.body["reply"]
+    # The gateway is told who asked and which row this is (it marks that row sent rather
+    # than recording the command a second time).
+    ((row_id,),) = sql(web.dsn, "SELECT id FROM commands", ())
+    assert web.cluster.sent_as == [("olga", row_id)]
 
 
 @pytest_twisted.inlineCallbacks
@@ -457,3 +461,27 @@ def test_live_with_media_server(web: Web) -> None:
     for body in ({"channel": 0}, {"channel": "1"}, {"stream": "hd"}):
         reply = yield call(web, "POST", path, body, token=token)
         assert reply.status == 400, body
+
+
+@pytest_twisted.inlineCallbacks
+def test_devices_paged_by_link_header(web: Web) -> None:
+    """GET /api/v1/devices stays a list; with a limit it is one page, and the Link header's
+    next page, followed to the end, gives every device once, in phone order; a bad limit or
+    cursor is a 400."""
+    token = yield login(web, "root")
+    everything = yield call(web, "GET", "/api/v1/devices", token=token)
+    assert everything.status == 200 and len(everything.body) >= 2
+    assert not everything.headers.hasHeader(b"link")
+    seen: list[str] = []
+    path: str | None = "/api/v1/devices?limit=1"
+    while path is not None:
+        page = yield call(web, "GET", path, token=token)
+        assert page.status == 200 and len(page.body) <= 1
+        seen += [d["phone"] for d in page.body]
+        link = page.headers.getRawHeaders(b"link")
+        path = link[0].decode().split(">")[0].lstrip("<") if link else None
+        assert len(seen) <= len(everything.body) + 1, "the pages do not end"
+    assert seen == [d["phone"] for d in everything.body]
+    for bad in ("limit=0", "limit=100000", "limit=x", "after=" + "9" * 40):
+        reply = yield call(web, "GET", f"/api/v1/devices?{bad}", token=token)
+        assert reply.status == 400 and reply.body["error"]["code"], bad
