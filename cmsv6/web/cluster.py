@@ -14,9 +14,10 @@ class Cluster(Protocol):
 
     def send_to_device(
         self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
-        body_2019: bytes | None = None,
+        body_2019: bytes | None = None, by: str | None = None, command: int | None = None,
     ) -> Deferred[dict]:  # type: ignore[type-arg]
-        """Send ``body`` (``body_2019`` to a device whose live session is 2019); fires with
+        """Send ``body`` (``body_2019`` to a device whose live session is 2019), for user
+        ``by``, as the ``commands`` row ``command`` (which the gateway marks sent); fires with
         the device's reply ``{"msg_id": int, "version": int, "body": bytes}``, the body as
         the device sent it; errbacks with ``cmsv6.rpc.commands.DeviceOffline`` /
         ``CommandTimeout`` / ``Unavailable`` / ``BadRequest``."""

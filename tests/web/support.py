@@ -55,6 +55,7 @@ class FakeCluster:
         self.sent: list[tuple[str, int, bytes, float]] = []
         #: The 2019 body of each command sent.
         self.sent_2019: list[bytes | None] = []
+        self.sent_as: list[tuple[str | None, int | None]] = []
         self.respond: Callable[[str, int, bytes], Any] = self.general_response
 
     @staticmethod
@@ -67,10 +68,11 @@ class FakeCluster:
 
     def send_to_device(
         self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
-        body_2019: bytes | None = None,
+        body_2019: bytes | None = None, by: str | None = None, command: int | None = None,
     ) -> defer.Deferred[dict]:  # type: ignore[type-arg]
         self.sent.append((phone, msg_id, body, timeout))
         self.sent_2019.append(body_2019)
+        self.sent_as.append((by, command))
         if phone not in self.gateways:
             return defer.fail(DeviceOffline(f"{phone} is offline"))
         try:
