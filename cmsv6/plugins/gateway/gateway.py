@@ -11,6 +11,7 @@ Failures are the cluster's declared errors (``cmsv6.rpc.commands``).
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -263,17 +264,15 @@ class Gateway:
         received = self.now()
         ext = {0: "jpg", 1: "tif", 2: "mp3", 3: "wav", 4: "wmv"}.get(body.media_format, "bin")
         directory = self.media_dir / session.phone / received.strftime("%Y%m%d")  # type: ignore[operator]
-        path = directory / f"{received:%H%M%S}-{body.media_id}-{body.channel}.{ext}"
+        stem = f"{received:%H%M%S}-{body.media_id}-{body.channel}"
 
-        def write() -> None:
+        def write() -> Path:
             directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(body.data)
-            os.replace(tmp, path)
+            return write_new_file(directory, stem, ext, body.data)
 
         d = threads.deferToThread(write)
         d.addCallback(
-            lambda _: media_store.record_file(
+            lambda path: media_store.record_file(
                 self.db, session.device.id, body, str(path), received  # type: ignore[union-attr]
             )
         )
@@ -282,3 +281,28 @@ class Gateway:
 
     def media_ack(self, body: MultimediaData) -> MultimediaUploadResponse:
         return MultimediaUploadResponse(body.media_id, ())
+
+
+#: Files of one name a directory may hold before an upload is refused (a unit that reuses
+#: its media ids within one second, many times over, is broken or hostile).
+MAX_SAME_NAME = 100
+
+
+def write_new_file(directory: Path, stem: str, ext: str, data: bytes) -> Path:
+    """Write ``data`` to ``directory/stem.ext`` or, if that exists, ``stem-1.ext``, … and
+    return the path: a file is never replaced (two uploads with one media id and channel
+    in one second are two files). Written under a temporary name, then linked into place,
+    so a reader never sees half a file."""
+    tmp = directory / f".{stem}.{os.getpid()}.{threading.get_ident()}.part"
+    tmp.write_bytes(data)
+    try:
+        for n in range(MAX_SAME_NAME):
+            path = directory / (f"{stem}.{ext}" if n == 0 else f"{stem}-{n}.{ext}")
+            try:
+                os.link(tmp, path)  # fails, rather than replaces, if the name is taken
+            except FileExistsError:
+                continue
+            return path
+        raise OSError(f"{MAX_SAME_NAME} files named {stem}.{ext} in {directory} already")
+    finally:
+        tmp.unlink()

@@ -19,7 +19,7 @@ from cmsv6.protocols.jt808.messages.core import Heartbeat, TerminalResponse
 from cmsv6.protocols.jt808.messages.location import LocationBatch
 from cmsv6.protocols.jt808.model import RawBody
 from cmsv6.rpc.commands import CommandTimeout, DeviceOffline
-from tests.support.device import connect, location, shipping_writer, within
+from tests.support.device import connect, location, shipping_writer, until, within
 from tests.support.link import FakeLink
 
 PHONE = "13800000001"
@@ -359,3 +359,33 @@ def test_reading_paused_for_either_reason() -> None:
     assert transport.producerState == "paused"
     proto.resume()
     assert transport.producerState == "producing"
+
+
+@pytest_twisted.inlineCallbacks
+def test_photos_in_one_second_are_two_files(gateway: Gateway, monkeypatch: Any) -> None:
+    """Two uploads with the same media id and channel within one second (a unit that
+    reuses its ids) are two files with two rows; neither replaces the other."""
+    from datetime import datetime, timezone
+
+    from cmsv6.protocols.jt808.messages.multimedia import MultimediaData
+
+    second = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
+    ticks = iter(range(1, 1000))  # microseconds apart, all in one second
+    monkeypatch.setattr(gateway, "now", lambda: second.replace(microsecond=next(ticks)))
+    dev = yield _device(gateway)
+    yield dev.login()
+    photos = [b"\xff\xd8first\xff\xd9", b"\xff\xd8second\xff\xd9"]
+    for jpeg in photos:
+        dev.send(MultimediaData(5, 0, 0, 0, 1, location(extras={}), jpeg))
+        done = yield dev.next(0x8800)
+        assert (done.body.media_id, done.body.retransmit_ids) == (5, ())
+    yield until(lambda: len(rows(gateway.dsn, "SELECT id FROM media_files")) == 2,
+                "two media rows", in_thread=True)  # fmt: skip
+    stored = rows(gateway.dsn, "SELECT path FROM media_files ORDER BY id")
+    assert len({p for (p,) in stored}) == 2
+    contents = []
+    for (path,) in stored:
+        with open(path, "rb") as f:
+            contents.append(f.read())
+    assert contents == photos
+    dev.transport.loseConnection()
