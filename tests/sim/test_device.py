@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import pytest
 
-from cmsv6.protocols.jt808.codec import Message, decode, decode_body, encode_body
+from cmsv6.protocols.jt808.codec import Message, decode_body, encode_body
 from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.core import (
     Authenticate,

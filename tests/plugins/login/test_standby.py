@@ -91,7 +91,6 @@ def test_login_stops_serving_when_its_session_ends(dsn: str) -> None:
     session is ended it stops listening and drops its gateway links, and listens again once
     it has the lock back."""
     from twisted.internet import endpoints, reactor
-    from twisted.protocols import amp
 
     from cmsv6.plugins.login import tap
     from cmsv6.rpc.commands import AnnounceGateway
