@@ -249,3 +249,24 @@ class Router(resource.Resource):
         d.addCallbacks(done, failed).addErrback(
             lambda f: _log.failure("answering {path} failed", f, path=route.template)
         )
+
+
+class NotFound(resource.Resource):
+    """A JSON 404 in the API's error shape, for any path nothing else serves (rather than
+    twisted.web's HTML page)."""
+
+    isLeaf = True
+
+    def render(self, request: server.Request) -> bytes:
+        write_json(request, 404, error_body("no_route", "no such resource"))
+        return server.NOT_DONE_YET  # type: ignore[no-any-return]
+
+
+class Root(resource.Resource):
+    """The site's root: its children, and a JSON 404 for everything else."""
+
+    def getChild(self, path: bytes, request: server.Request) -> resource.Resource:  # noqa: N802
+        return NotFound()
+
+    def render(self, request: server.Request) -> bytes:
+        return NotFound().render(request)

@@ -34,7 +34,7 @@ from cmsv6.metrics import WebCollector
 from cmsv6.web.api import Api
 from cmsv6.web.auth import Authenticator, LoginLimiter
 from cmsv6.web.cluster import Cluster
-from cmsv6.web.routing import Router, bounded_request_factory
+from cmsv6.web.routing import Root, Router, bounded_request_factory
 from cmsv6.web.ws import CLOSE_GOING_AWAY, ClientFactory, Hub
 
 
@@ -174,7 +174,7 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = Web
     ws = ClientFactory(db, auth, hub, reactor, queue_size=web.ws_queue,
                        max_per_user=web.ws_max_per_user, max_json_depth=web.max_json_depth)
 
-    root: resource.Resource = resource.Resource()
+    root: resource.Resource = Root()
     if web.static:
         from twisted.web import static  # imported only when used: its import warns
 

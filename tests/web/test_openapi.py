@@ -207,7 +207,7 @@ def test_every_documented_answer_is_given(web_with_metrics: Web) -> None:
     yield client.closed()
     reply = yield call(web, "GET", "/metrics")
     assert reply.status == 404 and "cmsv6_web_clients" not in str(reply.body)
-    for path in ("/api/v1/nothing", f"/api/v1/devices/{NORTH}/nothing", "/api/v2/devices",
+    for path in ("/metrics", "/", "/nothing/at/all", "/api/v1/nothing", f"/api/v1/devices/{NORTH}/nothing", "/api/v2/devices",
                  "/api/v1/devices/x/y/z"):  # fmt: skip
         reply = yield call(web, "GET", path, token=token)
         assert reply.status == 404 and reply.body["error"]["code"] == "no_route", path
