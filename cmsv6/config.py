@@ -174,18 +174,10 @@ class DatabaseConfig:
 
 
 @attrs.frozen
-class LoginConfig:
-    """``[login]``: ``twistd login``, the directory and front door."""
+class DevicePortConfig:
+    """What a JT/T 808 device port admits (login's and the gateway's alike): registration,
+    and the bounds on peers that have not authenticated."""
 
-    jt808: str = setting("tcp:6608", Endpoint(), "endpoint for devices' first contact (assignment)")
-    cluster: str = setting("tcp:6609:interface=127.0.0.1", Endpoint(),
-                           "AMP endpoint for gateways and media servers")
-    cluster_key: str = setting("", Text(), "the cluster master key file ('cmsv6 cluster init');"
-                               " required: every cluster link proves a key")
-    web: str = setting("tcp:8080", Endpoint(optional=True),
-                       "endpoint for the Open API, client WebSocket and web client ('' = none)")
-    public_jt808: str = setting("127.0.0.1:6608", Address(),
-                                "address devices are told to fall back to (host:port)")
     registration: str = setting("known", Choice("known", "open"),
                                 "'open' (unknown terminals may register) or 'known' (only added devices)")
     reregister: str = setting("never", Choice("never", "terminal_id"),
@@ -214,6 +206,21 @@ class LoginConfig:
                                           "frames a device connection may send before it"
                                           " authenticates (the next one closes it; no"
                                           " sub-packages are taken before)")
+
+
+@attrs.frozen
+class LoginConfig(DevicePortConfig):
+    """``[login]``: ``twistd login``, the directory and front door."""
+
+    jt808: str = setting("tcp:6608", Endpoint(), "endpoint for devices' first contact (assignment)")
+    cluster: str = setting("tcp:6609:interface=127.0.0.1", Endpoint(),
+                           "AMP endpoint for gateways and media servers")
+    cluster_key: str = setting("", Text(), "the cluster master key file ('cmsv6 cluster init');"
+                               " required: every cluster link proves a key")
+    web: str = setting("tcp:8080", Endpoint(optional=True),
+                       "endpoint for the Open API, client WebSocket and web client ('' = none)")
+    public_jt808: str = setting("127.0.0.1:6608", Address(),
+                                "address devices are told to fall back to (host:port)")
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")
 
@@ -263,7 +270,7 @@ class WebConfig:
 
 
 @attrs.frozen
-class GatewayConfig:
+class GatewayConfig(DevicePortConfig):
     """``[gateway]``: ``twistd gateway``, where devices live."""
 
     id: str = setting("gw-1", Text(empty=False), "gateway id (unique in the cluster)")
@@ -271,22 +278,6 @@ class GatewayConfig:
     public_jt808: str = setting("127.0.0.1:7611", Address(), "address login gives devices (host:port)")
     cluster: str = setting("tcp:7613:interface=127.0.0.1", Endpoint(optional=True),
                            "AMP endpoint for commands from the cluster ('' = none)")
-    registration: str = setting("known", Choice("known", "open"),
-                                "'open' (unknown terminals may register) or 'known' (only added devices)")
-    reregister: str = setting("never", Choice("never", "terminal_id"),
-                              "a phone that already has an auth code may register again: 'never'"
-                              " (until 'cmsv6 device reset-auth PHONE') or 'terminal_id' (also when"
-                              " its terminal id is the one on record)")  # fmt: skip
-    register_window: float = setting(60.0, Number(float, 0.001, _SECONDS),
-                                     "seconds over which registrations are counted")
-    register_per_address: int = setting(20, Number(int, 1, "registrations"),
-                                        "registrations from one address per window (more: closed)")
-    register_per_phone: int = setting(3, Number(int, 1, "registrations"),
-                                      "registrations of one phone per window (more: closed)")
-    open_per_hour: int = setting(60, Number(int, 0, "devices"),
-                                 "devices open registration adds per hour at most")
-    open_total: int = setting(1000, Number(int, 0, "devices"),
-                              "devices open registration adds in all at most")
     login: tuple[str, ...] = setting((), Endpoints(),
                                      "login server AMP endpoint (repeat for active and standby;"
                                      " '' = standalone)")  # fmt: skip
@@ -298,18 +289,6 @@ class GatewayConfig:
     idle_timeout: float = setting(180.0, Number(float, 0.001, _SECONDS),
                                   "seconds without a frame from an authenticated device before"
                                   " it is dropped")
-    jt808_max_connections: int = setting(20_000, Number(int, 1, "connections"),
-                                         "open device connections at most (more: closed at once)")
-    jt808_max_per_address: int = setting(500, Number(int, 1, "connections"),
-                                         "open device connections from one address at most (raise"
-                                         " it for fleets behind one NAT or private APN)")
-    auth_deadline: float = setting(30.0, Number(float, 0.001, _SECONDS),
-                                   "seconds a device connection has to authenticate before it"
-                                   " is closed")
-    max_frames_before_auth: int = setting(8, Number(int, 1, "frames"),
-                                          "frames a device connection may send before it"
-                                          " authenticates (the next one closes it; no"
-                                          " sub-packages are taken before)")
     media_dir: str = setting("var/media", Text(empty=False), "where uploaded photos and files are written")
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")
