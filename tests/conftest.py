@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 import greenlet
 import pytest
@@ -58,6 +58,19 @@ def _deadline(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         if call.active():
             call.cancel()
+
+
+@pytest.fixture
+def logged() -> Iterator[list[dict[str, Any]]]:
+    """Every twisted.logger event emitted while the test runs."""
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,13 @@ from typing import Any
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
-from cmsv6.protocols.jt808.codec import encode
 from cmsv6.protocols.jt808.framing import parse_frame
-from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.core import Heartbeat
 from cmsv6.terminal.protocol import MAX_FRAME_ERRORS, TerminalFactory
 from cmsv6.terminal.session import TerminalSession
 from tests.support.device import location
 from tests.support.link import FakeLink
+from tests.support.wire import frame
 
 PHONE = "013800000001"
 
@@ -41,20 +40,14 @@ class Bounded(TerminalSession):
     MAX_FRAMES = 3
 
 
-def _frame(body: Any, serial: int = 1, phone: str = PHONE, version: int = 2013) -> bytes:
-    if version == 2019:
-        return encode(Header(body.MSG_ID, phone.rjust(20, "0"), serial, 2019, 1), body)
-    return encode(Header(body.MSG_ID, phone, serial), body)
-
-
 def test_answers_in_the_terminals_version() -> None:
     """An authenticated terminal's heartbeat is answered with 0x8001 result 0 in its own
     version and phone form, our serials counting from 0."""
     link = FakeLink()
     session = TerminalSession(Host(), link)
     session.device = object()  # type: ignore[assignment]  # authenticated, as the database says
-    session.frame_received(parse_frame(_frame(Heartbeat(), 5, version=2019)))
-    session.frame_received(parse_frame(_frame(Heartbeat(), 6, version=2019)))
+    session.frame_received(parse_frame(frame(Heartbeat(), 5, version=2019)))
+    session.frame_received(parse_frame(frame(Heartbeat(), 6, version=2019)))
     first, second = link.take()
     assert first.header.version == 2019 and first.header.phone == PHONE.rjust(20, "0")
     assert (first.header.serial, second.header.serial) == (0, 1)
@@ -65,12 +58,12 @@ def test_bad_check_code_answered_without_taking_the_phone() -> None:
     """A frame with a wrong check code gets result 2 and does not fix the connection's phone."""
     link = FakeLink()
     session = TerminalSession(Host(), link)
-    data = bytearray(_frame(Heartbeat(), phone="019999999999"))
+    data = bytearray(frame(Heartbeat(), phone="019999999999"))
     data[-2] ^= 0xFF
     session.frame_received(parse_frame(bytes(data)))
     (answer,) = link.take()
     assert answer.body.result == 2 and session.phone is None
-    session.frame_received(parse_frame(_frame(Heartbeat())))
+    session.frame_received(parse_frame(frame(Heartbeat())))
     assert session.phone == "13800000001" and not link.closed
 
 
@@ -79,7 +72,7 @@ def test_reports_refused_before_authentication() -> None:
     link = FakeLink()
     host = Host()
     session = TerminalSession(host, link)
-    session.frame_received(parse_frame(_frame(location(), 9)))
+    session.frame_received(parse_frame(frame(location(), 9)))
     (answer,) = link.take()
     assert (answer.body.reply_serial, answer.body.result) == (9, 1)
     assert host.counters["unauthenticated"] == 1
@@ -91,7 +84,7 @@ def test_frame_bound_closes_and_nothing_after_close() -> None:
     host = Host()
     session = Bounded(host, link)
     for serial in range(1, 6):
-        session.frame_received(parse_frame(_frame(Heartbeat(), serial)))
+        session.frame_received(parse_frame(frame(Heartbeat(), serial)))
     assert link.closed and len(link.take()) == 3
     assert host.counters["too_many_frames"] == 1 and host.counters["frames"] == 4
 
@@ -107,7 +100,7 @@ def test_bad_input_in_a_row_closes() -> None:
     proto.makeConnection(transport)
     proto.session.device = object()  # type: ignore[assignment,union-attr]  # past the budget before authentication
     junk = b"\x7e\x01\x7e" * (MAX_FRAME_ERRORS - 1)
-    proto.dataReceived(junk + _frame(Heartbeat()) + junk)
+    proto.dataReceived(junk + frame(Heartbeat()) + junk)
     assert not transport.disconnecting
     proto.dataReceived(b"\x7e\x01\x7e")
     assert transport.disconnecting and host.counters["frame_errors"] == 2 * MAX_FRAME_ERRORS - 1

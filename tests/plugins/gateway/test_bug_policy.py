@@ -4,33 +4,28 @@ that connection only, and no exception escapes ``dataReceived``."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 
 from cmsv6.db.devices import Device
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Protocol
 from cmsv6.protocols.jt808 import codec
-from cmsv6.protocols.jt808.codec import decode_frame, encode
 from cmsv6.protocols.jt808.errors import CodecError
-from cmsv6.protocols.jt808.framing import Deframer, Frame, parse_frame
-from cmsv6.protocols.jt808.header import Header
-from cmsv6.protocols.jt808.messages.core import RESULT_BAD_MESSAGE, RESULT_OK, Heartbeat, TerminalResponse
+from cmsv6.protocols.jt808.framing import parse_frame
+from cmsv6.protocols.jt808.messages.core import (
+    RESULT_BAD_MESSAGE,
+    RESULT_OK,
+    Heartbeat,
+    TerminalResponse,
+)
+from tests.support.wire import answers, frame
 
 #: The message whose body decoder the tests break.
 BROKEN = 0x0001
-
-
-@pytest.fixture
-def logged() -> Iterator[list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def _gateway() -> Gateway:
@@ -48,20 +43,6 @@ def _device(gw: Gateway, phone: str) -> tuple[JT808Protocol, StringTransport]:
     return proto, transport
 
 
-def _frame(phone: str, serial: int, body: Any) -> bytes:
-    return encode(Header(body.MSG_ID, phone, serial), body)
-
-
-def _answers(transport: StringTransport) -> list[Any]:
-    """The messages the gateway has written since the last call."""
-    out = []
-    for item in Deframer().feed(transport.value()):
-        assert isinstance(item, Frame)
-        out.append(decode_frame(item))
-    transport.clear()
-    return out
-
-
 def _bug(data: bytes, version: int) -> Any:
     return None.oops  # type: ignore[attr-defined]
 
@@ -75,9 +56,9 @@ def test_a_bug_closes_that_connection_only(
     gw = _gateway()
     bad, bad_transport = _device(gw, "013800000001")
     good, good_transport = _device(gw, "013800000002")
-    broken = _frame("013800000001", 5, TerminalResponse(1, 0x8103, 0))
+    broken = frame(TerminalResponse(1, 0x8103, 0), 5, "013800000001")
     # The frame after it in the same read is not handled: the connection is closing.
-    bad.dataReceived(broken + _frame("013800000001", 6, Heartbeat()))
+    bad.dataReceived(broken + frame(Heartbeat(), 6, "013800000001"))
     assert bad_transport.disconnecting
     assert bad_transport.value() == b""
     assert gw.counters["errors"] == 1
@@ -87,8 +68,8 @@ def test_a_bug_closes_that_connection_only(
     assert event["msg_id"] == BROKEN and event["header"] == parse_frame(broken).header
     assert event["body"] == parse_frame(broken).body.hex() == "0001810300"
 
-    good.dataReceived(_frame("013800000002", 9, Heartbeat()))
-    (answer,) = _answers(good_transport)
+    good.dataReceived(frame(Heartbeat(), 9, "013800000002"))
+    (answer,) = answers(good_transport)
     assert (answer.header.msg_id, answer.body.reply_serial, answer.body.result) == (
         0x8001, 9, RESULT_OK,
     )  # fmt: skip
@@ -105,8 +86,8 @@ def test_a_body_that_does_not_decode_is_answered(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(codec.FAST_DECODERS, BROKEN, refuse)
     gw = _gateway()
     proto, transport = _device(gw, "013800000003")
-    proto.dataReceived(_frame("013800000003", 7, TerminalResponse(1, 0x8103, 0)))
-    (answer,) = _answers(transport)
+    proto.dataReceived(frame(TerminalResponse(1, 0x8103, 0), 7, "013800000003"))
+    (answer,) = answers(transport)
     assert (answer.body.reply_serial, answer.body.reply_id, answer.body.result) == (
         7, BROKEN, RESULT_BAD_MESSAGE,
     )  # fmt: skip

@@ -10,27 +10,26 @@ import pytest
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 
-from cmsv6.protocols.jt808 import codec
-from cmsv6.protocols.jt808.codec import decode_frame, encode
-from cmsv6.protocols.jt808.errors import CodecError
-from cmsv6.protocols.jt808.framing import Deframer, Frame, parse_frame
-from cmsv6.protocols.jt808.header import Header
-from cmsv6.protocols.jt808.messages.core import RESULT_BAD_MESSAGE, RESULT_OK, Heartbeat, TerminalResponse
-from cmsv6.plugins.login.assignment import AssignmentFactory, AssignmentProtocol, Assigner
+from cmsv6.plugins.login.assignment import (
+    Assigner,
+    AssignmentFactory,
+    AssignmentProtocol,
+)
 from cmsv6.plugins.login.directory import Directory
+from cmsv6.protocols.jt808 import codec
+from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.framing import parse_frame
+from cmsv6.protocols.jt808.messages.core import (
+    RESULT_BAD_MESSAGE,
+    RESULT_OK,
+    Heartbeat,
+    TerminalResponse,
+)
+from tests.support.wire import answers, frame
 
 #: The message whose body decoder the tests break (login decodes it before authentication).
 BROKEN = 0x0001
-
-
-@pytest.fixture
-def logged() -> Iterator[list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture
@@ -51,20 +50,6 @@ def _device(factory: AssignmentFactory) -> tuple[AssignmentProtocol, StringTrans
     return proto, transport
 
 
-def _frame(phone: str, serial: int, body: Any) -> bytes:
-    return encode(Header(body.MSG_ID, phone, serial), body)
-
-
-def _answers(transport: StringTransport) -> list[Any]:
-    """The messages login has written since the last call."""
-    out = []
-    for item in Deframer().feed(transport.value()):
-        assert isinstance(item, Frame)
-        out.append(decode_frame(item))
-    transport.clear()
-    return out
-
-
 def _bug(data: bytes, version: int) -> Any:
     return None.oops  # type: ignore[attr-defined]
 
@@ -77,8 +62,8 @@ def test_a_bug_closes_that_connection_only(
     monkeypatch.setitem(codec.FAST_DECODERS, BROKEN, _bug)
     bad, bad_transport = _device(factory)
     good, good_transport = _device(factory)
-    broken = _frame("013800000001", 5, TerminalResponse(1, 0x8103, 0))
-    bad.dataReceived(broken + _frame("013800000001", 6, Heartbeat()))
+    broken = frame(TerminalResponse(1, 0x8103, 0), 5, "013800000001")
+    bad.dataReceived(broken + frame(Heartbeat(), 6, "013800000001"))
     assert bad_transport.disconnecting
     assert bad_transport.value() == b""
     assert factory.assigner.counters["errors"] == 1
@@ -88,8 +73,8 @@ def test_a_bug_closes_that_connection_only(
     assert event["msg_id"] == BROKEN and event["header"] == parse_frame(broken).header
     assert event["body"] == parse_frame(broken).body.hex() == "0001810300"
 
-    good.dataReceived(_frame("013800000002", 9, Heartbeat()))
-    (answer,) = _answers(good_transport)
+    good.dataReceived(frame(Heartbeat(), 9, "013800000002"))
+    (answer,) = answers(good_transport)
     assert (answer.header.msg_id, answer.body.reply_serial, answer.body.result) == (
         0x8001, 9, RESULT_OK,
     )  # fmt: skip
@@ -107,8 +92,8 @@ def test_a_body_that_does_not_decode_is_answered(
 
     monkeypatch.setitem(codec.FAST_DECODERS, BROKEN, refuse)
     proto, transport = _device(factory)
-    proto.dataReceived(_frame("013800000003", 7, TerminalResponse(1, 0x8103, 0)))
-    (answer,) = _answers(transport)
+    proto.dataReceived(frame(TerminalResponse(1, 0x8103, 0), 7, "013800000003"))
+    (answer,) = answers(transport)
     assert (answer.body.reply_serial, answer.body.reply_id, answer.body.result) == (
         7, BROKEN, RESULT_BAD_MESSAGE,
     )  # fmt: skip
