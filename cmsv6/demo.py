@@ -223,11 +223,15 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.devices):
             add_device(dsn, str(FIRST_PHONE + i), plate=f"粤B{i:05d}", fleet=DEMO_FLEET)
         twistd = str(bindir / "twistd")
-        for name, port in (("login", p["login_jt808"]), ("gateway", p["gateway_jt808"])):
+        # Login's device and web ports both (they open one after the other): the banner
+        # must not send a user to a port that is not there yet.
+        for name, ports_up in (("login", (p["login_jt808"], p["web"])),
+                               ("gateway", (p["gateway_jt808"],))):  # fmt: skip
             log = logs / f"{name}.log"
             proc = _start(name, [twistd, "-n", "--pidfile=", name, "--config", str(config)], log)
             procs.append(proc)
-            _wait_port(reach(listen), port, proc, name, log)
+            for port in ports_up:
+                _wait_port(reach(listen), port, proc, name, log)
         sim_log = logs / "sim.log"
         procs.append(_start("sim", [
             str(bindir / "cmsv6"), "sim", "--server",
