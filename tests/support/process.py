@@ -88,7 +88,8 @@ class GatewayProcess(ServerProcess):
         extra = list(self.extra)
         return extra[extra.index("--id") + 1] if "--id" in extra else "gw-1"
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start it; with ``wait``, until it listens for devices (its database answers)."""
         self.starts += 1
         log = self.directory / f"gateway-{self.starts}.log"
         self.proc = subprocess.Popen(
@@ -104,7 +105,8 @@ class GatewayProcess(ServerProcess):
             ],  # fmt: skip
             stdin=subprocess.DEVNULL,
         )
-        wait_port(self.port)
+        if wait:
+            wait_port(self.port)
 
 
 def free_port() -> int:

@@ -1,8 +1,8 @@
-"""Waiting for a ``twistd gateway`` started by ``GatewayProcess`` to reach its database.
+"""A ``twistd gateway`` started by ``GatewayProcess``: what its log says.
 
-The gateway listens for devices before its database pool is connected; a registration that
-arrives in between is not answered (a real unit retries, a scripted test device does not),
-so tests that drive a device by hand wait for the pool first."""
+The gateway opens its device port only once its database answers, so ``start()``'s wait
+for the port already means the database is connected; ``database_connected`` checks the
+log as well, for tests that start the gateway without waiting for the port."""
 
 from __future__ import annotations
 

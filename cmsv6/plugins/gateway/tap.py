@@ -7,10 +7,11 @@ from typing import Any
 from twisted.application import internet, service, strports
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from cmsv6 import config as cfg
 from cmsv6.db import devices as device_store
-from cmsv6.db.service import Database
+from cmsv6.db.service import Database, DatabaseUnavailable
 from cmsv6.plugins.gateway.writer import PositionWriter
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
@@ -83,17 +84,28 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
             db, gateway.id, gateway.now(), "gateway restarted"
         ).addErrback(lambda f: _log.warn("stale sessions not closed: {e}", e=f.getErrorMessage()))
 
+    devices = strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor)
+
+    def _stopped_first(f: Failure) -> None:
+        f.trap(DatabaseUnavailable)  # stopped before the database answered: nothing to start
+
+    def listen(_: object) -> None:
+        # Devices are let in once the database answers: before that a registration or an
+        # authentication could get no answer at all (a unit retries; an operator wonders).
+        if top.running and devices.parent is None:
+            devices.setServiceParent(top)
+
     class _Startup(service.Service):
         def startService(self) -> None:  # noqa: N802
             super().startService()
-            db.ready().addCallback(ready).addErrback(lambda f: None)
+            d = db.ready().addCallback(ready).addCallback(listen)
+            d.addErrback(_stopped_first).addErrback(lambda f: _log.failure("gateway start-up", f))
 
         def stopService(self) -> None:  # noqa: N802
             super().stopService()
             gateway.writer.stop()
 
     _Startup().setServiceParent(top)
-    strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor).setServiceParent(top)
     if conf.cluster:
         # Only links proving this gateway's own id (login with the master, cmsv6 send).
         cluster = ClusterFactory(gateway, lambda i: key if i == conf.id else None, reactor)
