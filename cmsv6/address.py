@@ -33,3 +33,8 @@ def split_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{address!r} is not host:port")
     return host, int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    """(host, port) → ``host:port`` (``[v6]:port`` for IPv6): ``split_address``'s inverse."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -33,15 +33,16 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from cmsv6.address import join_address, split_address
 from cmsv6.db.devices import Device
 from cmsv6.db.service import Database
 from cmsv6.phone import canonical_phone
-from cmsv6.plugins.login.directory import Directory, GatewayEntry, join_address, split_address
+from cmsv6.plugins.login.directory import Directory, GatewayEntry
 from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.core import RESULT_FAILED, RESULT_OK, Authenticate
 from cmsv6.protocols.jt808.messages.params import SetParameters
-from cmsv6.terminal.protocol import TerminalFactory, TerminalProtocol
 from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.protocol import TerminalFactory, TerminalProtocol
 from cmsv6.terminal.registration import Registrar, RegistrationPolicy
 from cmsv6.terminal.session import Link, TerminalSession
 

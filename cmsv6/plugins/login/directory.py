@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from cmsv6.address import split_address
 from cmsv6.phone import canonical_phone
 from cmsv6.protocols.jt808.retransmit import waits
 from cmsv6.rpc.commands import (
@@ -288,16 +289,3 @@ def _command_failed(failure: Failure, phone: str, gateway_id: str) -> Failure:
     _log.failure("command to {phone} through {gateway} failed", failure, phone=phone,
                  gateway=gateway_id)
     return Failure(Unavailable(failure.getErrorMessage()))
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for IPv6) → (host, port); ValueError if it is not one."""
-    host, sep, port = address.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{address!r} is not host:port")
-    return host, int(port)
-
-
-def join_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -23,7 +23,7 @@ from twisted.web import resource, server
 from cmsv6 import config as cfg
 from cmsv6.db import cluster as cluster_store
 from cmsv6.db.service import Database
-from cmsv6.plugins.login.assignment import AssignmentFactory, Assigner
+from cmsv6.plugins.login.assignment import Assigner, AssignmentFactory
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.login.rpc import LoginClusterFactory
 from cmsv6.plugins.login.standby import ActiveLock
@@ -193,7 +193,12 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
                         open_registration=conf.registration == "open",
                         registration=RegistrationPolicy.from_config(conf),
                         limits=Limits.of(conf))  # fmt: skip
-    from cmsv6.metrics import MetricsResource, amp_links_gauge, make_registry, role_gauge
+    from cmsv6.metrics import (
+        MetricsResource,
+        amp_links_gauge,
+        make_registry,
+        role_gauge,
+    )
 
     registry = make_registry()
     serving = Serving(reactor, config, db, directory, assigner, registry, credential)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 from twisted.internet import task
 
+from cmsv6.address import split_address
 from cmsv6.plugins.login.assignment import server_parameters
-from cmsv6.plugins.login.directory import Directory, split_address
+from cmsv6.plugins.login.directory import Directory
 from cmsv6.rpc.commands import BadRequest, DeviceOffline
 from tests.support.link import FakeLink
 
