@@ -17,12 +17,13 @@ import pytest_twisted
 from twisted.internet import utils
 
 from cmsv6.db.embedded import EmbeddedPostgres
+from cmsv6.passwords import verify_password
 from cmsv6.protocols.jt808.codec import decode_frame
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.framing import parse_frame
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
-from cmsv6.passwords import verify_password
 from tests.support.corpus import jt808
+from tests.support.database import query
 from tests.support.device import connect, until
 from tests.support.process import GatewayProcess, free_port, server_key
 from tests.support.ready import database_connected
@@ -44,13 +45,6 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     return subprocess.run([CMSV6, *args], input=stdin, capture_output=True, text=True,
                           timeout=WAIT)  # fmt: skip
 
-
-def query(dsn: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        out = cur.fetchall()
-    conn.close()
-    return out
 
 
 def corpus_frames(n: int = 4) -> list[dict[str, Any]]:

@@ -10,39 +10,32 @@ from io import BytesIO
 from typing import Any, Callable
 
 import attrs
-import psycopg2
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, endpoints
 from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
-from twisted.web.http_headers import Headers
 
 from cmsv6.config import WebConfig
 from cmsv6.db import positions as position_store
 from cmsv6.db.devices import add_device
 from cmsv6.db.positions import Position
+from cmsv6.db.service import Database
 from cmsv6.db.users import put_user
 from cmsv6.passwords import hash_password
-from cmsv6.db.service import Database
 from cmsv6.protocols.jt808.codec import encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.rpc.commands import DeviceOffline
 from cmsv6.web.site import make_site
+from tests.support.database import query
 
 PASSWORD = "correct horse battery"
 NORTH, SOUTH, LONE = "13800000001", "13800000002", "13800000003"
 #: Long enough for anything the site does over loopback; only a guard against hanging.
 WAIT = 15.0
 
-
-def sql(dsn: str, query: str, args: Any = ()) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(query, args)
-        out = cur.fetchall() if cur.description else []
-    conn.close()
-    return out
 
 
 class FakeCluster:
@@ -100,7 +93,7 @@ class Web:
         return f"http://127.0.0.1:{self.port}{path}".encode()
 
     def device_id(self, phone: str) -> int:
-        return int(sql(self.dsn, "SELECT id FROM devices WHERE phone = %s", (phone,))[0][0])
+        return int(query(self.dsn, "SELECT id FROM devices WHERE phone = %s", (phone,))[0][0])
 
 
 _PASSWORD_HASH: list[str] = []
@@ -233,7 +226,7 @@ def store_positions(web: Web, rows: list[Position]) -> Any:
 
 def add_alarm(dsn: str, device_id: int, kind: str, started: datetime, state: str = "new") -> int:
     return int(
-        sql(dsn, "INSERT INTO alarms (device_id, kind, started, state, latitude, longitude,"
+        query(dsn, "INSERT INTO alarms (device_id, kind, started, state, latitude, longitude,"
             " details) VALUES (%s, %s, %s, %s, 22.5, 114.0, '{\"speed\": 90}') RETURNING id",
             (device_id, kind, started, state))[0][0]
     )  # fmt: skip

@@ -14,8 +14,9 @@ from cmsv6.protocols.jt808.messages.location import LocationQueryResponse
 from cmsv6.protocols.jt808.messages.params import ParametersResponse
 from cmsv6.rpc.commands import CommandTimeout
 from tests.support.device import location
+from tests.support.database import query
 from tests.web.support import (
-    LONE, NORTH, PASSWORD, SOUTH, T0, Web, add_alarm, call, login, position_row, sql,
+    LONE, NORTH, PASSWORD, SOUTH, T0, Web, add_alarm, call, login, position_row,
     store_positions,
 )  # fmt: skip
 
@@ -35,7 +36,7 @@ def test_login_returns_token_stored_hashed(web: Web) -> None:
     expires = datetime.fromisoformat(body["expires"])
     assert datetime.now(timezone.utc) + timedelta(hours=11) < expires
     assert expires < datetime.now(timezone.utc) + timedelta(hours=13)
-    ((stored,),) = sql(web.dsn, "SELECT token_hash FROM api_tokens")
+    ((stored,),) = query(web.dsn, "SELECT token_hash FROM api_tokens")
     assert bytes(stored) == hashlib.sha256(body["token"].encode()).digest()
     me = yield call(web, "GET", "/api/v1/me", token=body["token"])
     assert (me.status, me.body) == (200, {"name": "olga", "role": "operator"})
@@ -56,7 +57,7 @@ def test_login_wrong_password_or_user(web: Web) -> None:
     assert wrong.status == unknown.status == 401
     assert wrong.body == unknown.body
     assert wrong.body["error"]["code"] == "bad_credentials"
-    assert sql(web.dsn, "SELECT count(*) FROM api_tokens") == [(0,)]
+    assert query(web.dsn, "SELECT count(*) FROM api_tokens") == [(0,)]
 
 
 @pytest_twisted.inlineCallbacks
@@ -98,7 +99,7 @@ def test_requests_need_a_valid_token(web: Web) -> None:
     token = yield login(web)
     reply = yield call(web, "GET", "/api/v1/devices", token=token)
     assert reply.status == 200
-    sql(web.dsn, "UPDATE api_tokens SET expires = now() - interval '1 second'")
+    query(web.dsn, "UPDATE api_tokens SET expires = now() - interval '1 second'")
     reply = yield call(web, "GET", "/api/v1/devices", token=token)
     assert reply.status == 401
     token = yield login(web)
@@ -184,9 +185,9 @@ def test_positions_paged_by_time(web: Web) -> None:
     after = ""
     pages = 0
     while True:
-        query = f"from={T0.isoformat()}&limit=5" + (f"&after={after}" if after else "")
-        query = query.replace("+", "%2B")
-        reply = yield call(web, "GET", f"/api/v1/devices/{NORTH}/positions?{query}", token=token)
+        args = f"from={T0.isoformat()}&limit=5" + (f"&after={after}" if after else "")
+        args = args.replace("+", "%2B")
+        reply = yield call(web, "GET", f"/api/v1/devices/{NORTH}/positions?{args}", token=token)
         assert reply.status == 200, reply.body
         pages += 1
         seen += [(p["time"], p["latitude"]) for p in reply.body["positions"]]
@@ -212,10 +213,10 @@ def test_positions_time_range_and_arguments(web: Web) -> None:
     times = [p["time"] for p in reply.body["positions"]]
     assert times == [(T0 + timedelta(minutes=i)).isoformat() for i in (2, 3, 4)]
     assert reply.body["next"] is None
-    for query in ("from=yesterday", "limit=0", "limit=100000", "limit=x",
-                  f"from={end}&to={start}", "after=garbage~zz"):
-        reply = yield call(web, "GET", f"/api/v1/devices/{NORTH}/positions?{query}", token=token)
-        assert reply.status == 400, query
+    for bad in ("from=yesterday", "limit=0", "limit=100000", "limit=x",
+                f"from={end}&to={start}", "after=garbage~zz"):
+        reply = yield call(web, "GET", f"/api/v1/devices/{NORTH}/positions?{bad}", token=token)
+        assert reply.status == 400, bad
 
 
 # -- alarms --------------------------------------------------------------------------------
@@ -259,13 +260,13 @@ def test_handle_alarm_records_user_time_note_and_audit(web: Web) -> None:
         "handled", "olga", "called the driver"
     )
     assert reply.body["handled"] is not None
-    ((action, details),) = sql(web.dsn, "SELECT action, details FROM audit a JOIN users u"
+    ((action, details),) = query(web.dsn, "SELECT action, details FROM audit a JOIN users u"
                                " ON u.id = a.user_id WHERE u.name = 'olga'")
     assert action == "alarm.handle"
     assert details == {"alarm": mine, "state": "handled", "note": "called the driver"}
     reply = yield call(web, "POST", f"/api/v1/alarms/{theirs}", {"state": "dismissed"}, token=token)
     assert reply.status == 404
-    assert sql(web.dsn, "SELECT state FROM alarms WHERE id = %s", (theirs,)) == [("new",)]
+    assert query(web.dsn, "SELECT state FROM alarms WHERE id = %s", (theirs,)) == [("new",)]
     for body in ({"state": "new"}, {"state": "closed"}, {"state": "handled", "note": 5}):
         reply = yield call(web, "POST", f"/api/v1/alarms/{mine}", body, token=token)
         assert reply.status == 400, body
@@ -277,7 +278,7 @@ def test_handle_alarm_records_user_time_note_and_audit(web: Web) -> None:
 
 
 def _commands(dsn: str) -> list[tuple[Any, ...]]:
-    return sql(dsn, "SELECT status, msg_id, body, reply, finished IS NOT NULL FROM commands"
+    return query(dsn, "SELECT status, msg_id, body, reply, finished IS NOT NULL FROM commands"
                " ORDER BY id")
 
 
@@ -302,7 +303,7 @@ def test_command_replied(web: Web) -> None:
     assert stored_reply == reply.body["reply"]
     # The gateway is told who asked and which row this is (it marks that row sent rather
     # than recording the command a second time).
-    ((row_id,),) = sql(web.dsn, "SELECT id FROM commands", ())
+    ((row_id,),) = query(web.dsn, "SELECT id FROM commands", ())
     assert web.cluster.sent_as == [("olga", row_id)]
 
 
@@ -311,7 +312,7 @@ def test_command_in_both_protocol_versions(web: Web) -> None:
     """A command goes to the cluster with a 2013 body and a 2019 one (0x8300 with its text
     type), whatever version the database has for the device: the gateway sends the one of
     the device's live session."""
-    sql(web.dsn, "UPDATE devices SET protocol = 2013 WHERE phone = %s", (NORTH,))
+    query(web.dsn, "UPDATE devices SET protocol = 2013 WHERE phone = %s", (NORTH,))
     web.cluster.gateways = {NORTH: "gw-1"}
     token = yield login(web)
     reply = yield call(web, "POST", f"/api/v1/devices/{NORTH}/commands",

@@ -10,7 +10,8 @@ import pytest_twisted
 from twisted.internet import task
 
 from cmsv6.web.ws import Hub
-from tests.web.support import NORTH, SOUTH, T0, Web, position_row, sql, store_positions
+from tests.support.database import query
+from tests.web.support import NORTH, SOUTH, T0, Web, position_row, store_positions
 
 
 class _Client:
@@ -62,7 +63,7 @@ def test_late_committed_alarm_pushed_once(web: Web) -> None:
     hub.subscribe(client, {NORTH: north})
     yield hub.poll()  # the starting point
     yield hub.poll()
-    (alarm_id,) = sql(
+    (alarm_id,) = query(
         web.dsn,
         "INSERT INTO alarms (device_id, kind, started, created)"
         " VALUES (%s, 'bit:emergency', %s, now() - interval '2 seconds') RETURNING id",

@@ -13,7 +13,8 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from cmsv6.cli import main as cli
 from cmsv6.passwords import verify_password
-from tests.web.support import LONE, NORTH, PASSWORD, Web, call, login, sql
+from tests.support.database import query
+from tests.web.support import LONE, NORTH, PASSWORD, Web, call, login
 from tests.web.test_units import old_hash
 
 LOGIN = "/api/v1/login"
@@ -57,7 +58,7 @@ def test_hundred_and_first_guess_in_an_hour_refused(web: Web) -> None:
     attempt, even with the right password from a fresh address, is a 429 whose Retry-After
     is the rest of the hour."""
     # A cheap (pre-issue-9) hash keeps 100 checks quick; the limit does not depend on it.
-    sql(web.dsn, "UPDATE users SET password_hash = %s WHERE name = 'olga'", (old_hash(PASSWORD),))
+    query(web.dsn, "UPDATE users SET password_hash = %s WHERE name = 'olga'", (old_hash(PASSWORD),))
     for i in range(100):
         reply = yield call(web, "POST", LOGIN, {"username": "olga", "password": f"guess-{i}"},
                            source=f"127.0.1.{i // 5 + 1}")  # fmt: skip
@@ -76,9 +77,9 @@ def test_hundred_and_first_guess_in_an_hour_refused(web: Web) -> None:
 def test_old_hash_verifies_and_is_upgraded_at_login(web: Web) -> None:
     """A password hash made the old way (scrypt N=2^14) still logs in, and the login
     replaces it with one at N=2^17 of the same password; the session stands."""
-    sql(web.dsn, "UPDATE users SET password_hash = %s WHERE name = 'olga'", (old_hash(PASSWORD),))
+    query(web.dsn, "UPDATE users SET password_hash = %s WHERE name = 'olga'", (old_hash(PASSWORD),))
     token = yield login(web, "olga")
-    ((stored,),) = sql(web.dsn, "SELECT password_hash FROM users WHERE name = 'olga'")
+    ((stored,),) = query(web.dsn, "SELECT password_hash FROM users WHERE name = 'olga'")
     assert stored.startswith("scrypt$131072$8$1$")
     assert verify_password(PASSWORD, stored)
     me = yield call(web, "GET", "/api/v1/me", token=token)
@@ -129,7 +130,7 @@ RESET = {"type": "terminal_control", "command": 4}
 
 
 def _audit(dsn: str) -> list[tuple[Any, ...]]:
-    return sql(dsn, "SELECT u.name, a.action, a.details->>'msg_id', a.details->>'reason'"
+    return query(dsn, "SELECT u.name, a.action, a.details->>'msg_id', a.details->>'reason'"
                " FROM audit a JOIN users u ON u.id = a.user_id ORDER BY a.id")  # fmt: skip
 
 
@@ -144,7 +145,7 @@ def test_operator_refused_device_control_commands(web: Web) -> None:
         assert reply.status == 403, (command, reply.body)
         assert set(reply.body) == {"error"} and reply.body["error"]["code"] == "forbidden"
     assert web.cluster.sent == []
-    assert sql(web.dsn, "SELECT count(*) FROM commands") == [(0,)]
+    assert query(web.dsn, "SELECT count(*) FROM commands") == [(0,)]
     audit = _audit(web.dsn)
     assert [row[:3] for row in audit] == [("olga", "command_refused", "0x8105"),
                                           ("olga", "command_refused", "0x8103")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, task
@@ -19,18 +18,12 @@ from cmsv6.protocols.jt808.messages.core import Heartbeat, TerminalResponse
 from cmsv6.protocols.jt808.messages.location import LocationBatch
 from cmsv6.protocols.jt808.model import RawBody
 from cmsv6.rpc.commands import CommandTimeout, DeviceOffline
+from tests.support.database import query
 from tests.support.device import connect, location, shipping_writer, until, within
 from tests.support.link import FakeLink
 
 PHONE = "13800000001"
 
-
-def rows(dsn: str, sql: str, args: tuple = ()) -> list[tuple[Any, ...]]:  # type: ignore[type-arg]
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        out = cur.fetchall()
-    conn.close()
-    return out
 
 
 @pytest.fixture
@@ -71,17 +64,17 @@ def test_register_authenticate_report(gateway: Gateway) -> None:
     serial = dev.send(location(alarm=0, extras={0x01: 1234, 0x31: 9, 0xE1: b"\x01\x02"}))
     ack = yield dev.next(0x8001)
     assert (ack.body.reply_serial, ack.body.reply_id, ack.body.result) == (serial, 0x0200, 0)
-    (row,) = rows(gateway.dsn, "SELECT p.latitude, p.longitude, p.altitude, p.speed, p.direction,"
+    (row,) = query(gateway.dsn, "SELECT p.latitude, p.longitude, p.altitude, p.speed, p.direction,"
                   " p.time, p.extras, p.blind FROM positions p JOIN devices d ON d.id = p.device_id"
                   " WHERE d.phone = %s", (PHONE,))
     assert row[:5] == (22.5431, 114.0579, 12, 36.5, 90)
     assert row[5] == datetime(2026, 11, 25, 10, 0, 0, tzinfo=BEIJING)
     assert row[6] == {"0x01": 1234, "0x31": 9, "0xe1": "0102"} and row[7] is False
-    (session,) = rows(gateway.dsn, "SELECT gateway_id, gateway_address, device_address,"
+    (session,) = query(gateway.dsn, "SELECT gateway_id, gateway_address, device_address,"
                       " disconnected FROM device_sessions")
     assert session[:2] == ("gw-test", "127.0.0.1:7611") and session[2].startswith("127.0.0.1:")
     assert session[3] is None
-    (last,) = rows(gateway.dsn, "SELECT latitude FROM last_positions")
+    (last,) = query(gateway.dsn, "SELECT latitude FROM last_positions")
     assert last == (22.5431,)
     dev.transport.loseConnection()
 
@@ -128,7 +121,7 @@ def test_nothing_before_authentication(gateway: Gateway) -> None:
     dev.send(Authenticate("wrong"))
     ack = yield dev.next(0x8001)
     assert ack.body.result == 1
-    assert rows(gateway.dsn, "SELECT count(*) FROM positions") == [(0,)]
+    assert query(gateway.dsn, "SELECT count(*) FROM positions") == [(0,)]
     dev.transport.loseConnection()
 
 
@@ -159,7 +152,7 @@ def test_blind_area_batch_and_duplicates(gateway: Gateway) -> None:
     yield dev.next(0x8001)
     dev.send(batch)
     yield dev.next(0x8001)
-    stored = rows(gateway.dsn, "SELECT time, blind FROM positions ORDER BY time")
+    stored = query(gateway.dsn, "SELECT time, blind FROM positions ORDER BY time")
     assert [r[0] for r in stored] == [t0 + timedelta(seconds=10 * i) for i in range(5)]
     assert all(r[1] for r in stored)
     dev.transport.loseConnection()
@@ -174,7 +167,7 @@ def test_alarm_opens_and_closes(gateway: Gateway) -> None:
     for i, alarm in enumerate([0, 1, 1, 0]):
         dev.send(location(alarm=alarm, time=t + timedelta(seconds=i)))
         yield dev.next(0x8001)
-    (alarm_row,) = rows(gateway.dsn, "SELECT kind, started, ended FROM alarms")
+    (alarm_row,) = query(gateway.dsn, "SELECT kind, started, ended FROM alarms")
     assert alarm_row == ("bit:emergency", t + timedelta(seconds=1), t + timedelta(seconds=3))
     dev.transport.loseConnection()
 
@@ -193,7 +186,7 @@ def test_bad_check_code_is_answered(gateway: Gateway) -> None:
     dev.transport.write(bytes(frame))
     ack = yield dev.next(0x8001)
     assert ack.body.result == 2
-    assert rows(gateway.dsn, "SELECT count(*) FROM positions") == [(0,)]
+    assert query(gateway.dsn, "SELECT count(*) FROM positions") == [(0,)]
     dev.transport.loseConnection()
 
 
@@ -219,7 +212,7 @@ def test_photo_in_subpackages(gateway: Gateway, tmp_path: Any) -> None:
     dev.transport.write(frames[1])
     done = yield dev.next(0x8800)
     assert (done.body.media_id, done.body.retransmit_ids) == (77, ())
-    ((path, size),) = rows(gateway.dsn, "SELECT path, size FROM media_files")
+    ((path, size),) = query(gateway.dsn, "SELECT path, size FROM media_files")
     assert size == len(jpeg)
     with open(path, "rb") as f:
         assert f.read() == jpeg
@@ -379,9 +372,9 @@ def test_photos_in_one_second_are_two_files(gateway: Gateway, monkeypatch: Any) 
         dev.send(MultimediaData(5, 0, 0, 0, 1, location(extras={}), jpeg))
         done = yield dev.next(0x8800)
         assert (done.body.media_id, done.body.retransmit_ids) == (5, ())
-    yield until(lambda: len(rows(gateway.dsn, "SELECT id FROM media_files")) == 2,
+    yield until(lambda: len(query(gateway.dsn, "SELECT id FROM media_files")) == 2,
                 "two media rows", in_thread=True)  # fmt: skip
-    stored = rows(gateway.dsn, "SELECT path FROM media_files ORDER BY id")
+    stored = query(gateway.dsn, "SELECT path FROM media_files ORDER BY id")
     assert len({p for (p,) in stored}) == 2
     contents = []
     for (path,) in stored:

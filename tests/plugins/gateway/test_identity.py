@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, threads
@@ -20,6 +19,7 @@ from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.protocols.jt808.messages.core import Authenticate, Register
 from cmsv6.terminal.registration import RegistrationPolicy
+from tests.support.database import query
 from tests.support.device import connect, location, shipping_writer, until, within
 
 PHONE = "13800000071"
@@ -27,13 +27,6 @@ PHONE = "13800000071"
 REAL = Register(44, 300, "CMSV6", "SIM-1", "T000001", 1, "粤B00001")
 IMPOSTOR = Register(44, 300, "EVIL", "X-1", "T999999", 1, "粤B00001")
 
-
-def rows(dsn: str, sql: str, args: tuple = ()) -> list[tuple[Any, ...]]:  # type: ignore[type-arg]
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        out = cur.fetchall()
-    conn.close()
-    return out
 
 
 @pytest.fixture
@@ -101,7 +94,7 @@ def test_takeover_refused_and_real_device_keeps_its_session(make_gateway: Any) -
     add_device(gw.dsn, PHONE, plate="粤B00001")
     real = yield _device(gw)
     code = yield real.login()
-    meta = rows(gw.dsn, "SELECT manufacturer, model, terminal_id, auth_hash FROM devices")
+    meta = query(gw.dsn, "SELECT manufacturer, model, terminal_id, auth_hash FROM devices")
 
     evil, reply = yield _register(gw, body=IMPOSTOR)
     assert (reply.result, reply.auth_code) == (3, None)
@@ -110,14 +103,14 @@ def test_takeover_refused_and_real_device_keeps_its_session(make_gateway: Any) -
         ack = yield evil.next(0x8001)
         assert ack.body.result == 1
     yield within(evil.lost, "the impostor closed after its failed authentications")
-    assert rows(gw.dsn, "SELECT manufacturer, model, terminal_id, auth_hash FROM devices") == meta
+    assert query(gw.dsn, "SELECT manufacturer, model, terminal_id, auth_hash FROM devices") == meta
 
     serial = real.send(location(lat=22.6, lon=114.1))
     ack = yield real.next(0x8001)
     assert (ack.body.reply_serial, ack.body.result) == (serial, 0)
     assert not real.lost.called
     assert gw.sessions[PHONE].link.peer == f"127.0.0.1:{real.transport.getHost().port}"
-    assert rows(gw.dsn, "SELECT latitude, longitude FROM positions") == [(22.6, 114.1)]
+    assert query(gw.dsn, "SELECT latitude, longitude FROM positions") == [(22.6, 114.1)]
     assert gw.counters["register_refused"] == 1
     real.transport.loseConnection()
 
@@ -137,7 +130,7 @@ def test_reset_auth_lets_the_unit_register_again(make_gateway: Any) -> None:
 
     done = yield threads.deferToThread(_cmsv6, "device", "reset-auth", "0" + PHONE, "--dsn", gw.dsn)
     assert done.returncode == 0, done.stderr
-    assert rows(gw.dsn, "SELECT action, details->>'phone', details->>'by' FROM audit") == [
+    assert query(gw.dsn, "SELECT action, details->>'phone', details->>'by' FROM audit") == [
         ("device.reset_auth", PHONE, "ops-alice")
     ]
     dev, fresh = yield _register(gw)
@@ -164,7 +157,7 @@ def test_stored_code_is_not_the_plaintext(make_gateway: Any) -> None:
     dev = yield _device(gw)
     code = yield dev.login()
     assert len(code) == 32
-    (row,) = rows(gw.dsn, "SELECT d::text, auth_salt, auth_hash FROM devices d")
+    (row,) = query(gw.dsn, "SELECT d::text, auth_salt, auth_hash FROM devices d")
     assert code not in row[0] and code.encode().hex() not in row[0]
     assert bytes(row[2]) == hash_auth_code(code, bytes(row[1])) and len(bytes(row[1])) == 16
     dev.transport.loseConnection()
@@ -184,7 +177,7 @@ def test_terminal_id_setting_accepts_the_same_unit_only(make_gateway: Any) -> No
     dev.transport.loseConnection()
     assert (first.result, impostor.result, same.result) == (0, 3, 0)
     assert same.auth_code != first.auth_code
-    assert rows(gw.dsn, "SELECT terminal_id, manufacturer FROM devices") == [("T000001", "CMSV6")]
+    assert query(gw.dsn, "SELECT terminal_id, manufacturer FROM devices") == [("T000001", "CMSV6")]
 
 
 @pytest_twisted.inlineCallbacks
@@ -231,12 +224,12 @@ def test_open_registration_bounded(make_gateway: Any) -> None:
         dev.transport.loseConnection()
     assert results == [0, 0, 4]
     # An hour later the hourly bound allows one more, and then the total is reached.
-    rows(gw.dsn, "UPDATE devices SET created = created - interval '2 hours' RETURNING id")
+    query(gw.dsn, "UPDATE devices SET created = created - interval '2 hours' RETURNING id")
     results = []
     for phone in ("13900000003", "13900000004"):
         dev, reply = yield _register(gw, phone)
         results.append(reply.result)
         dev.transport.loseConnection()
     assert results == [0, 4]
-    assert rows(gw.dsn, "SELECT count(*), bool_and(self_registered) FROM devices") == [(3, True)]
+    assert query(gw.dsn, "SELECT count(*), bool_and(self_registered) FROM devices") == [(3, True)]
     yield until(lambda: not gw.connections, "the connections closed")

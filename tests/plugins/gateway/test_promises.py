@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, task
@@ -18,6 +17,7 @@ from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.protocols.jt808.messages.core import Authenticate, Heartbeat
 from cmsv6.protocols.jt808.messages.location import LocationQueryResponse
+from tests.support.database import query
 from tests.support.device import connect, location, shipping_writer, within
 from tests.support.process import GatewayProcess, free_port
 from tests.support.ready import database_connected
@@ -27,13 +27,6 @@ OTHER = "13800000022"
 #: Only a guard against hanging: nothing here takes more than a fraction of it.
 WAIT = 10.0
 
-
-def rows(dsn: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        out = cur.fetchall()
-    conn.close()
-    return out
 
 
 def _serve(dsn: str, tmp_path: Path, clock: Any = None, idle_timeout: float = 180.0) -> Any:
@@ -145,15 +138,15 @@ def test_position_query_reply_is_stored_then_acknowledged(gateway: Gateway) -> N
     dev = yield _device(gateway)
     yield dev.login()
     d = gateway.send_command(PHONE, 0x8201, b"", timeout=WAIT)
-    query = yield dev.next(0x8201)
+    request = yield dev.next(0x8201)
     where = location(lat=-33.8688, lon=151.2093, speed=12.5)
-    serial = dev.send(LocationQueryResponse(query.header.serial, where))
+    serial = dev.send(LocationQueryResponse(request.header.serial, where))
     reply = yield within(d, "the reply")
     assert reply["msg_id"] == 0x0201
     assert decode_body(0x0201, reply["body"]).location.latitude == where.latitude
     ack = yield dev.next(0x8001)
     assert (ack.body.reply_serial, ack.body.reply_id, ack.body.result) == (serial, 0x0201, 0)
-    stored = rows(gateway.dsn, "SELECT p.latitude, p.longitude, p.speed, p.time, p.blind"  # type: ignore[attr-defined]
+    stored = query(gateway.dsn, "SELECT p.latitude, p.longitude, p.speed, p.time, p.blind"  # type: ignore[attr-defined]
                   " FROM positions p JOIN devices d ON d.id = p.device_id WHERE d.phone = %s",
                   (PHONE,))  # fmt: skip
     assert stored == [(where.latitude, where.longitude, where.speed, where.time, False)]
@@ -255,9 +248,9 @@ def test_report_acknowledged_only_after_commit(gated: Gateway) -> None:
     ack = yield dev.next(0x8001)
     assert (ack.body.reply_serial, ack.body.reply_id) == (beat, 0x0002), "acknowledged before commit"
     assert not dev.received.pending
-    assert rows(gated.dsn, "SELECT count(*) FROM positions") == [(0,)]  # type: ignore[attr-defined]
+    assert query(gated.dsn, "SELECT count(*) FROM positions") == [(0,)]  # type: ignore[attr-defined]
     held[0].callback(None)
     ack = yield dev.next(0x8001)
     assert (ack.body.reply_serial, ack.body.reply_id, ack.body.result) == (serial, 0x0200, 0)
-    assert rows(gated.dsn, "SELECT count(*) FROM positions") == [(1,)]  # type: ignore[attr-defined]
+    assert query(gated.dsn, "SELECT count(*) FROM positions") == [(1,)]  # type: ignore[attr-defined]
     dev.transport.loseConnection()

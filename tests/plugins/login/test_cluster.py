@@ -9,27 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest_twisted
 from twisted.internet import defer, error, task
 
 from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import upgrade
 from cmsv6.db.users import add_user
-from cmsv6.protocols.jt808.messages.core import Authenticate, Register, TerminalResponse
 from cmsv6.phone import canonical_phone
+from cmsv6.protocols.jt808.messages.core import Authenticate, Register, TerminalResponse
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Fleet, FleetConfig
+from tests.support.database import query
 from tests.support.device import DeviceProtocol, connect, location, until, within
 from tests.support.process import GatewayProcess, LoginProcess, free_port
-
-
-def query(dsn: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        out = cur.fetchall()
-    conn.close()
-    return out
 
 
 def current_gateways(dsn: str) -> dict[str, str]:
