@@ -7,7 +7,10 @@ key with ``--id``) like any cluster link; the gateway records the command in
 A ``--json`` body is encoded for both protocol versions, and the gateway sends the one of
 the device's live session; fields that fit one version only (a 2019 0x8300 needs its
 ``text_type``) give that version's body, sent whatever the device speaks, with a warning.
-A ``--hex`` body is sent as it is. The reply is decoded here, once; a reply that does not
+The JSON is checked against the message's fields first: a missing field, one the message
+does not have, or a value of the wrong type (a parameter's value that does not fit its
+type) is a one-line error naming it, exit status 2, and nothing is sent. A ``--hex`` body
+is sent as it is. The reply is decoded here, once; a reply that does not
 decode is printed with its bytes (``{"hex", "error"}``) and the exit status is 1.
 """
 
@@ -21,46 +24,64 @@ from typing import Any
 
 from twisted.internet import defer, endpoints, task
 
-from cmsv6.protocols.jt808.codec import decode_body
+from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.errors import CodecError
-from cmsv6.protocols.jt808.jsonable import jsonable
-from cmsv6.protocols.jt808.model import MESSAGES
+from cmsv6.protocols.jt808.jsonable import FieldError, body_from_json, int_from_json, jsonable
 from cmsv6.rpc import keys
 from cmsv6.rpc.commands import SendMessage
 from cmsv6.rpc.link import ClusterLink
+from cmsv6.web.routing import loads_bounded
 
 
 def body_bytes(msg_id: int, json_text: str | None, hex_text: str | None, version: int) -> bytes:
+    """The body from ``--hex``, or from ``--json`` checked against the message's fields
+    (``FieldError`` says what is missing or wrong, in words) and encoded for ``version``
+    (``CodecError`` if it does not encode in it)."""
     if hex_text is not None:
-        return bytes.fromhex(hex_text)
-    cls = MESSAGES.get(msg_id)
-    if cls is None:
-        raise ValueError(f"0x{msg_id:04x} has no format: give the body with --hex")
-    fields = json.loads(json_text) if json_text else {}
-    return cls.CODEC.build(fields, version=version)  # type: ignore[attr-defined,no-any-return]
+        try:
+            return bytes.fromhex(hex_text)
+        except ValueError:
+            raise FieldError("--hex must be hex digits (two per byte)") from None
+    return encode_body(body_from_json(msg_id, fields_json(json_text)), version)
+
+
+def fields_json(json_text: str | None) -> Any:
+    """The JSON of ``--json`` (no body: no fields)."""
+    if not json_text:
+        return {}
+    try:
+        return loads_bounded(json_text.encode("utf-8", "surrogateescape"))
+    except ValueError as e:
+        raise FieldError(f"--json is not JSON: {e}") from None
 
 
 def bodies(msg_id: int, json_text: str | None, hex_text: str | None) -> dict[str, bytes]:
     """The ``SendMessage`` body arguments: ``body`` (2013) and ``body_2019``, or one ``body``
-    for every version when only one encodes (or the body is given as hex)."""
+    for every version when only one encodes (or the body is given as hex). FieldError if
+    the JSON is not the message's fields; CodecError if they encode in neither version."""
     if hex_text is not None:
         return {"body": body_bytes(msg_id, None, hex_text, 2013)}
+    body = body_from_json(msg_id, fields_json(json_text))
     built: dict[int, bytes] = {}
-    errors: dict[int, Exception] = {}
+    errors: dict[int, CodecError] = {}
     for version in (2013, 2019):
         try:
-            built[version] = body_bytes(msg_id, json_text, None, version)
-        except (CodecError, TypeError, KeyError) as e:
+            built[version] = encode_body(body, version)
+        except CodecError as e:
             errors[version] = e
     if not built:
         raise errors[2013]
     if len(built) == 1:
-        ((version, body),) = built.items()
+        ((version, data),) = built.items()
         other = 2019 if version == 2013 else 2013
-        print(f"cmsv6: the body does not encode for {other} ({errors[other]}); the {version}"
+        print(f"cmsv6: the body does not encode for {other} ({_one_line(errors[other])}); the {version}"
               " body is sent whatever the device's version", file=sys.stderr)
-        return {"body": body}
+        return {"body": data}
     return {"body": built[2013], "body_2019": built[2019]}
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def decoded_reply(reply: dict[str, Any]) -> tuple[Any, bool]:
@@ -73,10 +94,12 @@ def decoded_reply(reply: dict[str, Any]) -> tuple[Any, bool]:
 
 def send(args: argparse.Namespace) -> int:
     try:
-        msg_id = int(args.msg_id, 0)
+        msg_id = int_from_json(args.msg_id, "the message id", 0, 0xFFFF)
+        if args.json is not None and args.hex is not None:
+            raise FieldError("give the body as --json or as --hex, not both")
         arguments = bodies(msg_id, args.json, args.hex)
-    except (ValueError, CodecError, TypeError, KeyError) as e:
-        print(f"cmsv6: {e}", file=sys.stderr)
+    except (FieldError, CodecError) as e:
+        print(f"cmsv6: {_one_line(e)}", file=sys.stderr)
         return 2
     try:
         credential = keys.load(args.key)
