@@ -56,6 +56,9 @@ class EmbeddedPostgres:
         self.port = port if port is not None else free_port()
         self.bindir = find_bindir()
         self.host_auth = host_auth
+        #: ``start()`` started the server (it was not running already): the one who may
+        #: stop it again, when others may be using a server that was there before.
+        self.started = False
 
     # -- commands ------------------------------------------------------------------------
 
@@ -63,7 +66,7 @@ class EmbeddedPostgres:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if check and result.returncode != 0:
             raise EmbeddedPostgresError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
         return result
@@ -130,6 +133,7 @@ class EmbeddedPostgres:
             shutil.chown(self.data / "pg_hba.conf", "postgres", "postgres")
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the server, unless it runs already (then ``started`` stays False)."""
         if self.running:
             return
         self._run(
@@ -137,6 +141,7 @@ class EmbeddedPostgres:
             "-D", str(self.data), "-l", str(self.log),
             "-o", f"-p {self.port} -k {self.sockets}",
         )  # fmt: skip
+        self.started = True
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -163,6 +168,29 @@ class EmbeddedPostgres:
         if not self.initialized:
             return False
         return self._run("pg_ctl", "status", "-D", str(self.data), check=False).returncode == 0
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid, as its ``postmaster.pid`` says (None without one)."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def alive(self) -> bool:
+        """The postmaster of ``postmaster.pid`` exists: a cheap check, without pg_ctl (a
+        server stopped cleanly removes the file; one killed leaves it, with a dead pid)."""
+        pid = self.pid
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # somebody else's process: it exists
+            return True
+        return True
 
     def destroy(self) -> None:
         self.stop("immediate")
