@@ -16,10 +16,12 @@ none and is reachable through the cluster's private socket directory only).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import ipaddress
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 import psycopg2
+from attrs import frozen
 from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
@@ -34,14 +37,23 @@ from cmsv6.db.devices import add_device
 from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.upgrade import grant_app_role, upgrade
 from cmsv6.db.users import add_user
+from cmsv6.sim.fleet import phones
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"
 DEMO_FLEET = "demo buses"
 FIRST_PHONE = 13900000000
+#: As ``cmsv6 sim --first-phone`` gets it: 12 digits, what a 2013 header carries.
+SIM_FIRST_PHONE = f"0{FIRST_PHONE}"
+#: ``cmsv6 sim --plate-prefix``: the simulator numbers its plates from 00001.
+PLATE_PREFIX = "粤B"
 PORTS = {"db": 15432, "login_jt808": 6608, "login_cluster": 6609, "web": 8080,
          "gateway_jt808": 7611, "gateway_cluster": 7613, "login_metrics": 9608,
          "gateway_metrics": 9611}
+#: The ports on ``--listen`` (the others are on 127.0.0.1 whatever it says).
+PUBLIC = ("login_jt808", "web", "gateway_jt808")
+#: Lines of a server's log shown when it exits.
+LOG_TAIL_LINES = 10
 #: The schema's owner (runs the upgrade) and the servers' role (rows only).
 OWNER_ROLE, APP_ROLE = "cmsv6_owner", "cmsv6_app"
 LOOPBACK = "127.0.0.1"
@@ -168,25 +180,147 @@ def setup_database(cluster: EmbeddedPostgres, var: Path, p: dict[str, int]) -> s
     return owner
 
 
-def _start(name: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out: IO[bytes] = open(log, "ab")
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    proc.demo_name = name  # type: ignore[attr-defined]
-    proc.demo_log = log  # type: ignore[attr-defined]
-    return proc
+@frozen
+class Server:
+    """A process the demo started and watches: its name in messages, and its log."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    import socket
+def _start(name: str, args: list[str], log: Path) -> Server:
+    with open(log, "ab") as out:  # the child has its own copy
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Server(name, proc, log)
 
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES, limit: int = 8192) -> str:
+    """The last ``lines`` lines of the log at ``path`` (of its last ``limit`` bytes), in
+    words for a message."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            data = f.read(limit)
+    except OSError as e:
+        return f"its log {path} cannot be read ({e.strerror})"
+    text = data.decode("utf-8", errors="replace").splitlines()
+    if size > limit:
+        text = text[1:]  # the first line was cut
+    if not text:
+        return f"its log {path} is empty"
+    return f"last lines of {path}:\n" + "\n".join("    " + line for line in text[-lines:])
+
+
+def _status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"status {code}"
+
+
+def exited(servers: list[Server], cluster: EmbeddedPostgres) -> str | None:
+    """Why the demo cannot go on: the first of its processes found gone, with the end of its
+    log (None while all run)."""
+    if not cluster.alive:  # first: the servers may follow it
+        return f"PostgreSQL exited; {tail(cluster.log)}"
+    for server in servers:
+        code = server.proc.poll()
+        if code is not None:
+            return f"{server.name} exited ({_status(code)}); {tail(server.log)}"
+    return None
+
+
+def _wait_port(host: str, port: int, server: Server, cluster: EmbeddedPostgres) -> None:
     for _ in range(300):
-        if proc.poll() is not None:
-            raise SystemExit(f"cmsv6 demo: {what} exited; see {log}")
+        gone = exited([server], cluster)
+        if gone:
+            raise SystemExit(f"cmsv6 demo: {gone}")
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
-    raise SystemExit(f"cmsv6 demo: {what} is not listening on {port}; see {log}")
+    raise SystemExit(f"cmsv6 demo: {server.name} is not listening on {port}; {tail(server.log)}")
+
+
+def hold_lock(path: Path, web: str) -> IO[str] | None:
+    """Hold ``path``'s lock, with our pid and web address in it, for as long as the returned
+    file is open; None if another demo holds it. The file is never removed: a demo that
+    opened it just before its removal would lock a file nobody else sees."""
+    f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    f.truncate()
+    f.write(f"{os.getpid()} {web}\n")
+    f.flush()
+    return f
+
+
+def holder(path: Path) -> str:
+    """The pid and web address the demo holding ``path``'s lock wrote there."""
+    for _ in range(20):  # it writes them just after it takes the lock
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                words = f.read(256).split()
+        except OSError:
+            words = []
+        if len(words) == 2 and words[0].isdigit():
+            return f"pid {words[0]}, {words[1]}"
+        time.sleep(0.05)
+    return "pid unknown"
+
+
+def busy_ports(p: dict[str, int], listen: str) -> list[str]:
+    """The demo's ports that something else has taken (another demo on other data, or the
+    servers of one that was killed), as "8080 (web)"."""
+    busy = []
+    for name, port in p.items():
+        host = listen if name in PUBLIC else LOOPBACK
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            try:
+                s.bind((host, port))
+            except OSError:
+                busy.append(f"{port} ({name})")
+    return busy
+
+
+def demo_devices(count: int) -> list[tuple[str, str]]:
+    """(phone, plate) of the demo's devices: the phones and plates ``cmsv6 sim`` gives its
+    devices with the demo's arguments (``sim_args``), plates numbered from 1 as it does."""
+    return [(phone, f"{PLATE_PREFIX}{i + 1:05d}")
+            for i, phone in enumerate(phones(SIM_FIRST_PHONE, count))]  # fmt: skip
+
+
+def add_demo_devices(dsn: str, count: int) -> None:
+    """The demo's devices in its fleet (a second run puts their plates right)."""
+    for phone, plate in demo_devices(count):
+        add_device(dsn, phone, plate=plate, fleet=DEMO_FLEET)
+
+
+def sim_args(var: Path, p: dict[str, int], listen: str, devices: int) -> list[str]:
+    """``cmsv6 sim``'s arguments: the demo's devices, through the login server."""
+    return [
+        "--server", f"tcp:{_interface(reach(listen))}:{p['login_jt808']}",
+        "--devices", str(devices), "--first-phone", SIM_FIRST_PHONE,
+        "--plate-prefix", PLATE_PREFIX,
+        "--interval", "5", "--version", "mixed", "--state", str(var / "sim-state.json"),
+        "--alarm-probability", "0.01", "--gap-probability", "0.002",
+    ]  # fmt: skip
+
+
+def shown(path: Path) -> str:
+    """``path`` as a user in this directory would type it (relative when it is below)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -199,48 +333,73 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     var = Path(args.var).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    p = ports(args.port_offset)
+    web = f"http://{_host(reach(args.listen))}:{p['web']}"
+    # One demo per directory: a second one would share (and, going, stop) the first's
+    # PostgreSQL. Checked before anything in var/ is touched.
+    lock = hold_lock(var / "demo.pid", web)
+    if lock is None:
+        print(f"cmsv6 demo: already running ({holder(var / 'demo.pid')}) on {var}; stop it"
+              " first (Ctrl-C) or give this one another directory and ports"
+              " (--var DIR --port-offset N)", file=sys.stderr, flush=True)  # fmt: skip
+        return 1
+    try:
+        return _run(args, var, p, web)
+    finally:
+        lock.truncate(0)  # nobody holds it now
+        lock.close()
+
+
+def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> int:
     logs = var / "log"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(exist_ok=True)
     bindir = Path(sys.executable).parent
     config = var / "demo.toml"
-    p = ports(args.port_offset)
     listen = args.listen
-    near = _host(reach(listen))
+    cluster = EmbeddedPostgres(var / "pg", port=p["db"], host_auth="scram-sha-256")
+    if cluster.running:
+        # Left by a demo that was killed (we hold the lock: no demo uses it). Started again,
+        # it listens on this run's port with this run's authentication, and is ours to stop.
+        print(f"cmsv6 demo: restarting the PostgreSQL (pid {cluster.pid}) an earlier demo left"
+              f" running in {cluster.directory}", flush=True)  # fmt: skip
+        cluster.stop()
+        if cluster.running:
+            raise SystemExit(f"cmsv6 demo: the PostgreSQL in {cluster.directory} does not stop;"
+                             f" see {cluster.log}")  # fmt: skip
+    busy = busy_ports(p, listen)
+    if busy:
+        print(f"cmsv6 demo: in use: port {', '.join(busy)} (another demo, or the servers of one"
+              f" that was killed: see {logs}); --port-offset N moves every port",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return 1
     config.write_text(config_text(var, p, listen))
     cluster_keys(var)
-    cluster = EmbeddedPostgres(var / "pg", port=p["db"], host_auth="scram-sha-256")
     first_run = not cluster.initialized
     print(f"cmsv6 demo: {'setting up' if first_run else 'reusing'} {var}", flush=True)
     cluster.init()
-    cluster.start()
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[Server] = []
     try:
+        cluster.start()
         dsn = setup_database(cluster, var, p)
         # The published password only while nothing but this machine can reach the web port.
         loopback = ipaddress.ip_address(listen).is_loopback
         password = DEMO_PASSWORD if loopback else _secret(var / "demo.password")
         add_user(dsn, DEMO_USER, password, admin=True, fleets=[DEMO_FLEET])
-        for i in range(args.devices):
-            add_device(dsn, str(FIRST_PHONE + i), plate=f"粤B{i:05d}", fleet=DEMO_FLEET)
+        add_demo_devices(dsn, args.devices)
         twistd = str(bindir / "twistd")
         # Login's device and web ports both (they open one after the other): the banner
         # must not send a user to a port that is not there yet.
-        for name, ports_up in (("login", (p["login_jt808"], p["web"])),
-                               ("gateway", (p["gateway_jt808"],))):  # fmt: skip
-            log = logs / f"{name}.log"
-            proc = _start(name, [twistd, "-n", "--pidfile=", name, "--config", str(config)], log)
-            procs.append(proc)
+        for name, what, ports_up in (("login", "the login server", (p["login_jt808"], p["web"])),
+                                     ("gateway", "the gateway", (p["gateway_jt808"],))):  # fmt: skip
+            server = _start(what, [twistd, "-n", "--pidfile=", name, "--config", str(config)],
+                            logs / f"{name}.log")  # fmt: skip
+            servers.append(server)
             for port in ports_up:
-                _wait_port(reach(listen), port, proc, name, log)
-        sim_log = logs / "sim.log"
-        procs.append(_start("sim", [
-            str(bindir / "cmsv6"), "sim", "--server",
-            f"tcp:{_interface(reach(listen))}:{p['login_jt808']}",
-            "--devices", str(args.devices), "--first-phone", f"0{FIRST_PHONE}",
-            "--interval", "5", "--version", "mixed", "--state", str(var / "sim-state.json"),
-            "--alarm-probability", "0.01", "--gap-probability", "0.002",
-        ], sim_log))  # fmt: skip
-        web = f"http://{near}:{p['web']}"
+                _wait_port(reach(listen), port, server, cluster)
+        servers.append(_start("the simulator", [str(bindir / "cmsv6"), "sim",
+                                                *sim_args(var, p, listen, args.devices)],
+                              logs / "sim.log"))  # fmt: skip
         where = ("127.0.0.1 only (--listen ADDRESS to open it to a network)" if loopback else
                  f"{listen} (devices' and users' ports); cluster, metrics and database on 127.0.0.1")
         print(f"""
@@ -254,32 +413,35 @@ cmsv6 demo is running ({args.devices} simulated DVRs arrive through the login se
   gateway metrics  http://127.0.0.1:{p['gateway_metrics']}/metrics
   database     psql "{role_dsn(var, p, APP_ROLE)}"  (the servers' role: rows only)
   logs         {logs}/login.log, gateway.log, sim.log
+  PostgreSQL log   {cluster.log}
+  admin commands   {shown(bindir / 'cmsv6')} device list --config {shown(config)}
   user         {DEMO_USER} / {password}
 
 Ctrl-C stops everything; the data stays in {var} for the next run.
 """, flush=True)  # fmt: skip
         deadline = time.monotonic() + args.duration if args.duration else None
         while deadline is None or time.monotonic() < deadline:
-            for proc in procs:
-                if proc.poll() is not None:
-                    print(f"cmsv6 demo: {proc.demo_name} exited (see {proc.demo_log});"  # type: ignore[attr-defined]
-                          " stopping", flush=True)
-                    return 1
+            gone = exited(servers, cluster)
+            if gone:  # the rest cannot work without it: say why, and stop them
+                print(f"cmsv6 demo: {gone}\ncmsv6 demo: stopping the rest", flush=True)
+                return 1
             time.sleep(0.5)
         return 0
     except KeyboardInterrupt:
         print("\ncmsv6 demo: stopping", flush=True)
         return 0
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT if proc is procs[-1] else signal.SIGTERM)
-        for proc in reversed(procs):
+        for server in reversed(servers):
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGINT if server is servers[-1] else signal.SIGTERM)
+        for server in reversed(servers):
             try:
-                proc.wait(timeout=15)
+                server.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
-        cluster.stop()
+                server.proc.kill()
+                server.proc.wait()
+        if cluster.started:  # never a PostgreSQL that was running before (another's)
+            cluster.stop()
         print("cmsv6 demo: stopped", flush=True)
 
 

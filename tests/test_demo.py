@@ -16,6 +16,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,41 @@ class Output:
         return "\n".join(self.lines)
 
 
+@contextmanager
+def running_demo(cwd: Path, offset: int, *args: str) -> Iterator[tuple[subprocess.Popen[str], Output]]:
+    """``cmsv6 demo`` in ``cwd`` on ports moved by ``offset``, once its banner is out; then
+    killed with whatever it started, its PostgreSQL included."""
+    proc = subprocess.Popen(
+        [CMSV6, "demo", "--port-offset", str(offset), *args], cwd=cwd, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    out = Output(proc)
+    try:
+        deadline = time.monotonic() + UP
+        while "Ctrl-C stops everything" not in out.text:  # the banner's last line
+            assert proc.poll() is None, f"the demo exited:\n{out.text}"
+            assert time.monotonic() < deadline, f"no banner in {UP} s:\n{out.text}"
+            time.sleep(0.2)
+        yield proc, out
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        pg = cwd / "var" / "pg"
+        if (pg / "data" / "postmaster.pid").exists():
+            EmbeddedPostgres(pg, port=ports(offset)["db"]).stop("immediate")
+
+
+def exit_status(proc: subprocess.Popen[str], out: Output) -> int:
+    """The demo's exit status, once it has exited by itself (within DOWN seconds)."""
+    try:
+        return proc.wait(timeout=DOWN)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the demo still runs after {DOWN} s:\n{out.text}") from None
+
+
 def banner_value(lines: list[str], label: str) -> str:
     (line,) = [x for x in lines if x.strip().startswith(label + " ")]
     return line.strip()[len(label):].strip()
@@ -138,7 +175,8 @@ def check_database_role(dsn: str) -> None:
 
 def test_demo_up_and_down(tmp_path: Path) -> None:
     """``cmsv6 demo`` run in an empty directory prints its banner, which says it listens on
-    127.0.0.1 and names each server's metrics endpoint (served there); every port it opens
+    127.0.0.1 and names each server's metrics endpoint (served there), PostgreSQL's log and
+    the admin commands' configuration; every port it opens
     listens on 127.0.0.1 only; its database role is not a superuser and cannot create
     roles; the printed user logs in through the Open API and sees the 20 demo devices, some
     online; SIGTERM stops it with status 0, and the servers, the simulator and PostgreSQL
@@ -169,6 +207,12 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
                 assert family in response.read().decode()
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(f"{web}/metrics", timeout=5)
+        pg_log = Path(banner_value(out.lines, "PostgreSQL log"))
+        assert pg_log == pg / "postgresql.log"
+        assert "ready to accept connections" in pg_log.read_text(errors="replace")
+        config = "var/demo.toml"  # relative: the demo's own directory is where it was started
+        assert banner_value(out.lines, "admin commands") == f"{CMSV6} device list --config {config}"
+        assert "[database]" in (tmp_path / config).read_text()
         for name, port in p.items():
             assert listening_addresses(port) == {"0100007F"}, name  # 127.0.0.1, nothing else
         check_database_role(banner_value(out.lines, "database").split('"')[1])
