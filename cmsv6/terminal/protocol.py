@@ -80,8 +80,7 @@ class TerminalProtocol(protocol.Protocol):
                 self.host.count("frame_errors")
                 if not session.authenticated and not session.input_before_auth():
                     return
-                _log.debug("{peer}: {reason}: {data}", peer=self.peer, reason=item.reason,
-                           data=item.data[:64].hex())
+                session.bad_frame(item.reason, item.data)
                 if self._errors >= MAX_FRAME_ERRORS:
                     _log.info("{peer}: {n} bad frames in a row; closing", peer=self.peer,
                               n=self._errors)

@@ -39,6 +39,10 @@ from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.framing import Frame
 from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.messages.core import (
+    REGISTER_NO_TERMINAL,
+    REGISTER_NO_VEHICLE,
+    REGISTER_TERMINAL_TAKEN,
+    REGISTER_VEHICLE_TAKEN,
     RESULT_BAD_MESSAGE,
     RESULT_FAILED,
     RESULT_OK,
@@ -57,6 +61,26 @@ _log = Logger()
 
 #: Authentication failures before the connection is closed.
 MAX_AUTH_FAILURES = 3
+
+#: ``host.count`` names of failed logins start with this, then the reason: one of
+#: ``LOGIN_FAILURES`` (a bounded set: the metrics' ``reason`` label).
+LOGIN_FAILED = "login_failed:"
+#: Why a terminal did not get in: an 0x8100 refusal (by its result), a wrong or unknown
+#: auth code, too many registrations, no authentication within the deadline.
+LOGIN_FAILURES = (
+    "unknown_device", "terminal_registered", "vehicle_registered", "unknown_vehicle",
+    "refused_other", "bad_auth_code", "rate_limited", "auth_timeout",
+)  # fmt: skip
+_REGISTER_REFUSALS = {
+    REGISTER_NO_TERMINAL: "unknown_device",
+    REGISTER_TERMINAL_TAKEN: "terminal_registered",
+    REGISTER_VEHICLE_TAKEN: "vehicle_registered",
+    REGISTER_NO_VEHICLE: "unknown_vehicle",
+}
+
+#: Seconds between two bad-frame log lines of one connection: the first is logged at once,
+#: the ones within this time after it are counted, and the count goes with the next line.
+BAD_FRAME_LOG_EVERY = 60.0
 
 
 class Link(Protocol):
@@ -126,6 +150,9 @@ class TerminalSession:
         self._serial = 0
         #: Our last split downlinks, by first serial, for a 0x0005 re-send request.
         self._sent_packets: dict[int, list[bytes]] = {}
+        #: When the last bad-frame line was logged, and bad frames not logged since.
+        self._bad_logged_at: float | None = None
+        self._bad_unlogged = 0
 
     @property
     def authenticated(self) -> bool:
@@ -166,8 +193,7 @@ class TerminalSession:
         if not frame.checksum_ok:
             # Answered in its own header's terms; nothing else of it is trusted.
             self.host.count("bad_checksum")
-            _log.debug("{peer}: bad check code on 0x{msg_id:04x}", peer=self.link.peer,
-                       msg_id=h.msg_id)
+            self.bad_frame(f"bad check code on 0x{h.msg_id:04x}", frame.body)
             self.link.send(encode(h.reply_header(0x8001, self.next_serial()),
                                   PlatformResponse(h.serial, h.msg_id, RESULT_BAD_MESSAGE)))
             return
@@ -197,8 +223,7 @@ class TerminalSession:
             message = decode_frame(frame)
         except CodecError as e:
             self.host.count("bad_body")
-            _log.info("{peer}: 0x{msg_id:04x} body does not decode: {error}",
-                      peer=self.link.peer, msg_id=h.msg_id, error=str(e).splitlines()[0])
+            self.bad_frame(f"0x{h.msg_id:04x} body does not decode: {first_line(e)}", frame.body)
             self.undecodable(h, frame.body)
             return
         self.message_received(message, frame.body)
@@ -215,11 +240,31 @@ class TerminalSession:
         self.close()
         return False
 
+    def bad_frame(self, what: str, data: bytes = b"") -> None:
+        """Log a bad frame of this connection in one debug line saying ``what``: the first at
+        once, then at most one per ``BAD_FRAME_LOG_EVERY`` seconds (of the host's clock),
+        with how many were not logged since. A unit that sends garbage all day costs a line
+        a minute. Its bytes (the first 64) go in the event as ``data``, for an observer that
+        wants them, not in the line."""
+        now = self.clock.seconds()
+        if self._bad_logged_at is not None and now - self._bad_logged_at < BAD_FRAME_LOG_EVERY:
+            self._bad_unlogged += 1
+            return
+        more, self._bad_unlogged = self._bad_unlogged, 0
+        self._bad_logged_at = now
+        _log.debug("{peer}: {what}{more}", peer=self.link.peer, what=what,
+                   more=f" ({more} more suppressed)" if more else "", data=data[:64].hex())
+
+    def login_failed(self, reason: str) -> None:
+        """Count a failed login by its reason (one of ``LOGIN_FAILURES``)."""
+        self.host.count(LOGIN_FAILED + reason)
+
     def _auth_late(self) -> None:
         self._auth_deadline = None
         if self.closed or self.authenticated:
             return
         self.host.count("auth_deadline")
+        self.login_failed("auth_timeout")
         _log.info("{peer}: not authenticated within {s:g} s; closing", peer=self.link.peer,
                   s=self.limits.auth_deadline)
         self.close()
@@ -261,6 +306,10 @@ class TerminalSession:
         if self.disconnected:
             return
         self.disconnected = self.closed = True
+        if self._bad_unlogged:
+            _log.debug("{peer}: {n} more bad frames suppressed before the connection closed",
+                       peer=self.link.peer, n=self._bad_unlogged)
+            self._bad_unlogged = 0
         self.lost(reason)
 
     def lost(self, reason: str) -> None:
@@ -315,6 +364,7 @@ class TerminalSession:
         if refused is not None:
             # No answer: the terminal tries again later, on a new connection.
             host.count("register_limited")
+            self.login_failed("rate_limited")
             _log.warn("{peer}: registration of {phone} refused: {reason}; closing",
                       peer=self.link.peer, phone=h.phone, reason=refused)
             self.close()
@@ -333,6 +383,7 @@ class TerminalSession:
             self.busy = False
             if result.result != device_store.REGISTERED:
                 host.count("register_refused")
+                self.login_failed(_REGISTER_REFUSALS.get(result.result, "refused_other"))
                 _log.info("{peer}: registration of {phone} refused ({code}: {reason})",
                           peer=self.link.peer, phone=h.phone, code=result.result,
                           reason=result.reason)
@@ -359,6 +410,7 @@ class TerminalSession:
             if device is None:
                 self.auth_failures += 1
                 self.host.count("auth_failed")
+                self.login_failed("bad_auth_code")
                 _log.info("{peer}: authentication of {phone} failed", peer=self.link.peer,
                           phone=h.phone)
                 self.respond(h, RESULT_FAILED)
@@ -410,3 +462,8 @@ TerminalSession.HANDLERS = {
     0x0004: TerminalSession._on_time,
     0x0005: TerminalSession._on_resend,
 }
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message, first line only (construct's errors add the path below)."""
+    return (str(error).splitlines() or [type(error).__name__])[0]

@@ -38,7 +38,7 @@ from cmsv6.protocols.jt808.messages.location import BATCH_BLIND_AREA, Location, 
 from cmsv6.protocols.jt808.messages.multimedia import MultimediaUploadResponse
 from cmsv6.protocols.jt808.model import RawBody
 from cmsv6.protocols.jt808.subpackage import Missing, Reassembler
-from cmsv6.terminal.session import Link, TerminalSession
+from cmsv6.terminal.session import Link, TerminalSession, first_line
 
 if TYPE_CHECKING:
     from cmsv6.plugins.gateway.gateway import Gateway
@@ -78,7 +78,7 @@ class DeviceSession(TerminalSession):
             whole = self.reassembler.add(frame, now)
         except CodecError as e:
             self.gateway.count("bad_packet")
-            _log.info("{peer}: packet refused: {error}", peer=self.link.peer, error=e)
+            self.bad_frame(f"packet of 0x{h.msg_id:04x} refused: {first_line(e)}", frame.body)
             self.respond(h, RESULT_BAD_MESSAGE)
             return
         # Every packet gets its answer; the whole message gets its own when it is handled.
@@ -92,8 +92,8 @@ class DeviceSession(TerminalSession):
             message = decode_frame(Frame(whole.header, whole.body))
         except CodecError as e:
             self.gateway.count("bad_body")
-            _log.info("{peer}: reassembled 0x{msg_id:04x} does not decode: {error}",
-                      peer=self.link.peer, msg_id=h.msg_id, error=str(e).splitlines()[0])
+            self.bad_frame(f"reassembled 0x{h.msg_id:04x} does not decode: {first_line(e)}",
+                           whole.body)
             self._undecodable_reply(whole.header, whole.body)
             return
         self.message_received(Message(whole.header, message.body), whole.body, reassembled=True)
