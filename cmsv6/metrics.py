@@ -24,9 +24,14 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from twisted.web import resource, server
 
+from cmsv6.terminal.session import LOGIN_FAILED, LOGIN_FAILURES
+
 #: ``gateway.counters`` keys with one of these prefixes count messages by id
 #: ("msg:0x0200") and are exposed as cmsv6_gateway_messages_total{msg_id="0x0200"}.
 MESSAGE_PREFIXES = ("msg:", "rx:")
+
+#: ``gateway.counters`` keys ``login_failed:REASON`` (``LOGIN_FAILED``) are exposed as
+#: cmsv6_gateway_login_failures_total{reason="REASON"}, every reason from the start (at 0).
 
 
 def make_registry(process: bool = True) -> CollectorRegistry:
@@ -59,7 +64,8 @@ class MetricsResource(resource.Resource):
 
 class GatewayCollector(Collector):
     """Reads a ``cmsv6.plugins.gateway.gateway.Gateway``: connections, online devices, its counters
-    (frames, errors, commands... and messages by id), and its position writer."""
+    (frames, errors, commands..., messages by id, failed logins by reason), and its position
+    writer. Positions stored per second: ``rate(cmsv6_gateway_positions_stored_total[1m])``."""
 
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway
@@ -83,14 +89,24 @@ class GatewayCollector(Collector):
         messages = CounterMetricFamily(
             "cmsv6_gateway_messages", "Messages from devices by message id", labels=["msg_id"]
         )
+        failures = dict.fromkeys(LOGIN_FAILURES, 0)
         for name, n in sorted(gw.counters.items()):
             prefix = next((p for p in MESSAGE_PREFIXES if name.startswith(p)), None)
             if prefix is not None:
                 messages.add_metric([name[len(prefix):]], n)
+            elif name.startswith(LOGIN_FAILED):
+                failures[name[len(LOGIN_FAILED):]] = n
             else:
                 events.add_metric([name], n)
         yield events
         yield messages
+        logins = CounterMetricFamily(
+            "cmsv6_gateway_login_failures",
+            "Registrations and authentications refused, by reason", labels=["reason"],
+        )  # fmt: skip
+        for reason, n in failures.items():
+            logins.add_metric([reason], n)
+        yield logins
         w = gw.writer
         yield GaugeMetricFamily(
             "cmsv6_gateway_writer_pending", "Reports accepted and not yet committed",
@@ -101,8 +117,9 @@ class GatewayCollector(Collector):
             "1 while the writer is behind and devices are paused", value=1 if w.pressure else 0,
         )  # fmt: skip
         yield CounterMetricFamily(
-            "cmsv6_gateway_positions_written", "Positions committed", value=w.written
-        )
+            "cmsv6_gateway_positions_stored", "Positions committed to the database",
+            value=w.written,
+        )  # fmt: skip
         yield CounterMetricFamily(
             "cmsv6_gateway_positions_refused", "Reports that could not be stored", value=w.refused
         )

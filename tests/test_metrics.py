@@ -27,14 +27,16 @@ def _text(registry: Any) -> str:
 
 
 def test_gateway_collector_reads_counters_and_writer() -> None:
-    """Connections, online devices, counters (messages by id apart), and the writer's
-    figures appear in the text and follow the gateway's state."""
+    """Connections, online devices, counters (messages by id and failed logins by reason
+    apart, every reason there from the start), and the writer's figures appear in the text
+    and follow the gateway's state."""
     gw = _gateway()
     registry = make_registry(process=False)
     gateway_collector(gw, registry)
     gw.count("frames", 7)
     gw.count("bad_checksum")
     gw.count("msg:0x0200", 5)
+    gw.count("login_failed:unknown_device", 2)
     gw.connections.add(object())  # type: ignore[arg-type]
     gw.sessions["13800000001"] = object()  # type: ignore[assignment]
     gw.writer.written = 42
@@ -51,11 +53,13 @@ def test_gateway_collector_reads_counters_and_writer() -> None:
         'cmsv6_gateway_messages_total{msg_id="0x0200"} 5.0',
         "cmsv6_gateway_writer_pending 9.0",
         "cmsv6_gateway_writer_pressure 1.0",
-        "cmsv6_gateway_positions_written_total 42.0",
+        "cmsv6_gateway_positions_stored_total 42.0",
         "cmsv6_gateway_write_failures_total 2.0",
+        'cmsv6_gateway_login_failures_total{reason="unknown_device"} 2.0',
+        'cmsv6_gateway_login_failures_total{reason="bad_auth_code"} 0.0',
     ):
         assert line in text.splitlines(), line
-    assert 'event="msg:0x0200"' not in text
+    assert 'event="msg:0x0200"' not in text and "event=\"login_failed" not in text
     gw.count("frames", 3)
     assert 'cmsv6_gateway_events_total{event="frames"} 10.0' in _text(registry).splitlines()
 

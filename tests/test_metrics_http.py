@@ -5,6 +5,7 @@ active and standby roles)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, error
 from twisted.web.client import Agent, readBody
 
+from cmsv6.db.devices import add_device
+from cmsv6.protocols.jt808.fields import BEIJING
+from cmsv6.protocols.jt808.messages.core import Authenticate, Register
+from tests.support.database import query
 from tests.support.device import connect, location
 from tests.support.process import GatewayProcess, LoginProcess, free_port
 from tests.support.ready import database_connected
@@ -81,7 +86,7 @@ def test_gateway_metrics_endpoint(dsn: str, tmp_path: Path) -> None:
         _, samples = yield scrape(metrics)
         assert samples[("cmsv6_gateway_connections", ())] == 1
         assert samples[("cmsv6_gateway_devices_online", ())] == 1
-        assert samples[("cmsv6_gateway_positions_written_total", ())] == 1
+        assert samples[("cmsv6_gateway_positions_stored_total", ())] == 1
         assert samples[("cmsv6_gateway_writer_pending", ())] == 0
         assert samples[("cmsv6_gateway_events_total", (("event", "frames"),))] == 3
         dev.transport.loseConnection()
@@ -90,6 +95,49 @@ def test_gateway_metrics_endpoint(dsn: str, tmp_path: Path) -> None:
             metrics, lambda s: s.get(("cmsv6_gateway_devices_online", ())) == 0
             and s.get(("cmsv6_gateway_connections", ())) == 0, "the device to go offline",
         )  # fmt: skip
+    finally:
+        gateway.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_gateway_metrics_count_failed_logins_and_stored_positions(dsn: str, tmp_path: Path) -> None:
+    """Failed logins are counted by reason (a phone not in the database, a second
+    registration, a wrong code; reasons that did not happen are there at 0), a device
+    that got in is online, and the positions counted stored are the rows committed."""
+    from twisted.internet import reactor
+
+    port, metrics = free_port(), free_port()
+    gateway = GatewayProcess(dsn, port, tmp_path, "--registration", "known",
+                             "--metrics", f"tcp:{metrics}:interface=127.0.0.1")  # fmt: skip
+    add_device(dsn, "13800000062")
+    gateway.start()
+    try:
+        yield database_connected(gateway)
+        known = yield connect(reactor, port, "13800000062")
+        yield known.login()
+        for minute in (1, 2):
+            known.send(location(time=datetime(2026, 11, 25, 10, minute, tzinfo=BEIJING)))
+            ack = yield known.next(0x8001)
+            assert ack.body.result == 0
+        again = yield connect(reactor, port, "13800000062")
+        again.send(Register(44, 300, "CMSV6", "SIM-1", "T000001", 1, "粤B00001"))
+        assert (yield again.next(0x8100)).body.result == 3
+        again.send(Authenticate("not-the-code"))
+        assert (yield again.next(0x8001)).body.result == 1
+        stranger = yield connect(reactor, port, "13800000063")
+        stranger.send(Register(44, 300, "CMSV6", "SIM-1", "T000002", 1, "粤B00002"))
+        assert (yield stranger.next(0x8100)).body.result == 4
+        _, samples = yield scrape(metrics)
+        failures = {dict(labels)["reason"]: n for (name, labels), n in samples.items()
+                    if name == "cmsv6_gateway_login_failures_total"}  # fmt: skip
+        assert failures["unknown_device"] == 1
+        assert failures["terminal_registered"] == 1
+        assert failures["bad_auth_code"] == 1
+        assert failures["rate_limited"] == 0
+        assert sum(failures.values()) == 3
+        assert samples[("cmsv6_gateway_devices_online", ())] == 1
+        (stored,), = query(dsn, "SELECT count(*) FROM positions")
+        assert samples[("cmsv6_gateway_positions_stored_total", ())] == stored == 2
     finally:
         gateway.stop()
 
