@@ -1,23 +1,11 @@
 """The client WebSocket at ``/ws``: live positions and alarms of the devices a client
-subscribes to.
+subscribes to. docs/websocket.md is the protocol for its users: every message both ways,
+the close codes and the limits (tests/web/test_ws_docs.py keeps it in step with this file).
 
-Protocol (JSON text messages)::
-
-    → {"token": "..."}                       first message; else the socket is closed (4001)
-    ← {"type": "authenticated", "user": "alice", "role": "operator"}
-    → {"subscribe": ["13800000001", ...]}    only devices the user may see are subscribed
-    ← {"type": "subscribed", "phones": [...], "not_found": [...]}
-    → {"unsubscribe": ["13800000001"]}
-    ← {"type": "unsubscribed", "phones": [...]}
-    ← {"type": "position", "phone": ..., "time": ..., "latitude": ..., ...}
-    ← {"type": "alarm", "id": ..., "phone": ..., "kind": ..., "started": ..., ...}
-    ← {"type": "dropped", "count": n}        the client was too slow; n older messages lost
-    ← {"type": "error", "code": ..., "message": ...}
-
-Close codes: 4000 the server is going away (reconnect), 4001 no valid token, 4002 not a
-JSON text message (or one nested deeper than ``max_json_depth``), 4003 the user already
-has ``max_per_user`` open sockets, 1009 a message larger than ``max_message`` bytes, 1013
-the database is unavailable (try again later).
+Each socket handles its client's messages one at a time, in the order they arrived: a
+message waits in a bounded queue (``max_pending``) until the one before it has been
+answered, however long the database takes, so a ``subscribe`` sent right after the token,
+or an ``unsubscribe`` right after a ``subscribe``, is answered after it.
 
 The ``Hub`` polls the database every ``interval`` seconds with one query for the last
 positions of every subscribed device and one for their new alarms, whoever subscribed
@@ -40,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -56,15 +45,21 @@ from cmsv6.web.routing import MAX_JSON_DEPTH, TooDeep, loads_bounded
 
 _log = Logger()
 
-#: Close codes (autobahn sends only 1000 and 3000-4999): 4000 this server is going away
-#: (reconnect, to the other login server if need be), 4001 no valid token, 4002 not JSON
-#: text (or nested too deep), 4003 too many sockets for one user, 1013 the database is
-#: unavailable. (1009, a message too big, is autobahn's own.)
-CLOSE_GOING_AWAY = 4000
-CLOSE_UNAUTHORIZED = 4001
-CLOSE_BAD_MESSAGE = 4002
-CLOSE_TOO_MANY = 4003
-CLOSE_TRY_LATER = 1013
+#: Close codes, each documented in docs/websocket.md. Ours (autobahn lets an application
+#: send only 1000 and 3000-4999 itself):
+CLOSE_GOING_AWAY = 4000  # this server is going away: reconnect (to the other login server)
+CLOSE_UNAUTHORIZED = 4001  # no valid token
+CLOSE_BAD_MESSAGE = 4002  # not a JSON text message, or nested deeper than max_json_depth
+CLOSE_TOO_MANY = 4003  # the user already has max_per_user sockets open
+CLOSE_BACKLOG = 4004  # more than max_pending messages waiting for their answer
+#: ...and those autobahn sends for us: its own when the client breaks the WebSocket rules
+#: (failByDrop off, so each comes in a close frame with a reason, never a bare TCP close)...
+CLOSE_PROTOCOL_ERROR = 1002  # not a valid WebSocket frame
+CLOSE_INVALID_TEXT = 1007  # a text message that is not UTF-8
+CLOSE_TOO_BIG = 1009  # a message (or frame) larger than max_message bytes
+#: ...and the standard ones we send when the trouble is ours.
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_LATER = 1013  # the database is unavailable
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -235,11 +230,14 @@ class ClientProtocol(WebSocketServerProtocol):
     paused = False
     dropped = 0
     _auth_timer: IDelayedCall | None = None
-    _authenticating = False
+    #: True while ``_work`` is handling the queue of messages.
+    _working = False
 
     def onOpen(self) -> None:  # noqa: N802
         self.devices: dict[int, str] = {}
         self.queue: deque[bytes] = deque()
+        #: Messages from the client waiting for the one before them to be handled.
+        self.pending: deque[tuple[bytes, bool]] = deque()
         self.hub = self.factory.hub
         self.hub.add(self)
         self._auth_timer = self.hub.clock.callLater(
@@ -257,6 +255,9 @@ class ClientProtocol(WebSocketServerProtocol):
         if self._auth_timer is not None and self._auth_timer.active():
             self._auth_timer.cancel()
         self._auth_timer = None
+        pending = getattr(self, "pending", None)
+        if pending is not None:
+            pending.clear()
         if self.user is not None:
             self.factory.left(self)
         hub = getattr(self, "hub", None)
@@ -266,6 +267,11 @@ class ClientProtocol(WebSocketServerProtocol):
     def _close(self, code: int, reason: str) -> None:
         self._auth_timer = None
         self.sendClose(code, reason)
+
+    def _close_standard(self, code: int, reason: str) -> None:
+        """Close with one of the standard codes (1011, 1013): autobahn's ``sendClose``
+        refuses all but 1000 and 3000-4999, so the frame is sent as autobahn sends its own."""
+        self.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
 
     # -- IPushProducer (the transport calls these) ---------------------------------------
 
@@ -312,7 +318,41 @@ class ClientProtocol(WebSocketServerProtocol):
     # -- from the client -----------------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
-        if isBinary:
+        """Queue the message behind those not yet handled; they are handled one at a time,
+        in the order received."""
+        if self.state != self.STATE_OPEN:
+            return
+        if len(self.pending) >= self.factory.max_pending:
+            self.pending.clear()
+            self.sendClose(CLOSE_BACKLOG, f"more than {self.factory.max_pending} messages"
+                           " waiting for an answer: wait for answers before sending more")
+            return
+        self.pending.append((payload, isBinary))
+        if not self._working:
+            d = defer.ensureDeferred(self._work())
+            d.addErrback(lambda f: _log.failure("client socket {peer}: queue failed", f,
+                                                peer=self.peer))
+
+    async def _work(self) -> None:
+        self._working = True
+        try:
+            while self.pending and self.state == self.STATE_OPEN:
+                payload, is_binary = self.pending.popleft()
+                try:
+                    await self._handle(payload, is_binary)
+                except DatabaseUnavailable:
+                    self._close_standard(CLOSE_TRY_LATER,
+                                         "the database is unavailable; try again later")
+                except Exception:  # noqa: BLE001 - logged; the client is told and closed
+                    _log.failure("client socket {peer}: message failed", peer=self.peer)
+                    self._close_standard(CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            self._working = False
+            if self.state != self.STATE_OPEN:
+                self.pending.clear()
+
+    async def _handle(self, payload: bytes, is_binary: bool) -> None:
+        if is_binary:
             self.sendClose(CLOSE_BAD_MESSAGE, "text (JSON) messages only")
             return
         try:
@@ -321,27 +361,13 @@ class ClientProtocol(WebSocketServerProtocol):
             self.sendClose(CLOSE_BAD_MESSAGE,
                            f"JSON nested more than {self.factory.max_json_depth} deep")
             return
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            if self.user is None:
-                self.sendClose(CLOSE_UNAUTHORIZED, 'the first message must be {"token": ...}')
-            else:
-                self.error("bad_json", "messages are JSON objects")
+        except ValueError as e:
+            self.sendClose(CLOSE_BAD_MESSAGE, f"not JSON ({e})")
             return
-        d = defer.ensureDeferred(self._handle(message))
-        d.addErrback(self._failed)
-
-    def _failed(self, failure: Any) -> None:
-        if failure.check(DatabaseUnavailable):
-            self.sendClose(CLOSE_TRY_LATER, "the database is unavailable; try again later")
-            return
-        _log.failure("client socket {peer}: message failed", failure, peer=self.peer)
-        self.sendClose(1011, "internal error")
-
-    async def _handle(self, message: dict[str, Any]) -> None:
         if self.user is None:
             await self._authenticate(message)
+        elif not isinstance(message, dict):
+            self.error("bad_message", "messages are JSON objects")
         elif "subscribe" in message:
             await self._subscribe(message["subscribe"])
         elif "unsubscribe" in message:
@@ -349,16 +375,12 @@ class ClientProtocol(WebSocketServerProtocol):
         else:
             self.error("bad_message", 'expected {"subscribe": [...]} or {"unsubscribe": [...]}')
 
-    async def _authenticate(self, message: dict[str, Any]) -> None:
-        if self._authenticating:
-            return
-        token = message.get("token")
+    async def _authenticate(self, message: Any) -> None:
+        token = message.get("token") if isinstance(message, dict) else None
         if not isinstance(token, str):
             self.sendClose(CLOSE_UNAUTHORIZED, 'the first message must be {"token": ...}')
             return
-        self._authenticating = True
         user = await self.factory.auth.user_for_token(token)
-        self._authenticating = False
         if self.state != self.STATE_OPEN:
             return
         if user is None:
@@ -429,6 +451,7 @@ class ClientFactory(WebSocketServerFactory):
         max_message: int = 64 * 1024,
         max_per_user: int = 10,
         max_json_depth: int = MAX_JSON_DEPTH,
+        max_pending: int = 32,
     ) -> None:
         super().__init__(reactor=reactor)
         self.db = db
@@ -439,11 +462,19 @@ class ClientFactory(WebSocketServerFactory):
         self.auth_timeout = auth_timeout
         self.max_per_user = max_per_user
         self.max_json_depth = max_json_depth
+        #: Bytes in one message from a client (and in one of its frames).
+        self.max_message = max_message
+        #: Messages from one client waiting for the one before them to be answered (each at
+        #: most ``max_message`` bytes: the bound of what a socket holds for its client).
+        self.max_pending = max_pending
         #: Authenticated sockets by user name.
         self.per_user: dict[str, set[ClientProtocol]] = {}
         self.setProtocolOptions(
             maxFramePayloadSize=max_message,
             maxMessagePayloadSize=max_message,
+            # A client breaking the rules (a message too big, not UTF-8, ...) is sent a close
+            # frame with autobahn's code and reason before the TCP close, not just dropped.
+            failByDrop=False,
             autoPingInterval=30,
             autoPingTimeout=15,
             openHandshakeTimeout=10,
