@@ -82,6 +82,8 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         #: Called with (phone, online) when a device comes or goes (login's directory).
         self.listeners: list[Any] = []
+        #: Set by ``stop``: sessions are recorded closed all at once, not one by one.
+        self.stopping = False
         self._status_at = clock.seconds()
         self._status_written = 0
         self._status_batches = 0
@@ -140,11 +142,31 @@ class Gateway:
             del self.sessions[session.phone]
             for listener in self.listeners:
                 listener(session.phone, False)
-        if session.session_id is not None:
+        if session.session_id is not None and not self.stopping:
             device_store.close_session(self.db, session.session_id, self.now(), reason).addErrback(
                 lambda f: _log.warn("session {id} not closed: {e}", id=session.session_id,
                                     e=f.getErrorMessage())
             )
+
+    #: Seconds ``stop`` waits for the database to record the sessions closed.
+    STOP_TIMEOUT = 5.0
+
+    def stop(self, reason: str = "gateway stopped") -> defer.Deferred[None]:
+        """Close every device connection and record this gateway's sessions closed with
+        ``reason``, in one statement (the database must still answer: stop it after). Fires
+        once that is written; a failure is logged, and the next start closes them."""
+        self.stopping = True
+        for session in list(self.connections):
+            session.close()
+            session.connection_lost(reason)  # its commands fail now, not at the reactor's end
+        d = device_store.close_gateway_sessions(self.db, self.id, self.now(), reason)
+        d.addTimeout(self.STOP_TIMEOUT, self.clock)
+
+        def failed(f: Any) -> None:
+            _log.warn("sessions of {id} not recorded closed ({error}); the next start closes"
+                      " them", id=self.id, error=f.getErrorMessage() or f.type.__name__)
+
+        return d.addCallbacks(lambda _: None, failed)
 
     def tick(self) -> None:
         """Every few seconds: close idle sessions, sub-package housekeeping, and a status

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import internet, service, strports
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -50,6 +51,24 @@ def gateway_key(path: str, gateway_id: str) -> bytes:
     return key
 
 
+class _DatabaseLast(service.MultiService):
+    """The gateway's services: stopped together, except the database, which is stopped
+    once the others have finished (their last words, closing the devices' sessions, are
+    written to it)."""
+
+    db: service.Service | None = None
+
+    def stopService(self) -> defer.Deferred[Any]:  # noqa: N802
+        service.Service.stopService(self)
+        others = [defer.maybeDeferred(s.stopService) for s in reversed(list(self))
+                  if s is not self.db]  # fmt: skip
+        d = defer.DeferredList(others)
+        if self.db is not None:
+            db = self.db
+            d.addCallback(lambda _: db.stopService())
+        return d
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:  # noqa: N802
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -58,12 +77,13 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     conf = options.config.gateway
     dsn = options.config.database.dsn
     key = gateway_key(conf.cluster_key, conf.id) if conf.cluster or conf.login else b""
-    top = service.MultiService()
+    top = _DatabaseLast()
     # Sessions' queries (registration, authentication, session rows): several in flight,
     # because each round trip waits for turns of a reactor busy with every device; the
     # position writer's batches on threads of their own (``Database.run_batch``).
     db = Database(dsn, reactor, size=8, writer_threads=3)
     db.setServiceParent(top)
+    top.db = db
     writer = PositionWriter(db, reactor, concurrency=3)
     gateway = Gateway(
         db,
@@ -101,9 +121,11 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
             d = db.ready().addCallback(ready).addCallback(listen)
             d.addErrback(_stopped_first).addErrback(lambda f: _log.failure("gateway start-up", f))
 
-        def stopService(self) -> None:  # noqa: N802
+        def stopService(self) -> Any:  # noqa: N802
             super().stopService()
             gateway.writer.stop()
+            # Devices' sessions are closed by us, and recorded so, while the database is up.
+            return gateway.stop()
 
     _Startup().setServiceParent(top)
     if conf.cluster:
