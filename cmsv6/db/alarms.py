@@ -151,15 +151,18 @@ def handle_alarm(
         yield cur.execute(
             "UPDATE alarms a SET state = %(state)s, handled = %(now)s, handled_by = %(uid)s,"
             " note = %(note)s FROM devices d"
-            f" WHERE a.id = %(id)s AND d.id = a.device_id AND {VISIBLE} RETURNING a.id",
+            f" WHERE a.id = %(id)s AND d.id = a.device_id AND {VISIBLE} RETURNING d.phone",
             who(user, state=state, now=now, note=note, id=alarm_id),
         )
-        if not cur.fetchall():
+        found = cur.fetchall()
+        if not found:
             return False
+        # The phone too: the audit is read by device (GET /api/v1/audit?device=).
         yield cur.execute(
             "INSERT INTO audit (time, user_id, action, details) VALUES (%s, %s, %s, %s::jsonb)",
             (now, user.id, "alarm.handle",
-             json.dumps({"alarm": alarm_id, "state": state, "note": note}, ensure_ascii=False)),
+             json.dumps({"alarm": alarm_id, "phone": found[0][0], "state": state, "note": note},
+                        ensure_ascii=False)),
         )  # fmt: skip
         return True
 

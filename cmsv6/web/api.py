@@ -1,13 +1,20 @@
-"""The Open API (JSON over HTTP): login, devices, positions, alarms, commands, live video.
+"""The Open API (JSON over HTTP): login, devices, positions, alarms, commands, live video,
+the photos and files devices upload, and the audit log (admins). docs/api.md describes it
+for its users; ``cmsv6.web.openapi`` is its OpenAPI document.
 
 Times are ISO 8601; a time without an offset is taken as UTC; times in answers are UTC.
-Lists that can be long are paged: an answer's ``next`` is passed back as ``after``.
+Lists that can be long are paged: an answer's ``next`` is passed back as ``after`` (or, for
+plain lists, a ``Link: <...>; rel="next"`` header names the next page). Message and
+parameter ids are written "0x0001" in answers and taken as "0x0001" or a number in requests.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,11 +22,15 @@ from twisted.logger import Logger
 from twisted.web import server
 
 from cmsv6.db import alarms as alarm_store
+from cmsv6.db import audit as audit_store
 from cmsv6.db import commands as command_store
 from cmsv6.db import devices as device_store
+from cmsv6.db import media as media_store
 from cmsv6.db import positions as position_store
 from cmsv6.db.alarms import ALARM_STATES, Alarm
+from cmsv6.db.audit import AuditEntry
 from cmsv6.db.devices import Device
+from cmsv6.db.media import MediaFile
 from cmsv6.db.positions import Position
 from cmsv6.db.users import User
 from cmsv6.db.service import Database
@@ -36,9 +47,17 @@ from cmsv6.rpc.commands import (
 )
 from cmsv6.web.auth import Authenticator, bearer_token
 from cmsv6.web.cluster import Cluster
-from cmsv6.web.commands import BadCommand, encode_command, needs_control
+from cmsv6.web.commands import BadCommand, channel_of, encode_command, needs_control
 from cmsv6.web.openapi import DOCUMENT
-from cmsv6.web.routing import ApiError, Route, bad_request, json_body, not_found, query_arg
+from cmsv6.web.routing import (
+    ApiError,
+    FileResponse,
+    Route,
+    bad_request,
+    json_body,
+    not_found,
+    query_arg,
+)
 
 _log = Logger()
 
@@ -77,6 +96,27 @@ def device_json(d: Device, gateway: str | None) -> dict[str, Any]:
         "gateway": gateway, "protocol": d.protocol, "channels": d.channels,
         "last_position": position_json(d.last_position) if d.last_position else None,
     }  # fmt: skip
+
+
+#: 0x0801 multimedia formats: their content types and the gateway's file name extensions.
+CONTENT_TYPES = {0: "image/jpeg", 1: "image/tiff", 2: "audio/mpeg", 3: "audio/wav",
+                 4: "video/x-ms-wmv"}  # fmt: skip
+EXTENSIONS = {0: "jpg", 1: "tif", 2: "mp3", 3: "wav", 4: "wmv"}
+
+
+def media_json(m: MediaFile) -> dict[str, Any]:
+    return {
+        "id": m.id, "phone": m.phone, "media_id": m.media_id, "media_type": m.media_type,
+        "format": m.format, "content_type": CONTENT_TYPES.get(m.format, "application/octet-stream"),
+        "event": m.event, "channel": m.channel, "time": iso(m.time), "latitude": m.latitude,
+        "longitude": m.longitude, "size": m.size, "received": iso(m.received),
+        "url": f"/api/v1/media/{m.id}",
+    }  # fmt: skip
+
+
+def audit_json(e: AuditEntry) -> dict[str, Any]:
+    return {"id": e.id, "time": iso(e.time), "user": e.user, "action": e.action,
+            "details": e.details}  # fmt: skip
 
 
 def alarm_json(a: Alarm) -> dict[str, Any]:
@@ -122,6 +162,21 @@ def _limit(request: server.Request, default: int, maximum: int) -> int:
     return limit
 
 
+def _row_id(text: str | None) -> int | None:
+    """A row id from a path or query (a positive BIGINT), or None if it is not one."""
+    if text is None or not text.isdigit() or len(text) > 19:
+        return None
+    ident = int(text)
+    return ident if 0 < ident < 2**63 else None
+
+
+def _text_arg(request: server.Request, name: str, longest: int = 64) -> str | None:
+    text = query_arg(request, name)
+    if text is not None and not 1 <= len(text) <= longest:
+        raise bad_request(f"{name} must be 1 to {longest} characters")
+    return text
+
+
 def _phone(phone: str) -> str:
     if not valid_phone(phone):
         raise not_found("no such device")
@@ -140,6 +195,7 @@ class Api:
         command_timeout: float = 10.0,
         max_page: int = 1000,
         control_role: str = "admin",
+        media_dir: str | Path = "var/media",
     ) -> None:
         self.db = db
         self.cluster = cluster
@@ -149,6 +205,9 @@ class Api:
         self.max_page = max_page
         #: The least role that may send commands that can take a device off the platform.
         self.control_role = control_role
+        #: Where the gateways write uploaded files (their ``media_dir``): only files in it
+        #: are served, whatever a row's path says.
+        self.media_dir = Path(media_dir)
 
     def routes(self) -> list[Route]:
         return [
@@ -159,10 +218,13 @@ class Api:
             Route("GET", "/api/v1/devices", self.devices),
             Route("GET", "/api/v1/devices/{phone}", self.device),
             Route("GET", "/api/v1/devices/{phone}/positions", self.positions),
+            Route("GET", "/api/v1/devices/{phone}/media", self.media),
+            Route("GET", "/api/v1/media/{file_id}", self.media_file),
             Route("POST", "/api/v1/devices/{phone}/commands", self.command),
             Route("POST", "/api/v1/devices/{phone}/live", self.live),
             Route("GET", "/api/v1/alarms", self.alarms),
             Route("POST", "/api/v1/alarms/{alarm_id}", self.handle_alarm),
+            Route("GET", "/api/v1/audit", self.audit),
         ]
 
     def now(self) -> datetime:
@@ -247,29 +309,32 @@ class Api:
             nxt = f"{_cursor_time(last.time)}~{(last.digest or b'').hex()}"
         return {"phone": d.phone, "positions": [position_json(p) for p in rows], "next": nxt}
 
-    def _range(self, request: server.Request) -> tuple[datetime, datetime]:
-        """``from`` (default: a day ago) and ``to`` (default: no end)."""
+    def _range(self, request: server.Request, day: bool = True) -> tuple[datetime, datetime]:
+        """``from`` (default: a day ago, or with ``day`` False no start) and ``to``
+        (default: no end)."""
         start_text, end_text = query_arg(request, "from"), query_arg(request, "to")
         end = parse_time(end_text, "to") if end_text else _FAR_FUTURE
-        start = (
-            parse_time(start_text, "from") if start_text
-            else min(end, self.now()) - timedelta(days=1)
-        )  # fmt: skip
+        if start_text:
+            start = parse_time(start_text, "from")
+        else:
+            start = min(end, self.now()) - timedelta(days=1) if day else _FAR_PAST
         if start > end:
             raise bad_request("from is after to")
         return start, end
 
     async def alarms(self, request: server.Request) -> Any:
+        """Alarms that started in [from, to); ``from`` defaults to a day ago, but with a
+        ``state`` to no start: the alarms still new are wanted however old they are."""
         user = await self.auth.user(request)
-        start, end = self._range(request)
+        state = query_arg(request, "state")
+        if state is not None and state not in ALARM_STATES:
+            raise bad_request(f"state must be one of {', '.join(ALARM_STATES)}")
+        start, end = self._range(request, day=state is None)
         limit = _limit(request, 100, self.max_page)
         device_id = None
         phone = query_arg(request, "device")
         if phone:
             device_id = (await self._device(user, phone)).id
-        state = query_arg(request, "state")
-        if state is not None and state not in ALARM_STATES:
-            raise bad_request(f"state must be one of {', '.join(ALARM_STATES)}")
         after: tuple[datetime, int] | None = None
         cursor = query_arg(request, "after")
         if cursor:
@@ -278,11 +343,100 @@ class Api:
                 after = (parse_time(t, "after"), int(ident))
             except ValueError:
                 raise bad_request("after is not a cursor from a previous answer") from None
+            if not 0 <= after[1] < 2**63:  # a BIGINT, else the database refuses it: a 500
+                raise bad_request("after is not a cursor from a previous answer")
         rows = await alarm_store.alarms(self.db, user, start, end, limit, device_id, state, after)
         nxt = None
         if len(rows) == limit:
             nxt = f"{_cursor_time(rows[-1].started)}~{rows[-1].id}"
         return {"alarms": [alarm_json(a) for a in rows], "next": nxt}
+
+    async def media(self, request: server.Request, phone: str) -> Any:
+        """A page of the files a device uploaded, newest first. The answer is a list; when
+        there may be more, a ``Link: <...>; rel="next"`` header names the next page."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        limit = _limit(request, min(100, self.max_page), self.max_page)
+        after_text = query_arg(request, "after")
+        before = _row_id(after_text)
+        if after_text is not None and before is None:
+            raise bad_request("after is not a media id from a previous answer")
+        rows = await media_store.list_media(self.db, user, d.id, limit, before)
+        if len(rows) == limit:
+            query = urlencode({"after": rows[-1].id, "limit": limit})
+            request.setHeader(b"link",
+                              f'</api/v1/devices/{d.phone}/media?{query}>; rel="next"'.encode())
+        return [media_json(m) for m in rows]
+
+    async def media_file(self, request: server.Request, file_id: str) -> Any:
+        """The file itself, streamed; 404 alike for no such file, another fleet's, and a
+        file that is gone from the disk or not in the media directory."""
+        user = await self.auth.user(request)
+        ident = _row_id(file_id)
+        m = await media_store.get_media(self.db, user, ident) if ident is not None else None
+        if m is None:
+            raise not_found("no such media file")
+        f = self._open_media(m)
+        if f is None:
+            raise not_found(f"the file of media {m.id} is not on this server")
+        length = os.fstat(f.fileno()).st_size
+        name = f"{m.phone}-{m.media_id}-{m.channel}.{EXTENSIONS.get(m.format, 'bin')}"
+        content_type = CONTENT_TYPES.get(m.format, "application/octet-stream")
+        return FileResponse(f, content_type, length, name)
+
+    def _open_media(self, m: MediaFile) -> Any:
+        """The row's file, open for reading, if it is a regular file inside the media
+        directory (after following any link); else None, and a row that points elsewhere
+        is logged: the database is not trusted to name any file on this machine."""
+        root = self.media_dir.resolve()
+        path = Path(m.path)
+        try:
+            real = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
+        except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL in the path
+            return None
+        if not real.is_relative_to(root):
+            _log.warn("media {id}: {path} is not in the media directory {root}; not served",
+                      id=m.id, path=m.path, root=str(root))
+            return None
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            _log.warn("media {id}: {path} cannot be read: {e}", id=m.id, path=m.path, e=str(e))
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+
+    async def audit(self, request: server.Request) -> Any:
+        """The audit log, newest first (admins only)."""
+        user = await self.auth.user(request)
+        if not user.admin:
+            raise ApiError(403, "forbidden", "the audit log is for admins only")
+        start, end = self._range(request, day=False)
+        limit = _limit(request, 100, self.max_page)
+        name = _text_arg(request, "user")
+        action = _text_arg(request, "action")
+        phone = query_arg(request, "device")
+        if phone is not None:
+            if not valid_phone(phone):
+                raise bad_request("device must be a phone number (1 to 20 digits)")
+            phone = canonical_phone(phone)
+        after: tuple[datetime, int] | None = None
+        cursor = query_arg(request, "after")
+        if cursor:
+            t, _, ident = cursor.partition("~")
+            try:
+                after = (parse_time(t, "after"), int(ident))
+            except (ApiError, ValueError):
+                raise bad_request("after is not a cursor from a previous answer") from None
+            if not 0 <= after[1] < 2**63:
+                raise bad_request("after is not a cursor from a previous answer")
+        rows = await audit_store.entries(self.db, start, end, limit, name, phone, action, after)
+        nxt = None
+        if len(rows) == limit:
+            nxt = f"{_cursor_time(rows[-1].time)}~{rows[-1].id}"
+        return {"audit": [audit_json(e) for e in rows], "next": nxt}
 
     async def handle_alarm(self, request: server.Request, alarm_id: str) -> Any:
         user = await self.auth.user(request)
@@ -315,6 +469,9 @@ class Api:
             encoded_2019 = encode_command(command, 2019)
         except BadCommand as e:
             raise bad_request(str(e), "bad_command") from None
+        channel = channel_of(encoded)
+        if channel is not None:
+            _check_channel(d, channel)
         timeout = command.get("timeout", self.command_timeout)
         if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                 or not 1 <= timeout <= MAX_COMMAND_TIMEOUT):
@@ -377,6 +534,7 @@ class Api:
         channel = body.get("channel", 1)
         if isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 64:
             raise bad_request("channel must be an integer from 1 to 64")
+        _check_channel(d, channel)
         stream = body.get("stream", "main")
         if stream not in ("main", "sub"):
             raise bad_request('stream must be "main" or "sub"')
@@ -391,13 +549,22 @@ class Api:
         return {"ws_flv": ws_base + path, "http_flv": base + path}
 
 
+def _check_channel(d: Device, channel: int) -> None:
+    """400 bad_channel unless ``channel`` is one of the device's (1 to its ``channels``)."""
+    if d.channels < 1:
+        raise bad_request(f"device {d.phone} has no video channels", "bad_channel")
+    if not 1 <= channel <= d.channels:
+        raise bad_request(f"channel {channel} is beyond device {d.phone}'s {d.channels}"
+                          f" channels (1 to {d.channels})", "bad_channel")  # fmt: skip
+
+
 def reply_json(reply: dict[str, Any]) -> dict[str, Any]:
     """A device's reply as JSON: its message id, version and body, decoded here, once, from
-    the bytes the device sent; a body that does not decode is given as its hex and the
-    error."""
+    the bytes the device sent (message and parameter ids as "0x0001"); a body that does not
+    decode is given as its hex and the error."""
     msg_id, version, body = reply["msg_id"], reply["version"], reply["body"]
     try:
-        decoded = jsonable(decode_body(msg_id, body, version))
+        decoded = jsonable(decode_body(msg_id, body, version), ids=True)
     except CodecError as e:
         decoded = {"hex": body.hex(), "error": str(e)}
     return {"msg_id": f"0x{msg_id:04x}", "version": version, "body": decoded}

@@ -1,9 +1,10 @@
 """Client commands (JSON) → JT/T 808 platform messages, encoded with the codec.
 
 ``{"type": "text", "text": "...", "flag": 4, "text_type": 1}`` → 0x8300
-``{"type": "query_parameters"}`` → 0x8104; with ``"ids": [1, "0x0013"]`` → 0x8106
+``{"type": "query_parameters"}`` → 0x8104; with ``"ids": ["0x0001", "0x0013"]`` → 0x8106
 ``{"type": "set_parameters", "params": {"0x0029": 30, "0x0013": "host:7611"}}`` → 0x8103
-   (a value ``{"hex": "0102"}`` is sent as those bytes)
+   (a value ``{"hex": "0102"}`` is sent as those bytes; each value is checked against its
+   parameter's type, and one that does not fit is refused in words naming the parameter)
 ``{"type": "query_position"}`` → 0x8201
 ``{"type": "take_photo", "channel": 1, "count": 1, ...}`` → 0x8801
 ``{"type": "terminal_control", "command": 4, "parameters": ""}`` → 0x8105
@@ -23,6 +24,12 @@ from attrs import frozen
 
 from cmsv6.protocols.jt808.codec import encode_body
 from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.jsonable import (
+    FieldError,
+    int_from_json,
+    param_id_from_json,
+    params_from_json,
+)
 from cmsv6.protocols.jt808.model import MESSAGES
 
 
@@ -38,16 +45,10 @@ class Encoded:
 
 
 def _int(value: Any, name: str, low: int = 0, high: int = 0xFFFFFFFF) -> int:
-    if isinstance(value, str):
-        try:
-            value = int(value, 0)
-        except ValueError:
-            raise BadCommand(f"{name} must be an integer") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadCommand(f"{name} must be an integer")
-    if not low <= value <= high:
-        raise BadCommand(f"{name} must be between {low} and {high}")
-    return value
+    try:
+        return int_from_json(value, name, low, high)
+    except FieldError as e:
+        raise BadCommand(str(e)) from None
 
 
 def _text(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
@@ -68,27 +69,14 @@ def _query_parameters(command: dict[str, Any], version: int) -> tuple[int, dict[
         return 0x8104, {}
     if not isinstance(ids, list) or not 1 <= len(ids) <= 255:
         raise BadCommand("ids must be a list of 1 to 255 parameter ids")
-    return 0x8106, {"ids": [_int(i, "a parameter id") for i in ids]}
-
-
-def _param_value(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"hex"}:
-        try:
-            return bytes.fromhex(value["hex"])
-        except (TypeError, ValueError):
-            raise BadCommand("hex must be a string of hex digits") from None
-    if isinstance(value, bool) or value is None:
-        raise BadCommand("parameter values are integers, strings, objects or {\"hex\": ...}")
-    return value
+    return 0x8106, {"ids": [param_id_from_json(i) for i in ids]}
 
 
 def _set_parameters(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
     params = command.get("params")
-    if not isinstance(params, dict) or not 1 <= len(params) <= 255:
+    if not isinstance(params, (dict, list)) or not 1 <= len(params) <= 255:
         raise BadCommand("params must be an object of 1 to 255 parameters (id: value)")
-    return 0x8103, {
-        "params": [(_int(k, "a parameter id"), _param_value(v)) for k, v in params.items()]
-    }
+    return 0x8103, {"params": list(params_from_json(params))}
 
 
 def _query_position(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
@@ -164,6 +152,13 @@ DANGEROUS_PARAMETERS: dict[int, str] = {
 CONTROL_MESSAGES: dict[int, str] = {0x8105: "terminal control", 0x8108: "terminal upgrade"}
 
 
+def channel_of(encoded: Encoded) -> int | None:
+    """The camera channel a command addresses (0x8801 take photo), or None."""
+    if encoded.msg_id == 0x8801:
+        return int(encoded.fields["channel"])
+    return None
+
+
 def needs_control(encoded: Encoded) -> str | None:
     """Why this command needs the device-control role (a sentence), or None if any user
     who sees the device may send it."""
@@ -184,7 +179,10 @@ def encode_command(command: dict[str, Any], version: int) -> Encoded:
     builder = BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
         raise BadCommand(f"type must be one of {', '.join(sorted(BUILDERS))}")
-    msg_id, fields = builder(command, version)
+    try:
+        msg_id, fields = builder(command, version)
+    except FieldError as e:  # a value said wrong, in words naming it
+        raise BadCommand(str(e)) from None
     cls = MESSAGES[msg_id]
     try:
         body = encode_body(cls(**fields), version)

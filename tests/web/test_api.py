@@ -263,7 +263,7 @@ def test_handle_alarm_records_user_time_note_and_audit(web: Web) -> None:
     ((action, details),) = query(web.dsn, "SELECT action, details FROM audit a JOIN users u"
                                " ON u.id = a.user_id WHERE u.name = 'olga'")
     assert action == "alarm.handle"
-    assert details == {"alarm": mine, "state": "handled", "note": "called the driver"}
+    assert details == {"alarm": mine, "phone": NORTH, "state": "handled", "note": "called the driver"}
     reply = yield call(web, "POST", f"/api/v1/alarms/{theirs}", {"state": "dismissed"}, token=token)
     assert reply.status == 404
     assert query(web.dsn, "SELECT state FROM alarms WHERE id = %s", (theirs,)) == [("new",)]
@@ -293,7 +293,7 @@ def test_command_replied(web: Web) -> None:
     assert reply.status == 200, reply.body
     assert reply.body["status"] == "replied"
     assert reply.body["reply"]["msg_id"] == "0x0001"
-    assert reply.body["reply"]["body"] == {"reply_serial": 1, "reply_id": 0x8300, "result": 0}
+    assert reply.body["reply"]["body"] == {"reply_serial": 1, "reply_id": "0x8300", "result": 0}
     ((phone, msg_id, body, timeout),) = web.cluster.sent
     assert (phone, msg_id, timeout) == (NORTH, 0x8300, 10.0)
     assert decode_body(0x8300, body, 2013).text == "请减速 slow down"
@@ -341,7 +341,7 @@ def test_command_query_parameters_reply_decoded(web: Web) -> None:
     assert reply.status == 200, reply.body
     assert web.cluster.sent[0][1] == 0x8106
     assert reply.body["reply"]["msg_id"] == "0x0104"
-    assert reply.body["reply"]["body"]["params"] == [[1, 30], [0x13, "10.0.0.1:7611"]]
+    assert reply.body["reply"]["body"]["params"] == [["0x0001", 30], ["0x0013", "10.0.0.1:7611"]]
 
 
 @pytest_twisted.inlineCallbacks

@@ -23,20 +23,38 @@ from cmsv6.protocols.jt808.model import MESSAGES, RecordAdapter
 _ODDITIES = frozenset({"rest", "twos_complement"})
 
 
-def jsonable(value: Any, field: str = "") -> Any:
+#: With ``ids=True``: fields holding a message id, and the messages whose ``params`` table
+#: (0x8103, 0x0104) or ``ids`` list (0x8106) holds parameter ids.
+_MESSAGE_ID_FIELDS = frozenset({"reply_id"})
+_PARAM_TABLES = frozenset({0x8103, 0x0104})
+_PARAM_ID_LISTS = frozenset({0x8106})
+
+
+def hex_id(value: int) -> str:
+    """A message or parameter id as the Open API and ``cmsv6 decode`` write it: "0x0001"."""
+    return f"0x{value:04x}"
+
+
+def jsonable(value: Any, field: str = "", ids: bool = False) -> Any:
     """attrs objects → dicts, bytes → hex, dates and times → ISO 8601, durations → seconds,
     enums → their values; integer keys → "0x.." strings (two digits for
     additional-information items, four for parameter and message ids). An empty ``rest``
     and a zero ``twos_complement`` are left out.
 
+    With ``ids`` (the Open API's form) message ids in bodies (``reply_id``) and parameter
+    ids (0x8103 and 0x0104 ``params`` pairs, 0x8106 ``ids``) are "0x0001" strings too.
+
     Total over what the codec decodes: a type it does not know is a bug here and raises
     TypeError (tests run every corpus body through it)."""
     if attrs.has(type(value)):
-        return {
-            f.name: jsonable(getattr(value, f.name), f.name)
+        out = {
+            f.name: jsonable(getattr(value, f.name), f.name, ids)
             for f in attrs.fields(type(value))
             if not (f.name in _ODDITIES and not getattr(value, f.name))
         }
+        if ids:
+            _hex_ids(value, out)
+        return out
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
     if isinstance(value, (date, time)):  # datetime is a date
@@ -48,10 +66,11 @@ def jsonable(value: Any, field: str = "") -> Any:
     if isinstance(value, dict):
         width = 2 if field == "extras" else 4
         return {
-            (f"0x{k:0{width}x}" if isinstance(k, int) else str(k)): jsonable(v) for k, v in value.items()
+            (f"0x{k:0{width}x}" if isinstance(k, int) else str(k)): jsonable(v, ids=ids)
+            for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, ids=ids) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted(jsonable(v) for v in value)
     if isinstance(value, str):
@@ -60,6 +79,18 @@ def jsonable(value: Any, field: str = "") -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     raise TypeError(f"no JSON form for {type(value).__name__}: {value!r}")
+
+
+def _hex_ids(body: Any, out: dict[str, Any]) -> None:
+    """Rewrite ``out`` (the JSON of ``body``) with its message and parameter ids as hex."""
+    for name in _MESSAGE_ID_FIELDS & out.keys():
+        if isinstance(out[name], int):
+            out[name] = hex_id(out[name])
+    msg_id = getattr(type(body), "MSG_ID", None)
+    if msg_id in _PARAM_TABLES and "params" in out:
+        out["params"] = [[hex_id(k), v] for k, v in out["params"]]
+    elif msg_id in _PARAM_ID_LISTS and "ids" in out:
+        out["ids"] = [hex_id(k) for k in out["ids"]]
 
 
 def message_json(message: Message, length_ok: bool = True) -> dict[str, Any]:
