@@ -115,7 +115,7 @@ def _literal_blocks(text: str) -> Iterator[str]:
             while i < len(lines) and (not lines[i].strip() or lines[i].startswith(" ")):
                 block.append(lines[i])
                 i += 1
-            yield "\n".join(line[4:] if line.startswith("    ") else line for line in block)
+            yield "\n".join(line.removeprefix("    ") for line in block)
         else:
             i += 1
 
@@ -188,7 +188,8 @@ def test_docs_name_only_keys_that_exist() -> None:
 def _anchors(page: Path) -> set[str]:
     """The anchors a Markdown page's headings get (GitHub's rule)."""
     out = set()
-    for heading in re.findall(r"^#+ (.*)$", page.read_text(encoding="utf-8"), flags=re.M):
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    for heading in re.findall(r"^#+ (.*)$", text, flags=re.M):
         slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
         out.add(slug)
     return out
@@ -254,7 +255,7 @@ _PHONE_CONTEXTS = (
     r"cmsv6 send ([0-9]+)",
     r"cmsv6 device [a-z-]+ ([0-9]+)",
     r"--first-phone[ =]([0-9]+)",
-    r"phones ``([0-9]+)`` to ``([0-9]+)``",
+    r"phones\s+``([0-9]+)``\s+to\s+``([0-9]+)``",
 )
 
 
@@ -262,6 +263,8 @@ def test_examples_use_the_demos_devices() -> None:
     """Every device an example of the README (or of the docs of this issue) names is one
     ``make demo`` adds, so the examples work against it as written."""
     phones = demo_phones()
+    counts = re.findall(r"(\d+) simulated DVRs", README.read_text(encoding="utf-8"))
+    assert counts and {int(n) for n in counts} == {len(phones)}, counts
     named = []
     for page in EXAMPLES:
         text = page.read_text(encoding="utf-8")
