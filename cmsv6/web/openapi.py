@@ -28,6 +28,13 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+#: Every operation that reads a request body answers 413 to one over the bound.
+_TOO_LARGE = _error("The request body is over `[web] max_body` (64 KiB) (too_large)")
+#: Ids of messages and parameters: written "0x0001" in answers, taken so or as a number.
+_IDS = ("Message and parameter ids are written as hex strings, \"0x0001\", in every answer;"
+        " requests may give them so or as numbers (1, \"1\")")
+
+
 _PHONE = {
     "name": "phone", "in": "path", "required": True,
     "description": "Terminal phone number (leading zeros optional)",
@@ -37,6 +44,11 @@ _FROM = {
     "name": "from", "in": "query",
     "description": "ISO 8601 time (UTC if no offset); default: a day ago",
     "schema": {"type": "string", "format": "date-time"},
+}  # fmt: skip
+_ALARMS_FROM = {
+    **_FROM,
+    "description": "ISO 8601 time (UTC if no offset); default: a day ago, but with `state`"
+                   " no start (every alarm in that state, however old)",
 }  # fmt: skip
 _TO = {
     "name": "to", "in": "query", "description": "ISO 8601 time, exclusive; default: no end",
@@ -53,6 +65,7 @@ _AFTER = {
 }  # fmt: skip
 
 _UNAUTHORIZED = _error("No valid bearer token")
+_ADMINS = _error("The user is not an admin (forbidden)")
 _NOT_FOUND = _error("No such device (or not one this user may see)")
 _BAD = _error("Bad request (bad JSON, bad arguments)")
 
@@ -123,10 +136,14 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["type"],
         "description": (
             "text → 0x8300 (text, flag, text_type); query_parameters → 0x8104, or 0x8106 with"
-            " ids; set_parameters → 0x8103 (params: {id: value}, a value {\"hex\": ...} is sent"
-            " as bytes); query_position → 0x8201; take_photo → 0x8801 (channel, count,"
-            " interval, save, resolution, quality, brightness, contrast, saturation, chroma);"
-            " terminal_control → 0x8105 (command, parameters). Optional timeout in seconds."
+            " ids; set_parameters → 0x8103 (params: {id: value} or [[id, value], ...]; each"
+            " value is checked against its parameter's type, e.g. 0x0001 is a DWORD"
+            " 0..4294967295, and one that does not fit is a 400 naming the parameter; a value"
+            " {\"hex\": ...} is sent as those bytes, the only form for ids of no known type);"
+            " query_position → 0x8201; take_photo → 0x8801 (channel, count, interval, save,"
+            " resolution, quality, brightness, contrast, saturation, chroma; a channel"
+            " beyond the device's `channels` is a 400 bad_channel); terminal_control → 0x8105"
+            " (command, parameters). Optional timeout in seconds. " + _IDS + "."
             " terminal_control, and set_parameters with a server, APN, port or reset-number"
             " parameter, are for admins only unless [web] device_control_role says otherwise."
         ),
@@ -138,8 +155,10 @@ _SCHEMAS: dict[str, Any] = {
             "text": {"type": "string"},
             "flag": {"type": "integer"},
             "text_type": {"type": "integer"},
-            "ids": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]}},
-            "params": {"type": "object"},
+            "ids": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+                    "description": "Parameter ids, e.g. [\"0x0001\", \"0x0013\"]"},
+            "params": {"oneOf": [{"type": "object"}, {"type": "array"}],
+                       "description": "{\"0x0029\": 30} or [[\"0x0029\", 30]]"},
             "channel": {"type": "integer"},
             "count": {"type": "integer"},
             "command": {"type": "integer"},
@@ -157,12 +176,54 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "msg_id": {"type": "string", "example": "0x0001"},
                     "version": {"type": "integer"},
-                    "body": {"type": "object", "description": "The decoded reply body"},
+                    "body": {"type": "object", "description": (
+                        "The decoded reply body. Message ids in it (reply_id) and parameter"
+                        " ids (0x0104 params: [[\"0x0001\", 30], ...]) are \"0x0001\" strings")},
                 },
             },
         },
     },
 }
+
+_SCHEMAS["MediaFile"] = {
+    "type": "object",
+    "description": "A file a device uploaded (0x0801): a photo, a recording or a video",
+    "properties": {
+        "id": {"type": "integer", "description": "This file's id: GET /api/v1/media/{id}"},
+        "phone": {"type": "string"},
+        "media_id": {"type": "integer", "description": "The device's multimedia id"},
+        "media_type": {"type": "integer", "description": "0 image, 1 audio, 2 video"},
+        "format": {"type": "integer", "description": "0 JPEG, 1 TIF, 2 MP3, 3 WAV, 4 WMV"},
+        "content_type": {"type": "string", "example": "image/jpeg"},
+        "event": {"type": "integer", "description": (
+            "Why it was taken: 0 a platform command, 1 timed, 2 robbery alarm, 3 collision or"
+            " rollover; 2019 adds 4 door opened, 5 door closed, 6 door closed with speed"
+            " over 20 km/h, 7 fixed distance")},
+        "channel": {"type": "integer"},
+        "time": _NTIME,
+        "latitude": {"type": "number", "nullable": True},
+        "longitude": {"type": "number", "nullable": True},
+        "size": {"type": "integer", "description": "Bytes"},
+        "received": _TIME,
+        "url": {"type": "string", "example": "/api/v1/media/12"},
+    },
+}
+_SCHEMAS["AuditEntry"] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "time": _TIME,
+        "user": {"type": "string", "nullable": True, "description": (
+            "The Open API user; null for the command line and the gateways (details.by"
+            " says who)")},
+        "action": {"type": "string", "example": "command"},
+        "details": {"type": "object", "nullable": True},
+    },
+}
+
+#: What a file download may be.
+_MEDIA_TYPES = ("image/jpeg", "image/tiff", "audio/mpeg", "audio/wav", "video/x-ms-wmv",
+                "application/octet-stream")  # fmt: skip
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -170,8 +231,11 @@ DOCUMENT: dict[str, Any] = {
         "title": "cmsv6 Open API",
         "version": "1",
         "description": (
-            "Devices, positions, alarms, commands and live video of a cmsv6 cluster. Log in"
-            " for a token and send it as `Authorization: Bearer TOKEN`. Errors are an HTTP"
+            "Devices, positions, alarms, commands, live video, the devices' photos and files"
+            " and the audit log of a cmsv6 cluster. Log in for a token and send it as"
+            " `Authorization: Bearer TOKEN`. An operator sees the devices of their fleets only"
+            " (another fleet's device is a 404, like one that does not exist); admins see"
+            " every device and alone read the audit log. " + _IDS + ". Errors are an HTTP"
             " status with {\"error\": {\"code\", \"message\"}}. Request bodies are at most"
             " 64 KiB (`[web] max_body`; more: 413 too_large) and nest JSON arrays and objects"
             " at most 32 deep (`max_json_depth`; deeper: 400 too_deep). Limits of the endpoint"
@@ -217,6 +281,7 @@ DOCUMENT: dict[str, Any] = {
                     }),  # fmt: skip
                     "400": _BAD,
                     "401": _error("Wrong user name or password"),
+                    "413": _TOO_LARGE,
                     "429": _error(
                         "Too many failed logins for this name from this address, or for this"
                         " name from all addresses in the hour (too_many_attempts; Retry-After"
@@ -294,7 +359,11 @@ DOCUMENT: dict[str, Any] = {
                 "requestBody": _body(_ref("Command")),
                 "responses": {
                     "200": _json(_ref("CommandResult")),
-                    "400": _error("Not a command, or it does not encode (bad_command)"),
+                    "400": _error(
+                        "Not a command, a field missing or of the wrong type, a parameter value"
+                        " that does not fit its type (bad_command), or a channel beyond the"
+                        " device's (bad_channel)"),
+                    "413": _TOO_LARGE,
                     "401": _UNAUTHORIZED,
                     "403": _error(
                         "A command that can take the device off the platform (0x8103 setting a"
@@ -318,7 +387,9 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": _json({"type": "object", "properties": {
                         "ws_flv": {"type": "string"}, "http_flv": {"type": "string"}}}),
-                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
+                    "400": _error("A channel that is not 1 to 64, or beyond the device's"
+                                  " `channels` (bad_channel), or a stream not main or sub"),
+                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "413": _TOO_LARGE,
                     "409": _error("The device is offline (device_offline)"),
                     "503": _error("No media server is available (media_unavailable)"),
                 },  # fmt: skip
@@ -327,8 +398,10 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/alarms": {
             "get": {
                 "summary": "Alarms that started in [from, to), oldest first, paged",
+                "description": "Without `from`, alarms of the last day; with `state` (e.g."
+                               " `state=new`), every alarm in that state however old.",
                 "parameters": [
-                    _FROM, _TO, _LIMIT, _AFTER,
+                    _ALARMS_FROM, _TO, _LIMIT, _AFTER,
                     {"name": "device", "in": "query", "description": "A device's phone",
                      "schema": {"type": "string"}},
                     {"name": "state", "in": "query", "schema": {
@@ -357,6 +430,75 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Alarm")), "400": _BAD, "401": _UNAUTHORIZED,
                     "404": _error("No such alarm (or not one this user may see)"),
+                    "413": _TOO_LARGE,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/media": {
+            "get": {
+                "summary": "The photos and files a device uploaded, newest first, paged",
+                "description": "At most `limit` files (default 100, at most the `max_page`"
+                               " setting, 1000). When there may be more, the answer has a"
+                               " `Link: </api/v1/devices/PHONE/media?after=ID&limit=N>;"
+                               " rel=\"next\"` header; `after` is the last id of the previous"
+                               " page.",
+                "parameters": [
+                    _PHONE, {**_LIMIT, "description": "Page size (default 100)"},
+                    {"name": "after", "in": "query", "schema": {"type": "integer"},
+                     "description": "The last id of the previous page"},
+                ],  # fmt: skip
+                "responses": {
+                    "200": {**_json({"type": "array", "items": _ref("MediaFile")}),
+                            "headers": {"Link": {"schema": {"type": "string"},
+                                                 "description": "The next page, if any"}}},
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/media/{file_id}": {
+            "get": {
+                "summary": "A file a device uploaded, as it was uploaded",
+                "description": "The bytes, with the file's Content-Type and Content-Length"
+                               " (never sniffed: `X-Content-Type-Options: nosniff`).",
+                "parameters": [{"name": "file_id", "in": "path", "required": True,
+                                "description": "A MediaFile's id",
+                                "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "headers": {"Content-Length": {"schema": {"type": "integer"}}},
+                        "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                    for t in _MEDIA_TYPES},
+                    },
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No such file, one of a device this user may not see, or a"
+                                  " file no longer on the server's disk"),
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/audit": {
+            "get": {
+                "summary": "The audit log, newest first, paged (admins only)",
+                "description": "Commands sent (and refused), alarms handled, devices and users"
+                               " changed on the command line, with who and when. Without"
+                               " `from`, from the beginning.",
+                "parameters": [
+                    {**_FROM, "description": "ISO 8601 time (UTC if no offset); default: no start"},
+                    _TO, _LIMIT,
+                    {"name": "after", "in": "query", "schema": {"type": "string"},
+                     "description": "The previous page's `next`"},
+                    {"name": "user", "in": "query", "schema": {"type": "string", "maxLength": 64},
+                     "description": "Rows of this user (or whose details name them as `by`)"},
+                    {"name": "device", "in": "query", "schema": {"type": "string"},
+                     "description": "Rows about this device (details.phone)"},
+                    {"name": "action", "in": "query", "schema": {"type": "string", "maxLength": 64},
+                     "description": "e.g. command, command_refused, alarm.handle"},
+                ],  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "audit": {"type": "array", "items": _ref("AuditEntry")},
+                        "next": {"type": "string", "nullable": True}}}),
+                    "400": _BAD, "401": _UNAUTHORIZED, "403": _ADMINS,
                 },  # fmt: skip
             }
         },

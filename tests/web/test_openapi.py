@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import attrs
@@ -12,6 +13,7 @@ import pytest_twisted
 
 from cmsv6.rpc.commands import CommandTimeout, Unavailable
 from cmsv6.web.openapi import DOCUMENT
+from tests.support.database import query
 from tests.web.support import NORTH, PASSWORD, Web, add_alarm, call, login, ws_connect
 
 #: Resources mounted beside the router (each documented too).
@@ -38,6 +40,17 @@ def test_document_is_openapi_3() -> None:
             assert op["responses"], (path, method)
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert declared == names, (path, method)
+
+
+def test_bodies_may_be_too_large() -> None:
+    """Every operation that takes a request body documents 413 (a body over the bound), and
+    login documents 429 (too many failed logins)."""
+    with_body = [(path, method) for path, item in DOCUMENT["paths"].items()
+                 for method, op in item.items() if "requestBody" in op]  # fmt: skip
+    assert with_body
+    for path, method in with_body:
+        assert "413" in DOCUMENT["paths"][path][method]["responses"], (path, method)
+    assert "429" in DOCUMENT["paths"]["/api/v1/login"]["post"]["responses"]
 
 
 def test_every_route_is_documented(web: Web) -> None:
@@ -101,13 +114,29 @@ def _answer_with(error: Exception) -> Callable[[Web], None]:
     return setup
 
 
-def cases(alarm: int) -> dict[tuple[str, str, str], Case]:
+def cases(alarm: int, media: int) -> dict[tuple[str, str, str], Case]:
     """(documented path, method, documented status) → a request that must get it."""
     device = f"/api/v1/devices/{NORTH}"
     unknown = "/api/v1/devices/13899999999"
     text = {"type": "text", "text": "hello"}
     not_json = b"{not json"
+    huge = b'{"text": "' + b"a" * 70_000 + b'"}'
     return {
+        ("/api/v1/login", "POST", "413"): Case("/api/v1/login", raw=huge, anonymous=True),
+        ("/api/v1/devices/{phone}/commands", "POST", "413"): Case(f"{device}/commands", raw=huge),
+        ("/api/v1/devices/{phone}/live", "POST", "413"): Case(f"{device}/live", raw=huge),
+        ("/api/v1/alarms/{alarm_id}", "POST", "413"): Case(f"/api/v1/alarms/{alarm}", raw=huge),
+        ("/api/v1/devices/{phone}/media", "GET", "200"): Case(f"{device}/media"),
+        ("/api/v1/devices/{phone}/media", "GET", "400"): Case(f"{device}/media?after=x"),
+        ("/api/v1/devices/{phone}/media", "GET", "401"): Case(f"{device}/media", anonymous=True),
+        ("/api/v1/devices/{phone}/media", "GET", "404"): Case(f"{unknown}/media"),
+        ("/api/v1/media/{file_id}", "GET", "200"): Case(f"/api/v1/media/{media}"),
+        ("/api/v1/media/{file_id}", "GET", "401"): Case(f"/api/v1/media/{media}", anonymous=True),
+        ("/api/v1/media/{file_id}", "GET", "404"): Case(f"/api/v1/media/{media + 1000}"),
+        ("/api/v1/audit", "GET", "200"): Case("/api/v1/audit"),
+        ("/api/v1/audit", "GET", "400"): Case("/api/v1/audit?from=yesterday"),
+        ("/api/v1/audit", "GET", "401"): Case("/api/v1/audit", anonymous=True),
+        ("/api/v1/audit", "GET", "403"): Case("/api/v1/audit", operator=True),
         ("/api/openapi.json", "GET", "200"): Case("/api/openapi.json", anonymous=True),
         ("/api/v1/login", "POST", "200"): Case(
             "/api/v1/login", {"username": "root", "password": PASSWORD}, anonymous=True),
@@ -159,8 +188,19 @@ def cases(alarm: int) -> dict[tuple[str, str, str], Case]:
     }  # fmt: skip
 
 
+def _media(web: Web, directory: Path) -> int:
+    """A photo of NORTH's in the site's media directory; its id."""
+    web.site.api.media_dir = directory
+    path = directory / NORTH / "20261125" / "020000-7-1.jpg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xff\xd8 a photo \xff\xd9")
+    return int(query(web.dsn, "INSERT INTO media_files (device_id, media_id, media_type, format,"
+                     " event, channel, path, size, received) VALUES (%s, 7, 0, 0, 0, 1, %s, %s,"
+                     " now()) RETURNING id", (web.device_id(NORTH), str(path), 14))[0][0])
+
+
 @pytest_twisted.inlineCallbacks
-def test_every_documented_answer_is_given(web_with_metrics: Web) -> None:
+def test_every_documented_answer_is_given(web_with_metrics: Web, tmp_path: Path) -> None:
     """Each documented path, method and status is what the site answers to a request made
     for it (the admin's token, existing ids): a 200 with the documented schema's top-level
     keys, each error status as a JSON error; the WebSocket answers as documented, and paths
@@ -169,7 +209,7 @@ def test_every_documented_answer_is_given(web_with_metrics: Web) -> None:
     web = web_with_metrics
     alarm = add_alarm(web.dsn, web.device_id(NORTH), "bit:emergency",
                       datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc))  # fmt: skip
-    table = cases(alarm)
+    table = cases(alarm, _media(web, tmp_path))
     responses = {
         (path, method.upper(), status): response
         for path, item in DOCUMENT["paths"].items()
@@ -191,7 +231,12 @@ def test_every_documented_answer_is_given(web_with_metrics: Web) -> None:
         reply = yield call(web, method, case.path, case.body, token=who, raw=case.raw)
         where = (path, method, status, reply.body)
         assert reply.status == int(status), where
-        schema = responses[(path, method, status)]["content"]["application/json"]["schema"]
+        content = responses[(path, method, status)]["content"]
+        if "application/json" not in content:  # a file: one of the documented types
+            (kind,) = reply.headers.getRawHeaders(b"content-type")
+            assert kind.decode() in content, where
+            continue
+        schema = content["application/json"]["schema"]
         if status != "200":
             assert set(reply.body) == {"error"} and set(reply.body["error"]) == {"code", "message"}, where
         elif path == "/api/openapi.json":
