@@ -312,3 +312,17 @@ def test_architecture_ports_are_the_configurations() -> None:
         section = next(f for f in config.fields(config.SECTIONS[name]) if f[0] == key)
         assert default == toml_literal(section[1]), (name, key)
         assert port == _demo_port(name, key), (name, key)
+
+
+def test_docs_name_only_metrics_that_exist() -> None:
+    """Every cmsv6 metric a page names is one cmsv6/metrics.py exposes: a gauge by its
+    name, a counter by its name and the ``_total`` the exposition adds."""
+    source = (ROOT / "cmsv6" / "metrics.py").read_text(encoding="utf-8")
+    named = {(page.name, m) for page in pages() for m in re.findall(
+        r"\bcmsv6_(?:gateway|login|web|amp)_[a-z_]+", page.read_text(encoding="utf-8"))}  # fmt: skip
+    assert named, "no metric named"
+    for page, metric in named:
+        base = metric.removesuffix("_total")
+        kind = "Counter" if metric.endswith("_total") else "(?:Gauge|callback_gauge)"
+        family = rf'{kind}\w*\(\s*(?:registry,\s*)?"{re.escape(base)}"'
+        assert re.search(family, source), f"{page}: no metric {metric} in cmsv6/metrics.py"
