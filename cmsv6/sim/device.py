@@ -95,6 +95,30 @@ ONLINE = "online"
 CLOSING = "closing"
 STOPPED = "stopped"
 
+#: 0x8100 results in words (JT/T 808 §8.5, 终端注册应答).
+REGISTER_RESULTS = {
+    0: "success",
+    1: "vehicle already registered",
+    2: "vehicle not in the database",
+    3: "terminal already registered",
+    4: "terminal not in the database",
+}
+#: 0x8001 results in words (JT/T 808 §8.1, 平台通用应答).
+RESPONSE_RESULTS = {
+    0: "success",
+    1: "failed",
+    2: "message error",
+    3: "not supported",
+    4: "alarm confirmed",
+}
+
+
+def refusal(what: str, result: int, words: dict[int, str]) -> str:
+    """A platform's refusal in words, with its code: "registration refused: terminal not in
+    the database (4)"."""
+    return f"{what} refused: {words.get(result, 'a result the standard does not define')} ({result})"
+
+
 _NEVER = float("inf")
 _BATCH_HEAD = struct.Struct(">HB")
 _WORD = struct.Struct(">H")
@@ -193,6 +217,10 @@ class DeviceEvents:
 
     def registered(self, device: Device) -> None:
         """The device has a new authentication code."""
+
+    def refused(self, device: Device) -> None:
+        """The platform refused the device for another reason than the last time
+        (``device.refusal`` says it)."""
 
 
 def beijing(seconds: float) -> datetime:
@@ -293,6 +321,7 @@ class Device:
         "_session_authenticated",
         "_connected_to",
         "index",
+        "refusal",
     )
 
     def __init__(
@@ -360,6 +389,8 @@ class Device:
         self._connected_to = server
         #: The owner's number for this device.
         self.index = 0
+        #: Why the platform last refused the device, in words; None once it gets in.
+        self.refusal: str | None = None
 
     # -- what the owner reads -------------------------------------------------------------
 
@@ -556,6 +587,10 @@ class Device:
             return
         if body.result != 0 or not body.auth_code:
             self.counters.register_failures += 1
+            if body.result == 0:
+                self._refused("registration refused: success without an auth code (0)")
+            else:
+                self._refused(refusal("registration", body.result, REGISTER_RESULTS))
             self._close()
             return
         self.counters.registrations += 1
@@ -569,12 +604,14 @@ class Device:
         if result != RESULT_OK:
             # The platform no longer knows the code: register again.
             self.counters.auth_failures += 1
+            self._refused(refusal("authentication", result, RESPONSE_RESULTS))
             self.auth_code = None
             self.events.registered(self)
             self._start_login(now)
             return
         self.counters.authentications += 1
         self.counters.authenticated += 1
+        self.refusal = None
         self._session_authenticated = True
         self.state = ONLINE
         self._failures = 0
@@ -588,6 +625,11 @@ class Device:
             self._next_report = now + self._rng.random() * self.interval
             self._wake_at(self._next_report)
         self._flush(now)
+
+    def _refused(self, why: str) -> None:
+        if why != self.refusal:
+            self.refusal = why
+            self.events.refused(self)
 
     def _failed(self, now: float) -> None:
         """A connection attempt, or a session that never authenticated, failed."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+from collections import Counter
 from datetime import datetime
 from random import Random
 from typing import IO, Any, Callable
@@ -126,6 +127,10 @@ class _Events(DeviceEvents):
 
     def registered(self, device: Device) -> None:
         self._fleet._device_registered(device)
+
+    def refused(self, device: Device) -> None:
+        # Once per device and reason (a refused unit retries without end): shown with -v.
+        _log.info("{phone}: {why}", phone=device.phone, why=device.refusal)
 
 
 class Fleet:
@@ -397,11 +402,25 @@ class Fleet:
             f"{c.acknowledged} acked, {self.pending()} pending, {c.dropped} dropped | "
             f"reconnects {c.reconnects}, connect failures {c.connect_failures}, "
             f"retransmits {c.retransmissions}, gaps {c.gaps}, alarms {c.alarms_raised}, "
-            f"commands {c.commands}, errors {c.errors}"
-            # A registered phone's second registration is refused (0x8100 result 3): say so,
-            # since the unit retries without end (keep codes with --state, or reset-auth).
-            + (f" | registrations refused {c.register_failures}" if c.register_failures else "")
+            f"commands {c.commands}, errors {c.errors}" + self.refusals()
         )
+
+    #: Reasons the status line names at most (the others are counted).
+    MAX_REASONS = 3
+
+    def refusals(self) -> str:
+        """The status line's ``| refused: N (why ×n, ...)``: devices the platform refuses
+        now, and why, most common first; "" when it refuses none. A refused unit retries without end, so this says
+        what to fix (add the device, ``cmsv6 device reset-auth``, keep codes with
+        ``--state``)."""
+        why = Counter(d.refusal for d in self.devices if d.refusal is not None)
+        if not why:
+            return ""
+        common = why.most_common()
+        shown = ", ".join(f"{reason} ×{n}" for reason, n in common[: self.MAX_REASONS])
+        if len(common) > self.MAX_REASONS:
+            shown += f", {len(common) - self.MAX_REASONS} more reasons"
+        return f" | refused: {sum(why.values())} ({shown})"
 
     def _periodic(self) -> None:
         if self._status_out is not None:

@@ -59,12 +59,16 @@ class Events(DeviceEvents):
     def __init__(self) -> None:
         self.acks: list[tuple[Location, int]] = []
         self.registrations = 0
+        self.refusals: list[str | None] = []
 
     def acknowledged(self, device: Device, body: bytes, serial: int) -> None:
         self.acks.append((decode_body(0x0200, body), serial))
 
     def registered(self, device: Device) -> None:
         self.registrations += 1
+
+    def refused(self, device: Device) -> None:
+        self.refusals.append(device.refusal)
 
 
 class Rig:
@@ -198,6 +202,39 @@ def test_refused_code_registers_again() -> None:
     (reg,) = rig.link.take()
     assert reg.header.msg_id == 0x0100
     assert rig.device.auth_code is None and rig.counters.auth_failures == 1
+
+
+def test_refusals_in_words() -> None:
+    """A refused registration or authentication is kept in words with its code, told to
+    the owner once per new reason (the unit retries without end), and forgotten once the
+    device gets in."""
+    rig = Rig()
+    (reg,) = rig.connect()
+    rig.platform(RegisterResponse(reg.header.serial, 4))
+    assert rig.link.closed
+    assert rig.device.refusal == "registration refused: terminal not in the database (4)"
+    rig.device.disconnected(rig.now)
+    (reg,) = rig.connect()
+    rig.platform(RegisterResponse(reg.header.serial, 4))
+    assert rig.events.refusals == ["registration refused: terminal not in the database (4)"]
+    rig.device.disconnected(rig.now)
+    (reg,) = rig.connect()
+    rig.platform(RegisterResponse(reg.header.serial, 0, "CODE"))
+    (auth,) = rig.link.take()
+    rig.ack(auth, result=1)
+    assert rig.device.refusal == "authentication refused: failed (1)"
+    (reg,) = rig.link.take()
+    rig.platform(RegisterResponse(reg.header.serial, 9))
+    assert rig.device.refusal == (
+        "registration refused: a result the standard does not define (9)"
+    )
+    rig.device.disconnected(rig.now)
+    (reg,) = rig.connect()
+    rig.platform(RegisterResponse(reg.header.serial, 0, "CODE"))
+    (auth,) = rig.link.take()
+    rig.ack(auth)
+    assert rig.device.online and rig.device.refusal is None
+    assert len(rig.events.refusals) == 3 and rig.counters.register_failures == 3
 
 
 def test_2019_device() -> None:

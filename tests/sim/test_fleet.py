@@ -251,10 +251,17 @@ def test_ack_log(tmp_path: Path) -> None:
     assert lines[0]["time"].endswith("+08:00")
 
 
-def test_status_line_says_registrations_refused() -> None:
-    """A platform refusing registrations (a phone registered before, issue 9) shows in the
-    status line, which says nothing of them otherwise."""
-    fleet = Net(FakePlatform()).fleet()
-    assert "registrations refused" not in fleet.status_line()
-    fleet.counters.register_failures = 2
-    assert fleet.status_line().endswith(" | registrations refused 2")
+def test_status_line_says_why_devices_are_refused() -> None:
+    """Devices the platform refuses show in the status line, counted by reason in words,
+    most common first (a registered phone's second registration, issue 9; a phone not in
+    the database, issue 10); it says nothing of them otherwise."""
+    fleet = Net(FakePlatform()).fleet(attrs.evolve(CONFIG, devices=4))
+    fleet.start()
+    assert "refused" not in fleet.status_line()
+    fleet.devices[0].refusal = "registration refused: terminal already registered (3)"
+    for d in fleet.devices[1:]:
+        d.refusal = "registration refused: terminal not in the database (4)"
+    assert fleet.status_line().endswith(
+        " | refused: 4 (registration refused: terminal not in the database (4) ×3,"
+        " registration refused: terminal already registered (3) ×1)"
+    )
