@@ -15,6 +15,7 @@ server that will read it (and declare its fields here) is not built yet.
 from __future__ import annotations
 
 import argparse
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -444,6 +445,19 @@ def add_arguments(parser: argparse.ArgumentParser, sections: Sequence[str]) -> N
     for name, key, default, kind, text in _options(sections):
         action = "append" if kind.repeated else "store"
         parser.add_argument(f"--{key}", action=action, help=_help(name, default, kind, text))
+
+
+#: The file ``cmsv6 demo`` writes its configuration to, in its data directory (``--var``:
+#: ``$CMSV6_VAR``, else ``var`` in the directory it runs in).
+DEMO_CONFIG = "demo.toml"
+
+
+def demo_config(directory: str | Path = ".") -> Path | None:
+    """The configuration ``cmsv6 demo`` run from ``directory`` wrote, if there is one: the
+    ``cmsv6`` commands use it when given neither ``--config`` nor the database's options,
+    so that they reach the demo's database when run where the demo runs."""
+    path = Path(directory) / os.environ.get("CMSV6_VAR", "var") / DEMO_CONFIG
+    return path if path.is_file() else None
 
 
 def from_arguments(args: argparse.Namespace, sections: Sequence[str]) -> Config:

@@ -215,6 +215,8 @@ def test_db_upgrade_creates_then_keeps_the_schema(empty_db: str) -> None:
 def test_device_add_stores_the_row(dsn: str, tmp_path: Path) -> None:
     """``cmsv6 device add`` stores the canonical phone, plate, fleet and channels (through
     ``--config`` as well as ``--dsn``); adding again updates it; a bad phone is refused."""
+    for fleet in ("buses", "trucks"):
+        assert run("fleet", "add", fleet, "--dsn", dsn).returncode == 0
     result = run("device", "add", "013800000051", "--plate", "粤B12345", "--fleet", "buses",
                  "--channels", "8", "--dsn", dsn)  # fmt: skip
     assert result.returncode == 0 and result.stdout.strip() == "device 13800000051 added"
@@ -237,6 +239,8 @@ def test_user_add_stores_role_fleets_and_a_verifying_hash(dsn: str, tmp_path: Pa
     verifies the password from the file (or stdin) and nothing else."""
     pw = tmp_path / "pw"
     pw.write_text("correct horse battery\nsecond line ignored\n")
+    for fleet in ("north", "south"):
+        assert run("fleet", "add", fleet, "--dsn", dsn).returncode == 0
     result = run("user", "add", "olga", "--password-file", str(pw), "--fleet", "north",
                  "--fleet", "south", "--dsn", dsn)  # fmt: skip
     assert result.returncode == 0 and result.stdout.strip() == "user olga added"
@@ -255,6 +259,7 @@ def test_user_add_stores_role_fleets_and_a_verifying_hash(dsn: str, tmp_path: Pa
     assert fleets == [("olga", "north"), ("olga", "south")]
     short = tmp_path / "short"
     short.write_text("short\n")
-    refused = run("user", "add", "eve", "--password-file", str(short), "--dsn", dsn)
+    refused = run("user", "add", "eve", "--password-file", str(short), "--fleet", "north",
+                  "--dsn", dsn)  # fmt: skip
     assert refused.returncode == 1 and "8 characters" in refused.stderr
     assert len(query(dsn, "SELECT 1 FROM users")) == 2

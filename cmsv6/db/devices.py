@@ -1,12 +1,17 @@
 """Devices and their sessions: the gateway's and login's registration and
-authentication, what users may see (in SQL, by fleet), and ``cmsv6 device add`` and
-``reset-auth``."""
+authentication, what users may see (in SQL, by fleet), and the ``cmsv6 device`` commands
+(each audited).
+
+A disabled device (``cmsv6 device disable``) is refused at registration and at
+authentication, by login and gateway alike; its rows and history stay. A removed device
+(``cmsv6 device remove``) is deleted with its history: positions, last position, alarms,
+sessions and the rows of its media files (the files stay on disk); commands sent to it
+stay, without the link, and the audit keeps its phone.
+"""
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import json
 import secrets
 from datetime import datetime
 from typing import Any, Iterable
@@ -18,7 +23,7 @@ from twisted.internet import defer
 from cmsv6.db.fleets import VISIBLE, fleet_id, who
 from cmsv6.db.positions import LAST_POSITION, Position
 from cmsv6.db.service import AdminError, Database
-from cmsv6.db.users import User
+from cmsv6.db.users import User, audit
 from cmsv6.phone import canonical_phone, valid_phone
 
 # 0x8100 results (JT/T 808 table 9).
@@ -129,7 +134,8 @@ def register(
     """Register a terminal, in one transaction: a ``Registration``.
 
     A known device without a code (never registered, or reset by ``reset_auth``) gets a
-    new one and its metadata is recorded. A device that has a code is refused with
+    new one and its metadata is recorded. A disabled device is refused with
+    ``NO_TERMINAL`` and left untouched. A device that has a code is refused with
     ``TERMINAL_TAKEN`` and left untouched, unless ``reregister == "terminal_id"`` and the
     registration's terminal id is the one on record. An unknown phone is added only when
     registration is open and its bounds (devices added in the last hour, in all) allow.
@@ -143,12 +149,14 @@ def register(
     @defer.inlineCallbacks
     def txn(cur: Any) -> Any:
         yield cur.execute(
-            "SELECT id, auth_hash IS NOT NULL, terminal_id FROM devices WHERE phone = %s"
-            " FOR UPDATE", (canonical,),
+            "SELECT id, auth_hash IS NOT NULL, terminal_id, disabled IS NOT NULL FROM devices"
+            " WHERE phone = %s FOR UPDATE", (canonical,),
         )  # fmt: skip
         rows = cur.fetchall()
         if rows:
-            device_id, has_code, known_tid = rows[0]
+            device_id, has_code, known_tid, disabled = rows[0]
+            if disabled:
+                return Registration(NO_TERMINAL, reason="disabled (cmsv6 device enable)")
             if has_code:
                 if reregister != "terminal_id":
                     return Registration(TERMINAL_TAKEN, reason="already registered")
@@ -192,9 +200,10 @@ def register(
 
 @defer.inlineCallbacks
 def authenticate(db: Database, phone: str, code: str) -> Any:
-    """The device if ``code`` is its auth code, else None."""
+    """The device if ``code`` is its auth code and it is not disabled, else None."""
     rows = yield db.run_query(
-        f"SELECT d.auth_salt, d.auth_hash, {_COLUMNS}{_FROM} WHERE d.phone = %s",
+        f"SELECT d.auth_salt, d.auth_hash, {_COLUMNS}{_FROM} WHERE d.phone = %s"
+        " AND d.disabled IS NULL",
         (canonical_phone(phone),),
     )
     if not rows or rows[0][1] is None:
@@ -271,64 +280,224 @@ def visible_devices(db: Database, user: User, phones: Iterable[str]) -> Any:
     return dict(rows)
 
 
-# -- cmsv6 device add ----------------------------------------------------------------------
+# -- the cmsv6 device commands -------------------------------------------------------------
+
+
+def _phone(phone: str) -> str:
+    """The canonical form of a phone given on the command line; AdminError if it is none."""
+    if not valid_phone(phone):
+        raise AdminError(f"{phone!r} is not a terminal phone number (up to 20 digits)")
+    return canonical_phone(phone)
 
 
 def add_device(
     dsn: str, phone: str, plate: str | None = None, fleet: str | None = None, channels: int = 4,
-    terminal_id: str | None = None,
+    terminal_id: str | None = None, *, create_fleet: bool = True, by: str | None = None,
 ) -> str:
     """Add a device (or update its plate, fleet, channels and terminal id); its canonical
     phone. The terminal id is what ``reregister = "terminal_id"`` compares a new
-    registration of an already-registered phone with."""
-    if not valid_phone(phone):
-        raise AdminError(f"{phone!r} is not a terminal phone number (up to 20 digits)")
+    registration of an already-registered phone with. A fleet that does not exist is
+    made, or with ``create_fleet=False`` refused. With ``by`` (the command line's caller)
+    the change is audited; the demo's and tests' setup is not."""
+    canonical = _phone(phone)
     if not 0 <= channels <= 64:
         raise AdminError("channels must be between 0 and 64")
-    canonical = canonical_phone(phone)
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        fleet_ref = fleet_id(cur, fleet)
-        cur.execute(
-            "INSERT INTO devices (phone, plate, fleet_id, channels, terminal_id)"
-            " VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (phone) DO UPDATE SET plate = coalesce(EXCLUDED.plate, devices.plate),"
-            " fleet_id = coalesce(EXCLUDED.fleet_id, devices.fleet_id),"
-            " channels = EXCLUDED.channels,"
-            " terminal_id = coalesce(EXCLUDED.terminal_id, devices.terminal_id)",
-            (canonical, plate, fleet_ref, channels, _clean(terminal_id) or None),
-        )
-    conn.close()
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            fleet_ref = fleet_id(cur, fleet, create=create_fleet)
+            cur.execute(
+                "INSERT INTO devices (phone, plate, fleet_id, channels, terminal_id)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (phone) DO UPDATE SET plate = coalesce(EXCLUDED.plate, devices.plate),"
+                " fleet_id = coalesce(EXCLUDED.fleet_id, devices.fleet_id),"
+                " channels = EXCLUDED.channels,"
+                " terminal_id = coalesce(EXCLUDED.terminal_id, devices.terminal_id)"
+                " RETURNING id, xmax = 0",
+                (canonical, plate, fleet_ref, channels, _clean(terminal_id) or None),
+            )
+            device_id, created = cur.fetchone()
+            if by is not None:
+                audit(cur, "device.add" if created else "device.update",
+                      {"phone": canonical, "device": device_id, "plate": plate, "fleet": fleet,
+                       "channels": channels, "terminal_id": terminal_id}, by)  # fmt: skip
+    finally:
+        conn.close()
     return canonical
+
+
+def _change(dsn: str, phone: str, change: Any) -> Any:
+    """Run ``change(cur, canonical phone, device id, disabled)`` in one transaction on the
+    device with this phone (locked); AdminError if there is none."""
+    canonical = _phone(phone)
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT id, disabled FROM devices WHERE phone = %s FOR UPDATE", (canonical,))
+            row = cur.fetchone()
+            if row is None:
+                raise AdminError(f"no device {canonical} (cmsv6 device list)")
+            return change(cur, canonical, *row)
+    finally:
+        conn.close()
 
 
 def reset_auth(dsn: str, phone: str, operator: str | None = None) -> str:
     """Forget a device's auth code so that its next registration is accepted (a unit
     re-registering after a factory reset), and audit it; its canonical phone. The device's
     open session goes on; its next authentication with the old code fails."""
-    if not valid_phone(phone):
-        raise AdminError(f"{phone!r} is not a terminal phone number (up to 20 digits)")
-    canonical = canonical_phone(phone)
-    if operator is None:
-        try:
-            operator = getpass.getuser()
-        except (OSError, KeyError):  # no login name in this environment
-            operator = "unknown"
-    who_did = operator
+
+    def change(cur: psycopg2.extensions.cursor, canonical: str, device_id: int, disabled: Any) -> str:
+        cur.execute("UPDATE devices SET auth_salt = NULL, auth_hash = NULL WHERE id = %s",
+                    (device_id,))  # fmt: skip
+        audit(cur, "device.reset_auth", {"phone": canonical, "device": device_id}, operator)
+        return canonical
+
+    return str(_change(dsn, phone, change))
+
+
+def disable_device(dsn: str, phone: str, by: str | None = None) -> bool:
+    """Disable a device (``cmsv6 device disable``): its registrations and authentications
+    are refused from now on; audited. False if it was disabled already. A connection it
+    has open goes on until it closes (the database does not reach into the gateways)."""
+
+    def change(cur: psycopg2.extensions.cursor, canonical: str, device_id: int, disabled: Any) -> bool:
+        if disabled is not None:
+            return False
+        cur.execute("UPDATE devices SET disabled = now() WHERE id = %s", (device_id,))
+        audit(cur, "device.disable", {"phone": canonical, "device": device_id}, by)
+        return True
+
+    return bool(_change(dsn, phone, change))
+
+
+def enable_device(dsn: str, phone: str, by: str | None = None) -> bool:
+    """Let a disabled device authenticate again (``cmsv6 device enable``); audited. False
+    if it was not disabled."""
+
+    def change(cur: psycopg2.extensions.cursor, canonical: str, device_id: int, disabled: Any) -> bool:
+        if disabled is None:
+            return False
+        cur.execute("UPDATE devices SET disabled = NULL WHERE id = %s", (device_id,))
+        audit(cur, "device.enable", {"phone": canonical, "device": device_id}, by)
+        return True
+
+    return bool(_change(dsn, phone, change))
+
+
+@frozen
+class Removed:
+    """What ``remove_device`` deleted, and whether the device looked connected."""
+
+    phone: str
+    positions: int
+    alarms: int
+    media_files: int
+    connected: bool
+
+
+def remove_device(dsn: str, phone: str, by: str | None = None) -> Removed:
+    """Delete a device and its history (``cmsv6 device remove``), in one transaction;
+    audited with what went. Positions have no foreign key (they are partitioned), so they
+    are deleted here; the rest follows ``ON DELETE CASCADE``."""
+
+    def change(cur: psycopg2.extensions.cursor, canonical: str, device_id: int, disabled: Any) -> Removed:
+        cur.execute(
+            "SELECT (SELECT count(*) FROM alarms WHERE device_id = %(d)s),"
+            " (SELECT count(*) FROM media_files WHERE device_id = %(d)s),"
+            " EXISTS (SELECT 1 FROM device_sessions WHERE device_id = %(d)s"
+            "  AND disconnected IS NULL)", {"d": device_id},
+        )  # fmt: skip
+        alarms, media, connected = cur.fetchone()
+        cur.execute("DELETE FROM positions WHERE device_id = %s", (device_id,))
+        positions = int(cur.rowcount)
+        cur.execute("DELETE FROM devices WHERE id = %s", (device_id,))
+        removed = Removed(canonical, positions, int(alarms), int(media), bool(connected))
+        audit(cur, "device.remove", {"phone": canonical, "device": device_id,
+                                     "positions": positions, "alarms": removed.alarms,
+                                     "media_files": removed.media_files}, by)  # fmt: skip
+        return removed
+
+    result: Removed = _change(dsn, phone, change)
+    return result
+
+
+@frozen
+class DeviceInfo:
+    """What the database knows of a device, for ``cmsv6 device list`` and ``show``. Never
+    its auth code: only whether it has one."""
+
+    phone: str
+    plate: str | None
+    fleet: str | None
+    channels: int
+    disabled: datetime | None
+    online: bool  # its last session is still open (as the gateways last told the database)
+    gateway: str | None  # of its last session
+    connected: datetime | None  # its last session's start
+    disconnected: datetime | None  # its last session's end
+    last_position: Position | None
+    has_auth_code: bool
+    protocol: int | None
+    manufacturer: str | None
+    model: str | None
+    terminal_id: str | None
+    registered: datetime | None
+    self_registered: bool
+    created: datetime
+    open_alarms: int | None = None  # counted by ``device_info`` only
+    alarms_last_7_days: int | None = None
+
+
+_INFO_COLUMNS = (
+    "d.phone, d.plate, f.name, d.channels, d.disabled, s.connected IS NOT NULL"
+    " AND s.disconnected IS NULL, s.gateway_id, s.connected, s.disconnected, d.auth_hash IS NOT NULL,"
+    " d.protocol, d.manufacturer, d.model, d.terminal_id, d.registered, d.self_registered,"
+    f" d.created, {LAST_POSITION}"
+)
+_INFO_FROM = (
+    " FROM devices d LEFT JOIN fleets f ON f.id = d.fleet_id"
+    " LEFT JOIN last_positions lp ON lp.device_id = d.id"
+    " LEFT JOIN LATERAL (SELECT gateway_id, connected, disconnected FROM device_sessions s"
+    "  WHERE s.device_id = d.id ORDER BY s.connected DESC LIMIT 1) s ON true"
+)
+
+
+def _info(row: tuple[Any, ...], *more: Any) -> DeviceInfo:
+    last = row[17:28]
+    position = Position(*last) if last[0] is not None else None
+    return DeviceInfo(*row[:9], position, *row[9:17], *more)  # type: ignore[misc]
+
+
+def all_devices(dsn: str, fleet: str | None = None) -> list[DeviceInfo]:
+    """Every device by phone (or those of ``fleet``; AdminError if there is no such fleet)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            if fleet is not None:
+                fleet_id(cur, fleet, create=False)
+            cur.execute(f"SELECT {_INFO_COLUMNS}{_INFO_FROM} WHERE %(fleet)s::text IS NULL OR f.name = %(fleet)s"
+                        " ORDER BY d.phone", {"fleet": fleet})  # fmt: skip
+            return [_info(row) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def device_info(dsn: str, phone: str) -> DeviceInfo:
+    """Everything the database knows of one device, with its alarm counts."""
+    canonical = _phone(phone)
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "UPDATE devices SET auth_salt = NULL, auth_hash = NULL WHERE phone = %s"
-                " RETURNING id", (canonical,),
+                f"SELECT {_INFO_COLUMNS}, a.open, a.recent{_INFO_FROM},"
+                " LATERAL (SELECT count(*) FILTER (WHERE a.ended IS NULL) AS open,"
+                "  count(*) FILTER (WHERE a.created > now() - interval '7 days') AS recent"
+                "  FROM alarms a WHERE a.device_id = d.id) a WHERE d.phone = %s", (canonical,),
             )  # fmt: skip
             row = cur.fetchone()
             if row is None:
-                raise AdminError(f"no device {canonical}")
-            cur.execute(
-                "INSERT INTO audit (user_id, action, details)"
-                " VALUES (NULL, 'device.reset_auth', %s::jsonb)",
-                (json.dumps({"phone": canonical, "device": row[0], "by": who_did, "via": "cli"}),),
-            )
+                raise AdminError(f"no device {canonical} (cmsv6 device list)")
+            return _info(row[:-2], *row[-2:])
     finally:
         conn.close()
-    return canonical

@@ -60,6 +60,7 @@ def test_cli(dsn: str, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def
     """cmsv6 db upgrade, device add and user add store what they were given: the device's
     phone, plate, fleet and channels; the user's role, fleet and a verifying hash."""
     assert main(["db", "upgrade", "--dsn", dsn]) == 0
+    assert main(["fleet", "add", "buses", "--dsn", dsn]) == 0
     assert main(["device", "add", "013800000001", "--plate", "B1", "--fleet", "buses",
                  "--channels", "6", "--dsn", dsn]) == 0  # fmt: skip
     assert _one(dsn, "SELECT d.phone, d.plate, f.name, d.channels FROM devices d"
