@@ -202,15 +202,15 @@ class FrameAssembler:
         last, last_here = self._last_sequence, self._track_sequence.get(key)
         self._last_sequence = p.sequence
         self._track_sequence[key] = p.sequence
-        if last is None or not self.sequence_counts:
+        if last is None or last_here is None or not self.sequence_counts:
+            # A kind's first packet may carry its own counter's number; video waits for
+            # a keyframe at the start anyway.
             return False
         if p.sequence == last:
             self.sequence_counts = False  # a unit that does not number its packets
             return False
-        following = {(last + 1) & 0xFFFF}
-        if last_here is not None:
-            following.add((last_here + 1) & 0xFFFF)  # a counter per kind of data
-        return p.sequence not in following
+        # One counter for the connection, or one per kind of data.
+        return p.sequence not in ((last + 1) & 0xFFFF, (last_here + 1) & 0xFFFF)
 
     def _start(self, p: Packet, key: tuple[int, Track], out: list[Frame | FrameDropped]) -> _Partial:
         if len(self._open) >= MAX_OPEN:
