@@ -1,14 +1,14 @@
 """Configuration as data: one frozen section per TOML table, and the one place that turns
 the sections into command-line options.
 
-A TOML file may hold every section (DESIGN.md, "External interfaces"); each server reads
+A TOML file may hold every section (docs/configuration.md); each server reads
 its own and ``[database]`` (login also reads ``[web]``, the settings of its Open API and
 web client). Every key can also be given on the command line under its own name
 (``--jt808 tcp:7611``), which wins over the file. Values are converted and checked here,
 once: a key the section does not declare is refused with the file and key named, a value
 of the wrong type with the file, section, key and what was expected.
 
-``[media]`` is accepted and left unread: DESIGN.md shows it in the one file, and the media
+``[media]`` is accepted and left unread: the one file has a place for it, and the media
 server that will read it (and declare its fields here) is not built yet.
 """
 
@@ -302,7 +302,7 @@ SECTIONS: dict[str, type] = {
     "web": WebConfig,
     "gateway": GatewayConfig,
 }
-#: Tables of DESIGN.md for servers not built yet: accepted, not read.
+#: Tables of servers not built yet: accepted, not read.
 RESERVED = frozenset({"media"})
 
 

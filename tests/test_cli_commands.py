@@ -72,8 +72,8 @@ def corpus_frames(n: int = 4) -> list[dict[str, Any]]:
 
 
 def test_decode_location_fields() -> None:
-    """A 0x0200 line gives one JSON object with the header fields and the body as DESIGN.md
-    fixes it: signed degrees, ISO 8601 time in +08:00, items keyed "0x01"; exit status 0."""
+    """A 0x0200 line gives one JSON object with the header fields and the body as docs/cli.md
+    shows it: signed degrees, ISO 8601 time in +08:00, items keyed "0x01"; exit status 0."""
     result = run("decode", stdin=LOCATION_HEX + "\n")
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()

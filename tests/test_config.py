@@ -52,7 +52,7 @@ def test_unknown_section_is_refused(tmp_path: Path) -> None:
 
 
 def test_media_section_is_accepted(tmp_path: Path) -> None:
-    """DESIGN.md's one file holds a [media] table: the servers that exist start with it."""
+    """The one file may hold a [media] table: the servers that exist start with it."""
     path = _file(tmp_path, '[media]\nid = "media-1"\njt1078 = "tcp:7612"\n[gateway]\nid = "g"\n')
     assert config.load(path).gateway.id == "g"
 
