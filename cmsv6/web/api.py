@@ -554,8 +554,8 @@ def _check_channel(d: Device, channel: int) -> None:
     if d.channels < 1:
         raise bad_request(f"device {d.phone} has no video channels", "bad_channel")
     if not 1 <= channel <= d.channels:
-        raise bad_request(f"channel {channel} is beyond device {d.phone}'s {d.channels}"
-                          f" channels (1 to {d.channels})", "bad_channel")  # fmt: skip
+        raise bad_request(f"channel {channel} is not one of device {d.phone}'s channels"
+                          f" (1 to {d.channels})", "bad_channel")  # fmt: skip
 
 
 def reply_json(reply: dict[str, Any]) -> dict[str, Any]:

@@ -486,3 +486,107 @@ def test_devices_paged_by_link_header(web: Web) -> None:
     for bad in ("limit=0", "limit=100000", "limit=x", "after=" + "9" * 40):
         reply = yield call(web, "GET", f"/api/v1/devices?{bad}", token=token)
         assert reply.status == 400 and reply.body["error"]["code"], bad
+
+
+# -- what a new user runs into (issue 10) ---------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_parameter_values_refused_in_words(web: Web) -> None:
+    """A parameter value that does not fit its type is a 400 saying so, naming the
+    parameter, its type and range (not a construct error); nothing is sent or recorded."""
+    web.cluster.gateways = {NORTH: "gw-1"}
+    token = yield login(web)
+    path = f"/api/v1/devices/{NORTH}/commands"
+    for value, shown in (("abc", '"abc"'), (2**40, str(2**40)), (-1, "-1"), (True, "true")):
+        reply = yield call(web, "POST", path, {"type": "set_parameters", "params": {"0x0001": value}},
+                           token=token)  # fmt: skip
+        assert reply.status == 400 and reply.body["error"]["code"] == "bad_command", value
+        assert reply.body["error"]["message"] == (
+            f"parameter 0x0001 (heartbeat interval) is a DWORD: 0..4294967295, got {shown}")
+    reply = yield call(web, "POST", path, {"type": "set_parameters", "params": {"0x0084": 300}},
+                       token=token)  # fmt: skip
+    assert "parameter 0x0084 (plate colour) is a BYTE: 0..255" in reply.body["error"]["message"]
+    reply = yield call(web, "POST", path,
+                       {"type": "set_parameters", "params": {"0x0075": {"osd": 1}}}, token=token)
+    assert reply.status == 400
+    assert reply.body["error"]["message"].startswith(
+        "parameter 0x0075 (audio/video parameters) needs live_encode_mode")
+    assert web.cluster.sent == [] and _commands(web.dsn) == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_channels_beyond_the_device_refused(web: Web) -> None:
+    """A photo or live video of a channel the device does not have (beyond its
+    ``channels``, or any channel of a device with none) is a 400 bad_channel saying so;
+    nothing is sent."""
+    query(web.dsn, "UPDATE devices SET channels = 2 WHERE phone = %s", (NORTH,))
+    query(web.dsn, "UPDATE devices SET channels = 0 WHERE phone = %s", (SOUTH,))
+    web.cluster.gateways = {NORTH: "gw-1", SOUTH: "gw-1"}
+    web.cluster.media = "http://media.example:8081"
+    token = yield login(web, "root")
+    for phone, channel, words in ((NORTH, 3, "channel 3 is not one of device 13800000001's"
+                                              " channels (1 to 2)"),
+                                  (NORTH, 0, "channel 0 is not one of"),
+                                  (SOUTH, 1, "device 13800000002 has no video channels")):
+        reply = yield call(web, "POST", f"/api/v1/devices/{phone}/commands",
+                           {"type": "take_photo", "channel": channel}, token=token)
+        assert reply.status == 400 and reply.body["error"]["code"] == "bad_channel", channel
+        assert words in reply.body["error"]["message"]
+        if channel:
+            reply = yield call(web, "POST", f"/api/v1/devices/{phone}/live", {"channel": channel},
+                               token=token)  # fmt: skip
+            assert reply.status == 400 and reply.body["error"]["code"] == "bad_channel"
+            assert words in reply.body["error"]["message"]
+    assert web.cluster.sent == []
+    reply = yield call(web, "POST", f"/api/v1/devices/{NORTH}/commands",
+                       {"type": "take_photo", "channel": 2}, token=token)
+    assert reply.status == 200 and web.cluster.sent[0][1] == 0x8801
+    reply = yield call(web, "POST", f"/api/v1/devices/{NORTH}/live", {"channel": 2}, token=token)
+    assert reply.status == 200
+
+
+@pytest_twisted.inlineCallbacks
+def test_alarms_by_state_not_limited_to_a_day(web: Web) -> None:
+    """Without ``from`` alarms are those of the last day, but with ``state`` every alarm in
+    that state, however old."""
+    north = web.device_id(NORTH)
+    now = datetime.now(timezone.utc)
+    old = add_alarm(web.dsn, north, "bit:emergency", now - timedelta(days=30))
+    recent = add_alarm(web.dsn, north, "bit:overspeed", now - timedelta(hours=1))
+    add_alarm(web.dsn, north, "bit:fatigue", now - timedelta(days=40), state="handled")
+    token = yield login(web)
+    reply = yield call(web, "GET", "/api/v1/alarms", token=token)
+    assert [a["id"] for a in reply.body["alarms"]] == [recent]
+    reply = yield call(web, "GET", "/api/v1/alarms?state=new", token=token)
+    assert [a["id"] for a in reply.body["alarms"]] == [old, recent]
+    reply = yield call(web, "GET", f"/api/v1/alarms?state=new&after=2026-01-01T00:00:00Z~{2**63}",
+                       token=token)  # fmt: skip
+    assert reply.status == 400
+
+
+@pytest_twisted.inlineCallbacks
+def test_ids_taken_either_way_written_as_hex(web: Web) -> None:
+    """Parameter ids in requests may be "0x0001", "1" or 1 (in ``ids``, and as ``params``
+    keys or pairs); in replies message and parameter ids are "0x...." strings."""
+    web.cluster.gateways = {NORTH: "gw-1"}
+
+    def respond(phone: str, msg_id: int, body: bytes) -> dict[str, Any]:
+        if msg_id == 0x8106:
+            reply = ParametersResponse(7, {0x0001: 30, 0x0029: 15})
+            return {"msg_id": 0x0104, "version": 2013, "body": encode_body(reply)}
+        return web.cluster.general_response(phone, msg_id, body)
+
+    web.cluster.respond = respond
+    token = yield login(web)
+    path = f"/api/v1/devices/{NORTH}/commands"
+    reply = yield call(web, "POST", path, {"type": "query_parameters", "ids": ["0x0001", "41"]},
+                       token=token)  # fmt: skip
+    assert decode_body(0x8106, web.cluster.sent[0][2]).ids == (0x0001, 0x0029)
+    assert reply.body["reply"]["body"]["params"] == [["0x0001", 30], ["0x0029", 15]]
+    reply = yield call(web, "POST", path,
+                       {"type": "set_parameters", "params": [["0x0001", 60], [41, 10]]}, token=token)
+    assert reply.status == 200, reply.body
+    assert decode_body(0x8103, web.cluster.sent[1][2]).params == ((0x0001, 60), (0x0029, 10))
+    assert reply.body["reply"]["body"]["reply_id"] == "0x8103"
+    assert reply.body["reply"]["msg_id"] == "0x0001"
