@@ -34,3 +34,36 @@ def test_bad_options_are_refused(args: list[str]) -> None:
     """Nonsense settings stop twistd with a usage error."""
     with pytest.raises(usage.UsageError):
         tap.Options().parseOptions(args)
+
+
+def test_database_stops_after_the_other_services() -> None:
+    """The gateway's service tree stops its database only once every other service has
+    finished stopping (the gateway's last words, its sessions closed, go to it), and its
+    stop fires after that."""
+    from twisted.application import service
+    from twisted.internet import defer
+
+    stopped: list[str] = []
+    closing: defer.Deferred[None] = defer.Deferred()
+
+    class Named(service.Service):
+        def __init__(self, name: str, result: defer.Deferred[None] | None = None) -> None:
+            self.name = name
+            self.result = result
+
+        def stopService(self) -> defer.Deferred[None] | None:  # noqa: N802
+            super().stopService()
+            stopped.append(self.name)
+            return self.result
+
+    top = tap._DatabaseLast()
+    db = Named("db")
+    db.setServiceParent(top)
+    top.db = db
+    Named("sessions", closing).setServiceParent(top)
+    Named("port").setServiceParent(top)
+    top.startService()
+    done = top.stopService()
+    assert stopped == ["port", "sessions"] and not done.called
+    closing.callback(None)
+    assert stopped == ["port", "sessions", "db"] and done.called
