@@ -36,13 +36,16 @@ def entries(
     after: tuple[datetime, int] | None = None,
 ) -> Any:
     """Audit rows with times in [start, end), newest first, at most ``limit``; only those
-    of ``user`` (the API user, or the ``by`` of the details), about the device ``phone``
+    of ``user`` (the API user, or the ``by`` of the details, a gateway's "gw-1: NAME"
+    too), about the device ``phone``
     (canonical) or of ``action``, if given; ``after`` = (time, id) of the last row of the
     previous page."""
     args: dict[str, Any] = {"start": start, "end": end, "limit": limit}
     where = "a.time >= %(start)s AND a.time < %(end)s"
     if user is not None:
-        where += " AND (u.name = %(user)s OR a.details->>'by' = %(user)s)"
+        # The command line writes who as ``by``; a gateway as "GATEWAY: WHO".
+        where += (" AND (u.name = %(user)s OR a.details->>'by' = %(user)s"
+                  " OR right(a.details->>'by', length(%(user)s) + 2) = ': ' || %(user)s)")
         args["user"] = user
     if phone is not None:
         where += " AND a.details->>'phone' = %(phone)s"

@@ -56,14 +56,15 @@ def test_operators_may_not_read_it(web: Web) -> None:
 @pytest_twisted.inlineCallbacks
 def test_filtered_and_paged(web: Web) -> None:
     """Filters by time, user (the API user or the details' ``by``), device and action
-    narrow the log; following ``next`` gives each row once, newest first."""
+    (the command line's, or a gateway's "gw-1: NAME") narrow the log; following ``next`` gives each row once, newest first."""
     rows = {
         "a": audit_row(web, T0, "command", f'{{"phone": "{NORTH}"}}', "olga"),
         "b": audit_row(web, T0 + timedelta(minutes=1), "command", f'{{"phone": "{SOUTH}"}}', "root"),
         "c": audit_row(web, T0 + timedelta(minutes=2), "device.add",
                        f'{{"phone": "{NORTH}", "by": "ops", "via": "cli"}}'),
         "d": audit_row(web, T0 + timedelta(minutes=2), "alarm.handle", f'{{"phone": "{NORTH}"}}', "olga"),
-        "e": audit_row(web, T0 + timedelta(minutes=3), "gateway command", '{"by": "olga"}'),
+        "e": audit_row(web, T0 + timedelta(minutes=3), "gateway command", '{"by": "gw-1: olga"}'),
+        "f": audit_row(web, T0 + timedelta(minutes=4), "gateway command", '{"by": "gw-1: xolga"}'),
     }  # fmt: skip
     token = yield login(web, "root")
     since = "from=2026-11-25T00:00:00Z"
@@ -73,10 +74,11 @@ def test_filtered_and_paged(web: Web) -> None:
         return [r["id"] for r in reply.body["audit"]]  # type: ignore[attr-defined]
 
     everything = yield call(web, "GET", "/api/v1/audit", token=token)  # no default start
-    assert ids(everything) == [rows[k] for k in ("e", "d", "c", "b", "a")]
+    assert ids(everything) == [rows[k] for k in ("f", "e", "d", "c", "b", "a")]
     for query_text, want in [
         ("user=olga", "eda"), ("user=ops", "c"), (f"device=0{NORTH}", "dca"),
         ("action=command", "ba"), ("from=2026-11-25T02:01:00Z&to=2026-11-25T02:03:00Z", "dcb"),
+        ("user=xolga", "f"), ("user=%25olga", ""),
         (f"user=olga&device={NORTH}&action=command", "a"),
     ]:
         reply = yield call(web, "GET", f"/api/v1/audit?{since}&{query_text}", token=token)
