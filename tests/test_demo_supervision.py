@@ -131,16 +131,19 @@ def test_postgres_left_running_is_taken_over(tmp_path: Path) -> None:
     var = tmp_path / "var"
     leftover = EmbeddedPostgres(var / "pg", port=free_port())
     leftover.init()
-    leftover.start()
-    old = postmaster(var)
-    with running_demo(tmp_path, offset) as (proc, out):
-        said = f"cmsv6 demo: restarting the PostgreSQL (pid {old}) an earlier demo left running in"
-        assert f"{said} {var / 'pg'}" in out.lines, out.text
-        assert not alive(old)
-        pg = postmaster(var)
-        web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
-        assert answers(web)
+    try:
+        leftover.start()
+        old = postmaster(var)
+        with running_demo(tmp_path, offset) as (proc, out):
+            said = f"cmsv6 demo: restarting the PostgreSQL (pid {old}) an earlier demo left running in"
+            assert f"{said} {var / 'pg'}" in out.lines, out.text
+            assert not alive(old)
+            pg = postmaster(var)
+            web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
+            assert answers(web)
 
-        proc.send_signal(signal.SIGTERM)
-        assert exit_status(proc, out) == 0, out.text
-        assert all_gone({pg: "postgres"}) == []
+            proc.send_signal(signal.SIGTERM)
+            assert exit_status(proc, out) == 0, out.text
+            assert all_gone({pg: "postgres"}) == []
+    finally:
+        leftover.stop("immediate")  # whichever server runs in var/pg, if any
