@@ -34,7 +34,7 @@ from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
 from cmsv6.db.devices import add_device
-from cmsv6.db.embedded import EmbeddedPostgres
+from cmsv6.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from cmsv6.db.upgrade import grant_app_role, upgrade
 from cmsv6.db.users import add_user
 from cmsv6.sim.fleet import phones
@@ -333,12 +333,16 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     var = Path(args.var).resolve()
-    var.mkdir(parents=True, exist_ok=True)
     p = ports(args.port_offset)
     web = f"http://{_host(reach(args.listen))}:{p['web']}"
     # One demo per directory: a second one would share (and, going, stop) the first's
     # PostgreSQL. Checked before anything in var/ is touched.
-    lock = hold_lock(var / "demo.pid", web)
+    try:
+        var.mkdir(parents=True, exist_ok=True)
+        lock = hold_lock(var / "demo.pid", web)
+    except OSError as e:
+        print(f"cmsv6 demo: cannot use {var}: {e.strerror}", file=sys.stderr, flush=True)
+        return 1
     if lock is None:
         print(f"cmsv6 demo: already running ({holder(var / 'demo.pid')}) on {var}; stop it"
               " first (Ctrl-C) or give this one another directory and ports"
@@ -358,21 +362,25 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
     config = var / "demo.toml"
     listen = args.listen
     cluster = EmbeddedPostgres(var / "pg", port=p["db"], host_auth="scram-sha-256")
-    if cluster.running:
-        # Left by a demo that was killed (we hold the lock: no demo uses it). Started again,
-        # it listens on this run's port with this run's authentication, and is ours to stop.
-        print(f"cmsv6 demo: restarting the PostgreSQL (pid {cluster.pid}) an earlier demo left"
-              f" running in {cluster.directory}", flush=True)  # fmt: skip
-        cluster.stop()
-        if cluster.running:
-            raise SystemExit(f"cmsv6 demo: the PostgreSQL in {cluster.directory} does not stop;"
-                             f" see {cluster.log}")  # fmt: skip
-    busy = busy_ports(p, listen)
+    leftover = cluster.running  # left by a demo that was killed: we hold the lock, none uses it
+    # The servers' ports first: servers a killed demo left behind still use its PostgreSQL.
+    busy = busy_ports({name: port for name, port in p.items() if name != "db" or not leftover},
+                      listen)  # fmt: skip
     if busy:
         print(f"cmsv6 demo: in use: port {', '.join(busy)} (another demo, or the servers of one"
               f" that was killed: see {logs}); --port-offset N moves every port",
               file=sys.stderr, flush=True)  # fmt: skip
         return 1
+    if leftover:
+        # Started again, it listens on this run's port with this run's authentication, and
+        # is ours to stop.
+        print(f"cmsv6 demo: restarting the PostgreSQL (pid {cluster.pid}) an earlier demo left"
+              f" running in {cluster.directory}", flush=True)  # fmt: skip
+        cluster.stop()
+        if cluster.running:
+            print(f"cmsv6 demo: the PostgreSQL in {cluster.directory} does not stop;"
+                  f" {tail(cluster.log)}", file=sys.stderr, flush=True)  # fmt: skip
+            return 1
     config.write_text(config_text(var, p, listen))
     cluster_keys(var)
     first_run = not cluster.initialized
@@ -380,7 +388,11 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
     cluster.init()
     servers: list[Server] = []
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except EmbeddedPostgresError as e:
+            print(f"cmsv6 demo: {e}; {tail(cluster.log)}", file=sys.stderr, flush=True)
+            return 1
         dsn = setup_database(cluster, var, p)
         # The published password only while nothing but this machine can reach the web port.
         loopback = ipaddress.ip_address(listen).is_loopback
