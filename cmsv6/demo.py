@@ -5,6 +5,11 @@ user and 20 devices, then ``twistd login``, ``twistd gateway`` and ``cmsv6 sim``
 simulated DVRs that arrive through the login server (which assigns them to the gateway).
 It prints where to look; Ctrl-C stops everything; a second run reuses the data.
 
+One demo per directory: ``var/demo.pid`` is locked while one runs, and a second says which
+(pid, web address) and touches nothing. The demo stops only the PostgreSQL it started, and
+never runs on without its servers: when one of them or PostgreSQL exits, it says which, how,
+with the end of its log, and stops the rest.
+
 It is as safe as README.rst's "Running it safely" asks, on a small scale: every port is on
 127.0.0.1 unless ``--listen`` names another address (the cluster, metrics and database
 ports stay there whatever it says), and the servers connect to PostgreSQL as
