@@ -315,9 +315,8 @@ class AudioTranscoder:
     def _transcode(self, data: bytes, timestamp: int) -> list[AacFrame]:
         assert self._decoder is not None
         if self.codec_name == "adpcm_ima" and self._ima_layout == "dvi4":
-            data = data[:IMA_STATE_SIZE] + data[IMA_STATE_SIZE:].translate(
-                _SWAP_NIBBLES
-            )
+            codes = data[IMA_STATE_SIZE:].translate(_SWAP_NIBBLES)
+            data = data[:IMA_STATE_SIZE] + codes
         try:
             frames = self._decoder.decode(av.Packet(data))
         except av.error.FFmpegError as e:

@@ -42,6 +42,7 @@ BIT_RATE = 400_000  # per CIF picture area; D1 gets four times as much
 
 _MAGIC = b"cmsv6 clip 1\n"
 _RECORD = struct.Struct(">IBI")  # timestamp (ms), data type, payload length
+_KINDS = frozenset((DataType.I_FRAME, DataType.P_FRAME, DataType.AUDIO))
 _MEMO: dict[tuple[int, ...], Clip] = {}
 
 # A 3x5 font: each glyph five rows of three bits, the high bit leftmost.
@@ -166,8 +167,7 @@ def _video(width: int, height: int, frames: int, fps: int, gop: int) -> list[Cli
         "profile": "baseline",
         "bframes": "0",
         "g": str(gop),
-        "keyint_min": str(gop),
-        "sc_threshold": "0",
+        "sc_threshold": "0",  # no IDR pictures but every gop frames
         "preset": "ultrafast",
         "tune": "zerolatency",
     }
@@ -203,9 +203,8 @@ def _draw(frame: av.VideoFrame, i: int, mask: list[bytes], x: int, y: int) -> No
             on, off = bytes((_ON,)), bytes((_OFF,))
             for r, row in enumerate(mask):
                 at = (y + r) * stride + x
-                picture[at : at + len(row)] = row.replace(b"\x00", off).replace(
-                    b"\x01", on
-                )
+                lit = row.replace(b"\x00", off).replace(b"\x01", on)
+                picture[at : at + len(row)] = lit
             plane.update(bytes(picture))
         else:
             plane.update(
@@ -277,11 +276,7 @@ def _read(path: Path, width: int, height: int, fps: int, duration: int) -> Clip 
             return None
         ms, kind, size = _RECORD.unpack_from(data, at)
         at += _RECORD.size
-        if at + size > len(data) or kind not in (
-            DataType.I_FRAME,
-            DataType.P_FRAME,
-            DataType.AUDIO,
-        ):
+        if at + size > len(data) or kind not in _KINDS:
             return None
         frame = ClipFrame(ms, DataType(kind), data[at : at + size])
         (audio if kind == DataType.AUDIO else video).append(frame)

@@ -71,15 +71,21 @@ def reads(frame: av.VideoFrame, text: str) -> float:
 
 
 def test_every_picture_in_order_with_idr_every_gop(cif: Clip) -> None:
-    """25 pictures a second, 40 ms apart; IDR pictures (with SPS and PPS in front) exactly
-    every GOP, and FFmpeg sees the same ones as keyframes."""
+    """25 pictures a second, 40 ms apart, in H.264 baseline; IDR pictures (with SPS and
+    PPS in front) exactly every GOP, and FFmpeg sees the same ones as keyframes."""
     assert [f.timestamp for f in cif.video] == [i * 40 for i in range(SECONDS * 25)]
     keys = [i for i, f in enumerate(cif.video) if f.data_type == DataType.I_FRAME]
     assert keys == list(range(0, SECONDS * 25, GOP))
     assert {f.data_type for f in cif.video} == {DataType.I_FRAME, DataType.P_FRAME}
     for i, f in enumerate(cif.video):
-        types = {nal_type(n) for n in split_annexb(f.payload)}
-        assert ({NAL_SPS, NAL_PPS, NAL_IDR} <= types) == (i in keys)
+        nals = split_annexb(f.payload)
+        assert ({NAL_SPS, NAL_PPS, NAL_IDR} <= {nal_type(n) for n in nals}) == (
+            i in keys
+        )
+        # constrained baseline (profile_idc 66, constraint_set1): every decoder takes it
+        assert {(n[1], n[2] & 0x40) for n in nals if nal_type(n) == NAL_SPS} <= {
+            (66, 0x40)
+        }
     decoded = pictures(cif)
     assert len(decoded) == SECONDS * 25
     assert {(p.width, p.height) for p in decoded} == {(352, 288)}
