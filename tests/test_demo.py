@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -100,6 +102,25 @@ class Output:
 
 
 @contextmanager
+def demo_directory() -> Iterator[Path]:
+    """An empty directory for a demo, removed afterwards; outside pytest's base temporary
+    directory, which a pytest starting meanwhile (another run) closes to all but its owner,
+    while the demo's PostgreSQL runs as postgres when we are root."""
+    directory = Path(tempfile.mkdtemp(prefix="cmsv6-demo-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """The directory a test's demo runs in (``demo_directory``)."""
+    with demo_directory() as directory:
+        yield directory
+
+
+@contextmanager
 def running_demo(cwd: Path, offset: int, *args: str) -> Iterator[tuple[subprocess.Popen[str], Output]]:
     """``cmsv6 demo`` in ``cwd`` on ports moved by ``offset``, once its banner is out; then
     killed with whatever it started, its PostgreSQL included."""
@@ -173,7 +194,7 @@ def check_database_role(dsn: str) -> None:
         psycopg2.connect(superuser + " connect_timeout=5").close()
 
 
-def test_demo_up_and_down(tmp_path: Path) -> None:
+def test_demo_up_and_down(home: Path) -> None:
     """``cmsv6 demo`` run in an empty directory prints its banner, which says it listens on
     127.0.0.1 and names each server's metrics endpoint (served there), PostgreSQL's log and
     the admin commands' configuration; every port it opens
@@ -184,11 +205,11 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
     offset = free_offset()
     p = ports(offset)
     proc = subprocess.Popen(
-        [CMSV6, "demo", "--port-offset", str(offset)], cwd=tmp_path, stdin=subprocess.DEVNULL,
+        [CMSV6, "demo", "--port-offset", str(offset)], cwd=home, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     out = Output(proc)
-    pg = tmp_path / "var" / "pg"
+    pg = home / "var" / "pg"
     started: dict[int, str] = {}
     try:
         deadline = time.monotonic() + UP
@@ -212,7 +233,7 @@ def test_demo_up_and_down(tmp_path: Path) -> None:
         assert "ready to accept connections" in pg_log.read_text(errors="replace")
         config = "var/demo.toml"  # relative: the demo's own directory is where it was started
         assert banner_value(out.lines, "admin commands") == f"{CMSV6} device list --config {config}"
-        assert "[database]" in (tmp_path / config).read_text()
+        assert "[database]" in (home / config).read_text()
         for name, port in p.items():
             assert listening_addresses(port) == {"0100007F"}, name  # 127.0.0.1, nothing else
         check_database_role(banner_value(out.lines, "database").split('"')[1])

@@ -9,7 +9,10 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from cmsv6.db.embedded import EmbeddedPostgres, free_port
 from cmsv6.demo import ports
@@ -19,10 +22,18 @@ from tests.test_demo import (
     alive,
     banner_value,
     children,
+    demo_directory,
     exit_status,
     free_offset,
     running_demo,
 )
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """The directory a test's demo runs in (``demo_directory``)."""
+    with demo_directory() as directory:
+        yield directory
 
 
 def answers(web: str) -> bool:
@@ -52,26 +63,26 @@ def all_gone(pids: dict[int, str]) -> list[str]:
     return [c for pid, c in pids.items() if alive(pid)]
 
 
-def test_second_demo_is_refused(tmp_path: Path) -> None:
+def test_second_demo_is_refused(home: Path) -> None:
     """A second demo on the same directory says the first runs (its pid and web address)
     and exits 1 touching nothing: the first goes on answering with its PostgreSQL, and still
     stops that PostgreSQL itself; a demo in another directory on the same ports says they
     are in use and creates no database."""
     offset = free_offset()
-    var = tmp_path / "var"
-    with running_demo(tmp_path, offset) as (first, out):
+    var = home / "var"
+    with running_demo(home, offset) as (first, out):
         web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
         pg = postmaster(var)
         config = (var / "demo.toml").stat().st_mtime_ns
 
-        second = demo(tmp_path, offset)
+        second = demo(home, offset)
         assert second.returncode == 1, second
         assert f"already running (pid {first.pid}, {web})" in second.stderr, second
         assert (var / "demo.toml").stat().st_mtime_ns == config
         assert postmaster(var) == pg and alive(pg)
         assert first.poll() is None and answers(web)
 
-        elsewhere = tmp_path / "elsewhere"
+        elsewhere = home / "elsewhere"
         elsewhere.mkdir()
         third = demo(elsewhere, offset)
         assert third.returncode == 1, third
@@ -84,12 +95,12 @@ def test_second_demo_is_refused(tmp_path: Path) -> None:
         assert all_gone({pg: "postgres"}) == []
 
 
-def test_a_killed_server_stops_the_demo(tmp_path: Path) -> None:
+def test_a_killed_server_stops_the_demo(home: Path) -> None:
     """When the gateway dies, the demo says so with how it ended and the end of its log,
     stops the login server, the simulator and PostgreSQL, and exits 1."""
     offset = free_offset()
-    var = tmp_path / "var"
-    with running_demo(tmp_path, offset) as (proc, out):
+    var = home / "var"
+    with running_demo(home, offset) as (proc, out):
         started = children(proc.pid)
         (gateway,) = [pid for pid, c in started.items() if "twistd" in c and " gateway " in c]
         started[postmaster(var)] = "postgres"
@@ -105,13 +116,13 @@ def test_a_killed_server_stops_the_demo(tmp_path: Path) -> None:
         assert all_gone(started) == []
 
 
-def test_a_stopped_database_stops_the_demo(tmp_path: Path) -> None:
+def test_a_stopped_database_stops_the_demo(home: Path) -> None:
     """When the demo's PostgreSQL stops under it (as a second demo once stopped it), the
     demo says so with the end of PostgreSQL's log, stops its servers and exits 1, instead
     of running on with a login server that has lost its database."""
     offset = free_offset()
-    var = tmp_path / "var"
-    with running_demo(tmp_path, offset) as (proc, out):
+    var = home / "var"
+    with running_demo(home, offset) as (proc, out):
         started = children(proc.pid)
         assert sum("twistd" in c for c in started.values()) == 2, started
 
@@ -124,17 +135,17 @@ def test_a_stopped_database_stops_the_demo(tmp_path: Path) -> None:
         assert all_gone(started) == []
 
 
-def test_postgres_left_running_is_taken_over(tmp_path: Path) -> None:
+def test_postgres_left_running_is_taken_over(home: Path) -> None:
     """A PostgreSQL left running in var/ (by a demo that was killed), even on another
     port, is restarted on the demo's port, said so, and stopped with the demo."""
     offset = free_offset()
-    var = tmp_path / "var"
+    var = home / "var"
     leftover = EmbeddedPostgres(var / "pg", port=free_port())
     leftover.init()
     try:
         leftover.start()
         old = postmaster(var)
-        with running_demo(tmp_path, offset) as (proc, out):
+        with running_demo(home, offset) as (proc, out):
             said = f"cmsv6 demo: restarting the PostgreSQL (pid {old}) an earlier demo left running in"
             assert f"{said} {var / 'pg'}" in out.lines, out.text
             assert not alive(old)

@@ -65,6 +65,7 @@ class EmbeddedPostgres:
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if os.geteuid() == 0:
+            self._traverse()  # again: another may have closed a parent (pytest does, its base)
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         result = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if check and result.returncode != 0:
@@ -78,11 +79,15 @@ class EmbeddedPostgres:
         shutil.chown(self.directory, "postgres", "postgres")
         for path in self.directory.rglob("*"):
             shutil.chown(path, "postgres", "postgres")
+        self._traverse()
+
+    def _traverse(self) -> None:
+        """Let postgres through every parent of the cluster directory (traverse only)."""
         parent = self.directory.parent
         while parent != parent.parent:
             mode = parent.stat().st_mode
             if not mode & 0o001:
-                os.chmod(parent, mode | 0o001)  # traverse only
+                os.chmod(parent, mode | 0o001)
             parent = parent.parent
 
     @property
