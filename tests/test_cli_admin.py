@@ -292,8 +292,7 @@ def test_user_list(cli: Any, dsn: str, tmp_path: Path) -> None:
 @pytest_twisted.inlineCallbacks
 def test_user_disable_refuses_logins_and_tokens(cli: Any, dsn: str, tmp_path: Path) -> None:
     """``user disable`` revokes the user's tokens and says how many; from then on the login
-    finds no credentials for them and no token of theirs (even one stored after) is
-    honoured; ``user enable`` lets them log in again. Both audited."""
+    finds them disabled and no token of theirs (even one stored after) is honoured; ``user enable`` lets them log in again. Both audited."""
     from twisted.internet import reactor
 
     pw = _password(tmp_path)
@@ -313,11 +312,11 @@ def test_user_disable_refuses_logins_and_tokens(cli: Any, dsn: str, tmp_path: Pa
         now = datetime.now(timezone.utc)
         found = yield user_store.credentials(db, "root")
         holder = yield token_store.user_by_token(db, b"\x03" * 32, now)
-        assert found is None and holder is None
+        assert found.disabled and holder is None
         assert cli("user", "enable", "root") == (0, "user root enabled: they may log in again\n", "")
         found = yield user_store.credentials(db, "root")
         holder = yield token_store.user_by_token(db, b"\x03" * 32, now)
-        assert found is not None and found.user.name == "root"
+        assert not found.disabled and found.user.name == "root"
         assert holder is not None and holder.name == "root"
     finally:
         yield within(db.stopService(), "the database stopped")

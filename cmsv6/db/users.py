@@ -40,22 +40,25 @@ class User:
 class Credentials:
     user: User
     password_hash: str
+    disabled: bool = False  # ``cmsv6 user disable``: the login is refused, with a reason
 
 
 @defer.inlineCallbacks
 def credentials(db: Database, name: str) -> Any:
-    """The user called ``name`` with their password hash, or None (also for a disabled
-    user: their login fails as a wrong password does)."""
+    """The user called ``name`` with their password hash and whether they are disabled, or
+    None. A disabled user's login must be refused (after their password verified, so that
+    only they learn why)."""
     rows = yield db.run_query(
-        "SELECT id, name, role, password_hash FROM users WHERE name = %s AND disabled IS NULL",
+        "SELECT id, name, role, password_hash, disabled IS NOT NULL FROM users WHERE name = %s",
         (name,),
     )
     if not rows:
         return None
-    uid, uname, role, password_hash = rows[0]
-    return Credentials(User(uid, uname, role), password_hash)
+    uid, uname, role, password_hash, disabled = rows[0]
+    return Credentials(User(uid, uname, role), password_hash, disabled)
 
 
+@defer.inlineCallbacks
 def upgrade_password_hash(db: Database, user: User, old: str, new: str) -> defer.Deferred[None]:
     """Replace a hash made with weaker parameters by one of the same password made with
     today's (at a successful login). Only if the hash is still ``old``: a password changed

@@ -186,7 +186,8 @@ class Authenticator:
         )  # fmt: skip
 
     async def login(self, name: str, password: str, address: str | None) -> Session:
-        """A new session for ``name``; ApiError 401 (wrong name or password) or 429."""
+        """A new session for ``name``; ApiError 401 (wrong name or password), 403 (the user
+        is disabled) or 429."""
         where = address or ""
         wait = self.limiter.retry_after(name, where)
         if wait > 0:
@@ -208,6 +209,11 @@ class Authenticator:
             _log.info("failed login for {name!r} from {address}", name=name, address=address)
             raise ApiError(401, "bad_credentials", "wrong user name or password")
         self.limiter.succeeded(name, where)
+        if found.disabled:
+            _log.info("refused login of disabled user {name!r} from {address}", name=name,
+                      address=address)
+            raise ApiError(403, "user_disabled",
+                           f"user {name} is disabled; an admin can enable it (cmsv6 user enable)")
         if needs_rehash(found.password_hash):
             await self._upgrade_hash(found, password)
         token = secrets.token_urlsafe(32)

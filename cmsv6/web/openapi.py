@@ -281,6 +281,7 @@ DOCUMENT: dict[str, Any] = {
                     }),  # fmt: skip
                     "400": _BAD,
                     "401": _error("Wrong user name or password"),
+                    "403": _error("The right password of a disabled user (user_disabled)"),
                     "413": _TOO_LARGE,
                     "429": _error(
                         "Too many failed logins for this name from this address, or for this"

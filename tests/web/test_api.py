@@ -61,6 +61,21 @@ def test_login_wrong_password_or_user(web: Web) -> None:
 
 
 @pytest_twisted.inlineCallbacks
+def test_login_of_a_disabled_user(web: Web) -> None:
+    """A disabled user with the right password is told so (403 user_disabled) and gets no
+    token; with a wrong password they learn nothing more than anyone (401)."""
+    from cmsv6.db.users import disable_user
+
+    disable_user(web.dsn, "olga")
+    right = yield call(web, "POST", "/api/v1/login", {"username": "olga", "password": PASSWORD})
+    wrong = yield call(web, "POST", "/api/v1/login", {"username": "olga", "password": "nope-nope"})
+    assert (right.status, right.body["error"]["code"]) == (403, "user_disabled")
+    assert "disabled" in right.body["error"]["message"]
+    assert (wrong.status, wrong.body["error"]["code"]) == (401, "bad_credentials")
+    assert query(web.dsn, "SELECT count(*) FROM api_tokens") == [(0,)]
+
+
+@pytest_twisted.inlineCallbacks
 def test_login_rate_limited(web: Web) -> None:
     """Five failed logins for a name from one address slow it there: even the right
     password from that address then gets 429 with Retry-After."""

@@ -79,6 +79,7 @@ def _keys(schema: dict[str, Any]) -> set[str] | None:
 #: Documented answers this test does not provoke, and where they are tested instead.
 ELSEWHERE = {
     ("/api/v1/login", "POST", "429"): "tests/web/test_logins.py (and test_api.py::test_login_rate_limited)",
+    ("/api/v1/login", "POST", "403"): "tests/web/test_api.py::test_login_of_a_disabled_user",
 }
 
 
