@@ -251,7 +251,7 @@ class WebConfig:
     poll_interval: float = setting(0.5, Number(float, 0.001, _SECONDS),
                                    "seconds between the WebSocket's polls for positions and alarms")
     ws_queue: int = setting(1000, Number(int, 1, "messages"),
-                            "messages queued for a slow WebSocket client before it is dropped")
+                            "messages queued for a slow WebSocket client; past it the oldest are dropped and it is told")
     ws_token_recheck: float = setting(60.0, Number(float, 0.001, _SECONDS),
                                       "seconds between checks that open sockets' tokens are valid")
     max_connections: int = setting(2000, Number(int, 1, "connections"),

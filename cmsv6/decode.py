@@ -3,8 +3,8 @@
 Whatever a line holds, it gives one object, so a consumer can pair outputs with inputs:
 
 * a frame: ``{"msg_id", "version", "phone", "serial", "checksum_ok", "subpackage", "body"}``
-  (DESIGN.md's shape), plus ``"odd": [...]`` naming what the unit did that the standard
-  does not (a 0x7e it left unescaped inside its frame, say);
+  (the shape README.rst's "Decoding frames" describes), plus ``"odd": [...]`` naming
+  what the unit did that the standard does not (a 0x7e it left unescaped inside its frame, say);
 * anything else: ``{"error": "...", "hex": "..."}``, with the header's ``msg_id``,
   ``phone`` and ``serial`` when the header could be read, and ``"pieces"`` (one object
   each) when the line cut into several frames that do not make one.

@@ -1,6 +1,6 @@
 """``cmsv6 decode``'s contract, run as a user runs it (the console script): one JSON object
-out for every line in, in DESIGN.md's shape, over every frame of the corpus; and every
-decoded body of the corpus has a JSON form."""
+out for every line in, in the documented shape (README.rst, Decoding frames), over every
+frame of the corpus; and every decoded body of the corpus has a JSON form."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.support.corpus import records
 CMSV6 = str(Path(sys.executable).with_name("cmsv6"))
 FRAMES = [r for r in records() if r["kind"] in ("frame", "frame_unflagged")]
 MESSAGE_KEYS = {"msg_id", "version", "phone", "serial", "checksum_ok", "subpackage", "body"}
-#: Keys a message object may carry beyond DESIGN.md's, each only when it says something.
+#: Keys a message object may carry beyond the documented ones, each only when it says something.
 EXTRA_KEYS = {"protocol_version", "encryption", "length_ok", "odd"}
 
 
@@ -33,7 +33,7 @@ def decode(lines: list[str]) -> tuple[int, list[str]]:
 
 
 def check_shape(obj: dict[str, Any]) -> None:
-    """DESIGN.md's shape: a message, or an error with the hex it is about."""
+    """The documented shape: a message, or an error with the hex it is about."""
     if "error" in obj:
         assert isinstance(obj["error"], str) and obj["error"]
         assert isinstance(obj["hex"], str)
@@ -51,7 +51,7 @@ def check_shape(obj: dict[str, Any]) -> None:
 
 def test_every_corpus_frame_gives_one_line() -> None:
     """Every frame of the corpus, one per line, gives exactly one JSON object per line, in
-    order (the header's id, phone and serial are the frame's), with DESIGN.md's shape."""
+    order (the header's id, phone and serial are the frame's), with the documented shape."""
     code, out = decode([r["hex"] for r in FRAMES])
     assert len(out) == len(FRAMES)
     errors = 0

@@ -1,4 +1,4 @@
-"""README.rst's "Running it safely", followed as written on this machine: the database set
+"""docs/operations.md's "Running it safely", followed as written on this machine: the database set
 up by its owner with ``cmsv6 db upgrade --app-role``, the servers connected as that role
 (which may read and write rows and nothing more), login's web endpoint on ``ssl:`` with a
 certificate made by the README's ``openssl`` command (HTTPS with HSTS, no plain HTTP), and
