@@ -508,12 +508,16 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Client WebSocket: live positions and alarms of subscribed devices",
                 "description": (
                     "First message {\"token\": ...}; then {\"subscribe\": [phones]} and"
-                    " {\"unsubscribe\": [phones]}. The server sends {\"type\": \"position\"|"
-                    "\"alarm\"|\"subscribed\"|\"unsubscribed\"|\"dropped\"|\"error\", ...}."
-                    " Close codes: 4000 server going away (reconnect), 4001 no valid token,"
-                    " 4002 not JSON text or JSON nested deeper than `max_json_depth` (32),"
-                    " 4003 the user already has `ws_max_per_user` (10) open sockets,"
-                    " 1009 a message over 64 KiB, 1013 database unavailable."
+                    " {\"unsubscribe\": [phones]}, answered in the order sent. The server sends"
+                    " {\"type\": \"authenticated\"|\"subscribed\"|\"unsubscribed\"|\"position\"|"
+                    "\"alarm\"|\"dropped\"|\"error\", ...}. Close codes (with a reason): 4000"
+                    " server going away (reconnect), 4001 no valid token, 4002 not JSON text or"
+                    " nested deeper than `max_json_depth`, 4003 the user already has"
+                    " `ws_max_per_user` open sockets, 4004 too many messages waiting for their"
+                    " answer, 1002 not a valid WebSocket frame, 1007 text that is not UTF-8,"
+                    " 1009 a message over 64 KiB, 1011 a bug on our side, 1013 database"
+                    " unavailable (try later). Everything, with examples and limits: the"
+                    " project's docs/websocket.md."
                 ),
                 "security": [],
                 "responses": {"101": {"description": "Switching to the WebSocket protocol"}},

@@ -166,3 +166,15 @@ def test_every_ws_setting_is_in_the_limits() -> None:
     keys = {a.name for a in attrs.fields(WebConfig) if a.name.startswith("ws_")}
     given = set(_given_by_site("ClientFactory").values()) | set(_given_by_site("Hub").values())
     assert keys and keys <= given
+
+
+def test_openapi_names_every_close_code_and_message_type() -> None:
+    """The OpenAPI document's /ws description, what an integrator reads first, names every
+    close code and every message type the server sends."""
+    from cmsv6.web.openapi import DOCUMENT
+
+    text = DOCUMENT["paths"]["/ws"]["get"]["description"]
+    for code in CLOSE_CODES.values():
+        assert str(code) in text, code
+    for kind in _sent_types():
+        assert f'"{kind}"' in text, kind
