@@ -251,7 +251,8 @@ class WebConfig:
     poll_interval: float = setting(0.5, Number(float, 0.001, _SECONDS),
                                    "seconds between the WebSocket's polls for positions and alarms")
     ws_queue: int = setting(1000, Number(int, 1, "messages"),
-                            "messages queued for a slow WebSocket client; past it the oldest are dropped and it is told")
+                            "messages queued for a slow WebSocket client; past it the oldest"
+                            " are dropped and the client is told how many")
     ws_token_recheck: float = setting(60.0, Number(float, 0.001, _SECONDS),
                                       "seconds between checks that open sockets' tokens are valid")
     max_connections: int = setting(2000, Number(int, 1, "connections"),
@@ -264,6 +265,9 @@ class WebConfig:
     max_json_depth: int = setting(32, Number(int, 1, "levels"),
                                   "deepest nesting of arrays and objects in a JSON body or"
                                   " WebSocket message (deeper: 400 / close 4002)")
+    media_dir: str = setting("var/media", Text(empty=False),
+                             "the gateways' media_dir as this server sees it: files in it are"
+                             " served by GET /api/v1/media/{id}, nothing outside it")
     device_control_role: str = setting("admin", Choice("admin", "operator"),
                                        "least role that may send commands that can take a device"
                                        " off the platform: 0x8103 server/APN parameters, 0x8105,"

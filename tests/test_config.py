@@ -230,6 +230,7 @@ def test_login_web_section_reaches_the_site(tmp_path: Path) -> None:
         "header_timeout": site.header_timeout,
         "ws_max_per_user": ws.max_per_user,
         "max_json_depth": site.requestFactory.max_json_depth,
+        "media_dir": str(site.api.media_dir),
     }
     assert ws.max_json_depth == web.max_json_depth
     assert used == attrs.asdict(web)

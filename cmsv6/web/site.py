@@ -169,9 +169,7 @@ def make_site(db: Database, cluster: Cluster, reactor: Any, web: WebConfig = Web
         command_timeout=web.command_timeout,
         max_page=web.max_page,
         control_role=web.device_control_role,
-        # The gateways' media directory: [web] media_dir where the configuration has it,
-        # else the gateway's default (both servers run from one directory).
-        media_dir=getattr(web, "media_dir", "var/media"),
+        media_dir=web.media_dir,
     )  # fmt: skip
     hub = Hub(db, reactor, interval=web.poll_interval, recheck_tokens=web.ws_token_recheck)
     ws = ClientFactory(db, auth, hub, reactor, queue_size=web.ws_queue,
