@@ -153,7 +153,7 @@ def test_send_delivers_and_prints_the_reply(dsn: str, tmp_path: Path) -> None:
         reply = json.loads(out)
         assert reply["msg_id"] == "0x0001"
         assert {k: reply["body"][k] for k in ("reply_serial", "reply_id", "result")} == {
-            "reply_serial": command.header.serial, "reply_id": 0x8300, "result": 0}  # fmt: skip
+            "reply_serial": command.header.serial, "reply_id": "0x8300", "result": 0}  # fmt: skip
         out, err, code = yield utils.getProcessOutputAndValue(
             CMSV6, ["send", "13899999999", "0x8300", "--json", '{"flag": 8, "text": "x"}',
                     "--gateway", endpoint, "--key", key], env=dict(os.environ),

@@ -34,7 +34,7 @@ def test_reply_decoded_or_kept() -> None:
     """A reply is decoded from its bytes; one that does not decode keeps them, as an error."""
     body = encode_body(TerminalResponse(3, 0x8300, 0))
     decoded, ok = decoded_reply({"msg_id": 0x0001, "version": 2013, "body": body})
-    assert ok and decoded == {"reply_serial": 3, "reply_id": 0x8300, "result": 0}
+    assert ok and decoded == {"reply_serial": 3, "reply_id": "0x8300", "result": 0}
     decoded, ok = decoded_reply({"msg_id": 0x0001, "version": 2013, "body": b"\x00"})
     assert not ok and decoded["hex"] == "00" and decoded["error"]
 

@@ -564,7 +564,7 @@ def reply_json(reply: dict[str, Any]) -> dict[str, Any]:
     decode is given as its hex and the error."""
     msg_id, version, body = reply["msg_id"], reply["version"], reply["body"]
     try:
-        decoded = jsonable(decode_body(msg_id, body, version), ids=True)
+        decoded = jsonable(decode_body(msg_id, body, version))
     except CodecError as e:
         decoded = {"hex": body.hex(), "error": str(e)}
     return {"msg_id": f"0x{msg_id:04x}", "version": version, "body": decoded}

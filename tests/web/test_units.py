@@ -209,12 +209,12 @@ def test_fields_from_json_total_over_the_corpus() -> None:
     assert taken > 0
 
 
-def test_ids_as_hex_only_when_asked() -> None:
-    """``jsonable(ids=True)`` (the Open API) writes message and parameter ids as "0x...."
-    strings; plain ``jsonable`` (``cmsv6 decode``) keeps its numbers."""
+def test_ids_are_hex_unless_asked_otherwise() -> None:
+    """``jsonable`` (the Open API, ``cmsv6 decode`` and ``cmsv6 send``) writes message and
+    parameter ids as "0x...." strings; ``ids=False`` keeps the numbers."""
     reply = TerminalResponse(1, 0x8103, 0)
-    assert jsonable(reply, ids=True)["reply_id"] == "0x8103"
-    assert jsonable(reply)["reply_id"] == 0x8103
+    assert jsonable(reply)["reply_id"] == "0x8103"
+    assert jsonable(reply, ids=False)["reply_id"] == 0x8103
     table = ParametersResponse(2, {0x0001: 30, 0x0013: "h"})
-    assert jsonable(table, ids=True)["params"] == [["0x0001", 30], ["0x0013", "h"]]
-    assert jsonable(table)["params"] == [[1, 30], [0x13, "h"]]
+    assert jsonable(table)["params"] == [["0x0001", 30], ["0x0013", "h"]]
+    assert jsonable(table, ids=False)["params"] == [[1, 30], [0x13, "h"]]

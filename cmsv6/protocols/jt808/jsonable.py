@@ -23,7 +23,7 @@ from cmsv6.protocols.jt808.model import MESSAGES, RecordAdapter
 _ODDITIES = frozenset({"rest", "twos_complement"})
 
 
-#: With ``ids=True``: fields holding a message id, and the messages whose ``params`` table
+#: Fields holding a message id, and the messages whose ``params`` table
 #: (0x8103, 0x0104) or ``ids`` list (0x8106) holds parameter ids.
 _MESSAGE_ID_FIELDS = frozenset({"reply_id"})
 _PARAM_TABLES = frozenset({0x8103, 0x0104})
@@ -35,14 +35,16 @@ def hex_id(value: int) -> str:
     return f"0x{value:04x}"
 
 
-def jsonable(value: Any, field: str = "", ids: bool = False) -> Any:
+def jsonable(value: Any, field: str = "", ids: bool = True) -> Any:
     """attrs objects → dicts, bytes → hex, dates and times → ISO 8601, durations → seconds,
     enums → their values; integer keys → "0x.." strings (two digits for
     additional-information items, four for parameter and message ids). An empty ``rest``
     and a zero ``twos_complement`` are left out.
 
-    With ``ids`` (the Open API's form) message ids in bodies (``reply_id``) and parameter
-    ids (0x8103 and 0x0104 ``params`` pairs, 0x8106 ``ids``) are "0x0001" strings too.
+    Message ids in bodies (``reply_id``) and parameter ids (0x8103 and 0x0104 ``params``
+    pairs, 0x8106 ``ids``) are "0x0001" strings too, as the header's ``msg_id`` is: one
+    form for ids in ``cmsv6 decode``, ``cmsv6 send`` and the Open API (``ids=False`` keeps
+    the numbers, for code that wants them).
 
     Total over what the codec decodes: a type it does not know is a bug here and raises
     TypeError (tests run every corpus body through it)."""

@@ -723,7 +723,7 @@ def test_twos_complement_in_decode_json() -> None:
     assert out["body"]["longitude"] == -132.444444
     assert out["body"]["twos_complement"] == STATUS_SOUTH | STATUS_WEST
     plain = message_json(decode(build_frame(Header(0x0001, "012345678901", 2), bytes(5))))
-    assert plain["body"] == {"reply_serial": 0, "reply_id": 0, "result": 0}  # no empty rest
+    assert plain["body"] == {"reply_serial": 0, "reply_id": "0x0000", "result": 0}  # no empty rest
 
 
 @pytest.mark.parametrize("path", ["fast", "reference"])
