@@ -48,6 +48,9 @@ class RecordAdapter(Adapter):  # type: ignore[misc]
         if isinstance(obj, self.cls):
             return {name: getattr(obj, name) for name in self.names}
         if isinstance(obj, dict):
+            missing = [name for name in self.names if name not in obj]
+            if missing:
+                raise CodecError(f"{self.cls.__name__} needs {', '.join(missing)}")
             return obj
         raise CodecError(f"expected {self.cls.__name__}, got {type(obj).__name__}")
 

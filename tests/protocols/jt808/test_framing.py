@@ -297,3 +297,12 @@ def test_a_bug_in_an_item_or_parameter_parser_is_not_kept_raw(monkeypatch: pytes
         location.decode_extra(0x01, b"\x00\x00\x00\x01")
     with pytest.raises(AttributeError):
         params.decode_param(0x0001, b"\x00\x00\x00\x01")
+
+
+def test_a_nested_record_given_as_a_partial_dict_is_a_codec_error() -> None:
+    """A nested record given as a dict that lacks fields (a caller building a body from
+    JSON) is bad input: a CodecError naming what is missing, not a KeyError."""
+    from cmsv6.protocols.jt808.messages.params import SetParameters
+
+    with pytest.raises(CodecError, match="live_encode_mode"):
+        encode_body(SetParameters({0x0075: {"osd": 1}}))
