@@ -7,9 +7,12 @@ front of the samples::
 
     00 01 LL 00        LL = the length of what follows, in 16-bit words
 
-which is stripped here. IMA-ADPCM then starts with its 4-byte state (first sample, int16
-little-endian; step index; a reserved byte) followed by two 4-bit samples a byte, low
-nibble first.
+which is stripped here. IMA-ADPCM then starts with its 4-byte state (the predictor, int16
+little-endian, which is the previous block's last sample and not a sample of its own; step
+index; a reserved byte) followed by two 4-bit samples a byte, high nibble first
+(HiSilicon's "DVI4"). G.726 code words are packed from the low bits (FFmpeg's ``g726le``):
+the captured units decode to sound that way and to noise the other way.
+cmsv6.media.audio decodes both.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from attrs import frozen
 from cmsv6.protocols.jt808.messages.jt1078 import AvCodec, codec_name
 
 #: Payload type → codec name, as FFmpeg names the decoder where one name fits
-#: ("adpcm_ima": the HiSilicon state + nibbles layout; see the report of issue 11 for the
-#: FFmpeg route).
+#: ("adpcm_ima": the HiSilicon state + nibbles layout above; cmsv6.media.audio feeds it to
+#: FFmpeg).
 AUDIO_CODECS: dict[int, str] = {
     AvCodec.G711A: "pcm_alaw",
     AvCodec.G711U: "pcm_mulaw",

@@ -99,7 +99,9 @@ def test_corpus_alaw_decodes() -> None:
 
 def test_corpus_adpcm_has_the_header_and_decodes() -> None:
     """The corpus's IMA-ADPCM (a Streamax-like unit) carries the HiSilicon header; what is
-    left decodes in FFmpeg as IMA blocks (WAV layout), 320 samples each plus the state's."""
+    left has the size of IMA blocks (FFmpeg's WAV layout counts the state as a sample: 321
+    a block). That the samples are the sound sent, read high nibble first, is
+    tests/media/test_audio.py's."""
     frames = [classify_audio(p.payload_type, p.payload) for p in AUDIO if p.payload_type == 26]
     assert len(frames) > 20
     assert all(f.hisilicon and len(f.data) == 164 and f.samples == 320 for f in frames)
@@ -118,10 +120,11 @@ def test_corpus_adpcm_has_the_header_and_decodes() -> None:
 
 
 def test_corpus_g726_decodes() -> None:
-    """The corpus's G.726 frames decode in FFmpeg's g726 demuxer at a 24 kbit/s guess."""
+    """The corpus's G.726 frames decode in FFmpeg's g726le demuxer at 24 kbit/s (that it is
+    sound, not noise, is tests/media/test_audio.py's)."""
     frames = [classify_audio(p.payload_type, p.payload) for p in AUDIO if p.payload_type == 8]
     assert frames and all(len(f.data) == 120 for f in frames)
     data = b"".join(f.data for f in frames)
-    container = av.open(io.BytesIO(data), format="g726", options={"code_size": "3", "sample_rate": "8000"})
+    container = av.open(io.BytesIO(data), format="g726le", options={"code_size": "3", "sample_rate": "8000"})
     samples = sum(f.samples for packet in container.demux() for f in packet.decode())
     assert samples == len(data) * 8 // 3
