@@ -24,8 +24,9 @@ DOCS = ROOT / "docs"
 CONFIGURATION = DOCS / "configuration.md"
 ARCHITECTURE = DOCS / "architecture.md"
 #: The pages whose examples are run against ``make demo`` (the README and this issue's docs).
-EXAMPLES = [README, *(DOCS / name for name in ("index.md", "architecture.md",
-                                                "configuration.md", "operations.md"))]
+EXAMPLES = [README, *(DOCS / name for name in ("index.md", "architecture.md", "configuration.md",
+                                                "operations.md", "api.md", "websocket.md",
+                                                "cli.md"))]
 #: What a clone of the repository does not have, so no file may send a reader there.
 OUTSIDE = ("DESIGN" + ".md", "STYLE" + ".md", "shared/" + "DESIGN", "/work/" + "shared")
 #: Where the repository's own text lives (data such as tests/conformance is not text of ours).
