@@ -44,9 +44,11 @@ class Device:
     channels: int
     protocol: int | None  # JT/T 808 edition it registered with (2013, 2019), if it has
     last_position: Position | None = None
+    disabled: datetime | None = None  # ``cmsv6 device disable``: refused when it connects
 
 
-_COLUMNS = f"d.id, d.phone, d.plate, d.plate_color, f.name, d.channels, d.protocol, {LAST_POSITION}"
+_COLUMNS = (f"d.id, d.phone, d.plate, d.plate_color, f.name, d.channels, d.protocol,"
+            f" {LAST_POSITION}, d.disabled")
 _FROM = (
     " FROM devices d LEFT JOIN fleets f ON f.id = d.fleet_id"
     " LEFT JOIN last_positions lp ON lp.device_id = d.id"
@@ -57,7 +59,8 @@ _FIELDS = 7
 
 def _device(row: tuple[Any, ...]) -> Device:
     last = row[_FIELDS:_FIELDS + 11]
-    return Device(*row[:_FIELDS], Position(*last) if last[0] is not None else None)
+    return Device(*row[:_FIELDS], Position(*last) if last[0] is not None else None,
+                  row[_FIELDS + 11])
 
 
 @defer.inlineCallbacks

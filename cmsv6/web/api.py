@@ -95,6 +95,7 @@ def device_json(d: Device, gateway: str | None) -> dict[str, Any]:
         "phone": d.phone, "plate": d.plate, "fleet": d.fleet, "online": gateway is not None,
         "gateway": gateway, "protocol": d.protocol, "channels": d.channels,
         "last_position": position_json(d.last_position) if d.last_position else None,
+        "disabled": iso(d.disabled) if d.disabled else None,
     }  # fmt: skip
 
 

@@ -112,6 +112,8 @@ _SCHEMAS: dict[str, Any] = {
             "protocol": {"type": "integer", "nullable": True, "enum": [2013, 2019, None]},
             "channels": {"type": "integer"},
             "last_position": {"allOf": [_ref("Position")], "nullable": True},
+            "disabled": {**_NTIME, "description": "When an admin disabled it (cmsv6 device"
+                         " disable): it is refused when it connects. null: enabled"},
         },
     },
     "Alarm": {

@@ -155,6 +155,19 @@ def test_admin_sees_every_device_with_online_state(web: Web) -> None:
     assert north["last_position"]["time"] == T0.isoformat()
     assert by_phone[SOUTH]["online"] is False and by_phone[SOUTH]["gateway"] is None
     assert by_phone[LONE]["last_position"] is None and by_phone[LONE]["fleet"] is None
+    assert north["disabled"] is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_disabled_device_says_so(web: Web) -> None:
+    """A device an admin disabled is still listed, with when it was disabled."""
+    from cmsv6.db.devices import disable_device
+
+    disable_device(web.dsn, SOUTH)
+    token = yield login(web, "root")
+    reply = yield call(web, "GET", f"/api/v1/devices/{SOUTH}", token=token)
+    assert reply.status == 200
+    assert datetime.fromisoformat(reply.body["disabled"]) <= datetime.now(timezone.utc)
 
 
 @pytest_twisted.inlineCallbacks
