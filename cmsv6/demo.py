@@ -38,6 +38,7 @@ from attrs import frozen
 from psycopg2 import sql
 from psycopg2.extensions import encrypt_password
 
+from cmsv6.config import DEMO_CONFIG
 from cmsv6.db.devices import add_device
 from cmsv6.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from cmsv6.db.upgrade import grant_app_role, upgrade
@@ -105,6 +106,9 @@ public_jt808 = "{public}:{p['login_jt808']}"
 registration = "known"
 register_per_address = 1000    # every simulated DVR registers from 127.0.0.1
 metrics = "tcp:{p['login_metrics']}:interface=127.0.0.1"
+
+[web]
+media_dir = "{var / 'media'}"  # the gateway's: login serves its photos (GET /api/v1/media/ID)
 
 [gateway]
 id = "gw-1"
@@ -364,7 +368,7 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
     logs = var / "log"
     logs.mkdir(exist_ok=True)
     bindir = Path(sys.executable).parent
-    config = var / "demo.toml"
+    config = var / DEMO_CONFIG
     listen = args.listen
     cluster = EmbeddedPostgres(var / "pg", port=p["db"], host_auth="scram-sha-256")
     leftover = cluster.running  # left by a demo that was killed: we hold the lock, none uses it
