@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
+import tempfile
 from typing import IO
 
 from twisted.internet.error import ReactorNotRunning
@@ -23,6 +25,7 @@ from twisted.python.failure import Failure
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Fleet, FleetConfig, phones
 from cmsv6.sim.route import Area
+from cmsv6.sim.video import AUDIO_HEADERS, VideoConfig
 
 
 def _positive(value: str) -> float:
@@ -44,6 +47,18 @@ def _count(value: str) -> int:
     if x < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
     return x
+
+
+def _channels(value: str) -> int:
+    x = int(value)
+    if not 0 <= x <= 255:
+        raise argparse.ArgumentTypeError(f"{value} is not a channel count (0-255)")
+    return x
+
+
+def default_cache_dir() -> str:
+    """Where the simulator keeps its encoded clip unless told: the temporary directory."""
+    return os.path.join(tempfile.gettempdir(), "cmsv6-sim")
 
 
 def _center(value: str) -> tuple[float, float]:
@@ -98,6 +113,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="unacknowledged positions kept per device (default 10000)")
     p.add_argument("--status-interval", type=_positive, default=5.0,
                    help="seconds between status lines (default 5)")
+    p.add_argument("--channels", type=_channels, default=4,
+                   help="camera channels per device, streaming on 0x9101 (default 4; 0: none)")
+    p.add_argument("--audio-header", choices=AUDIO_HEADERS, default="hisilicon",
+                   help="G.711A frames with the HiSilicon header 00 01 LL 00, or bare "
+                   "(default %(default)s)")
+    p.add_argument("--video-pace", type=_positive, default=1.0,
+                   help="clip seconds sent per second: 1 is real time, more fast-forwards "
+                   "(default 1)")
+    p.add_argument("--cache-dir", default=None,
+                   help="directory keeping the encoded clip between runs "
+                   "(default: cmsv6-sim in the temporary directory)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log more (-v info, -vv debug)")
 
@@ -121,6 +147,12 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         fallback_after=args.fallback_after,
         reconnect_max=args.reconnect_max,
         area=Area(lat, lon),
+        channels=args.channels,
+    )
+    video = VideoConfig(
+        audio_header=args.audio_header,
+        pace=args.video_pace,
+        cache_dir=args.cache_dir or default_cache_dir(),
     )
     return FleetConfig(
         server=args.server,
@@ -135,6 +167,7 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         ack_log=args.ack_log,
         status_interval=args.status_interval,
         device=device,
+        video=video,
     )
 
 

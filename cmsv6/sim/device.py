@@ -51,6 +51,16 @@ from cmsv6.protocols.jt808.messages.core import (
     ResendRequest,
     TerminalResponse,
 )
+from cmsv6.protocols.jt808.messages.jt1078 import (
+    AudioSampleRate,
+    AvAttributes,
+    AvCodec,
+    AvTransmissionControl,
+    ControlCommand,
+    LiveStream,
+    RealtimeAvRequest,
+    RequestDataType,
+)
 from cmsv6.protocols.jt808.messages.location import (
     ALARM_EMERGENCY,
     ALARM_OVERSPEED,
@@ -163,6 +173,8 @@ class DeviceConfig:
     plate_color: int = 2
     software_version: str = "cmsv6-sim"
     photo_size: tuple[int, int] = (2048, 6144)
+    #: Camera channels (1..channels); 0: no cameras (0x9003, 0x9101, 0x9102 unsupported).
+    channels: int = 4
 
 
 @define
@@ -199,6 +211,13 @@ class Counters:
     resent_packets: int = 0
     errors: int = 0
     logouts: int = 0
+    #: Live streams (cmsv6.sim.video): connected now, opened, ended by themselves, and
+    #: bytes of 1078 packets sent (all, and video ones).
+    streams_open: int = 0
+    streams_opened: int = 0
+    stream_failures: int = 0
+    stream_bytes: int = 0
+    video_bytes: int = 0
 
 
 class Link(Protocol):
@@ -221,6 +240,12 @@ class DeviceEvents:
     def refused(self, device: Device) -> None:
         """The platform refused the device for another reason than the last time
         (``device.refusal`` says it)."""
+
+    def stream_requested(self, device: Device, request: RealtimeAvRequest) -> None:
+        """A 0x9101 the device accepted (and answered): stream that channel."""
+
+    def stream_control(self, device: Device, control: AvTransmissionControl) -> None:
+        """A 0x9102 the device accepted (and answered): close, pause, resume or switch."""
 
 
 def beijing(seconds: float) -> datetime:
@@ -1019,6 +1044,62 @@ class Device:
                 self._multipart.remove(part)
                 return
 
+    # -- cameras (JT/T 1078); the streams themselves are the owner's (cmsv6.sim.video) ----
+
+    def attributes(self) -> AvAttributes:
+        """The 0x1003 of the simulated cameras: G.711A 8 kHz mono 16-bit in 40 ms frames
+        (320 samples), H.264; no loudspeaker."""
+        channels = self.config.channels
+        return AvAttributes(
+            audio_codec=AvCodec.G711A,
+            audio_channels=1,
+            audio_sample_rate=AudioSampleRate.HZ_8000,
+            audio_sample_bits=1,  # 16 bits
+            audio_frame_length=320,
+            audio_output=0,
+            video_codec=AvCodec.H264,
+            max_audio_channels=channels,
+            max_video_channels=channels,
+        )
+
+    def _on_query_av(self, h: Header, body: Any, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        self._reply(0x1003, self.attributes())
+
+    def _on_realtime_av(self, h: Header, body: RealtimeAvRequest, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        if body.data_type not in _SERVED:  # talk-back, broadcast, pass-through
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        if (
+            not 1 <= body.channel <= self.config.channels
+            or body.stream_type not in (LiveStream.MAIN, LiveStream.SUB)
+            or not body.server_ip
+            or not body.tcp_port
+        ):
+            self._respond(h, RESULT_FAILED)
+            return
+        self._respond(h)
+        self.events.stream_requested(self, body)
+
+    def _on_av_control(self, h: Header, body: AvTransmissionControl, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        if not 1 <= body.channel <= self.config.channels or body.command > ControlCommand.CLOSE_TALK:
+            self._respond(h, RESULT_FAILED)
+            return
+        self._respond(h)
+        self.events.stream_control(self, body)
+
+
+#: 0x9101 data types the cameras serve.
+_SERVED = (RequestDataType.AUDIO_VIDEO, RequestDataType.VIDEO, RequestDataType.LISTEN)
+
 
 def _is_command(msg_id: int) -> bool:
     return bool(msg_id & 0x8000) and msg_id not in _RESPONSES
@@ -1053,4 +1134,7 @@ _HANDLERS: dict[int, Callable[[Device, Header, Any, float], None]] = {
     0x8800: Device._on_media_response,
     0x8003: Device._on_resend_request,
     0x8004: _on_ignore,
+    0x9003: Device._on_query_av,
+    0x9101: Device._on_realtime_av,
+    0x9102: Device._on_av_control,
 }

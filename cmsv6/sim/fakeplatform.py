@@ -174,7 +174,7 @@ class FakePlatformProtocol(Protocol):
         elif h.msg_id == 0x0801:
             p.assembled.append((phone, h.msg_id, body))
             self.send_message(MultimediaUploadResponse(body.media_id))
-        elif h.msg_id in (0x0001, 0x0104, 0x0201, 0x0805):
+        elif h.msg_id in (0x0001, 0x0104, 0x0201, 0x0805, 0x1003):
             p.replies.append((phone, message))
         else:
             self._answer(h, RESULT_UNSUPPORTED)

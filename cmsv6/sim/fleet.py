@@ -29,8 +29,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from cmsv6.protocols.jt808.messages.jt1078 import AvTransmissionControl, RealtimeAvRequest
 from cmsv6.sim.device import Counters, Device, DeviceConfig, DeviceEvents, position_of
 from cmsv6.sim.protocol import DeviceFactory, DeviceProtocol
+from cmsv6.sim.video import Streamer, VideoConfig
 
 _log = Logger()
 
@@ -64,6 +66,8 @@ class FleetConfig:
     #: Seconds ``stop()`` waits for connections to close before aborting them.
     stop_timeout: float = 5.0
     device: DeviceConfig = DeviceConfig()
+    #: How the devices' cameras stream (their number is ``device.channels``).
+    video: VideoConfig = VideoConfig()
 
 
 @frozen
@@ -132,6 +136,14 @@ class _Events(DeviceEvents):
         # Once per device and reason (a refused unit retries without end): shown with -v.
         _log.info("{phone}: {why}", phone=device.phone, why=device.refusal)
 
+    def stream_requested(self, device: Device, request: RealtimeAvRequest) -> None:
+        if self._fleet._stopping:
+            return
+        self._fleet.streamer.open(device.phone, device.version, request)
+
+    def stream_control(self, device: Device, control: AvTransmissionControl) -> None:
+        self._fleet.streamer.control(device.phone, control)
+
 
 class Fleet:
     def __init__(
@@ -149,6 +161,10 @@ class Fleet:
         self._reactor = reactor
         self._endpoint_factory = endpoint_factory or (lambda s: clientFromString(reactor, s))
         self._endpoints: dict[str, IStreamClientEndpoint] = {}
+        #: The devices' cameras.
+        self.streamer = Streamer(
+            reactor, config.video, self._endpoint, self.counters, idle=self._maybe_finished
+        )
         self._status_out = status_out
         self._rng = Random(config.seed)
         self._heap: list[tuple[float, int]] = []
@@ -280,18 +296,26 @@ class Fleet:
             device.stop(now)
         for d in list(self._connecting.values()):
             d.cancel()
+        self.streamer.stop()
         self._stop_timer = self._reactor.callLater(self.config.stop_timeout, self._abort)
         self._maybe_finished()
         return waiter
 
     def _abort(self) -> None:
         self._stop_timer = None
+        self.streamer.abort()
         for protocol in list(self._links):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _maybe_finished(self) -> None:
-        if not self._stopping or self._links or self._connecting or self._done is None:
+        if (
+            not self._stopping
+            or self._links
+            or self._connecting
+            or self.streamer.busy
+            or self._done is None
+        ):
             return
         if self._done.called:
             return
@@ -402,7 +426,9 @@ class Fleet:
             f"{c.acknowledged} acked, {self.pending()} pending, {c.dropped} dropped | "
             f"reconnects {c.reconnects}, connect failures {c.connect_failures}, "
             f"retransmits {c.retransmissions}, gaps {c.gaps}, alarms {c.alarms_raised}, "
-            f"commands {c.commands}, errors {c.errors}" + self.refusals()
+            f"commands {c.commands}, errors {c.errors}"
+            + self.streamer.status()
+            + self.refusals()
         )
 
     #: Reasons the status line names at most (the others are counted).

@@ -1,0 +1,664 @@
+"""Simulated cameras: a device's channels stream the clip over JT/T 1078, as units do.
+
+After answering a 0x9101, a unit opens a TCP connection to the address in it and sends that
+channel's video (H.264) and/or audio (G.711A) as stream packets: its phone as the SIM (BCD,
+6 bytes from a 2013 unit, 10 from a 2019 one), one sequence counter for the connection,
+timestamps in ms, each frame cut into bodies of at most 950 bytes marked first / middle /
+last. A 0x9102 closes, pauses, resumes or switches the stream.
+
+Here every camera plays the same clip (``cmsv6.media.clip``: a moving picture with a clock,
+a 1 kHz tone), looped for ever with timestamps that keep increasing. What keeps a fleet of
+cameras cheap:
+
+* the clip is encoded once per process (and cached on disk), and cut into packets once per
+  SIM length (``Track``): a camera only writes each packet's sequence number, SIM, channel,
+  timestamp and intervals into a copy of it (``stamp``);
+* one timer per fleet (``Streamer``) sends every camera what is due, a tick at a time;
+* a camera whose connection cannot take more (the transport pauses its producer), that is
+  paused, or that falls far behind skips ahead as a live camera does, and starts its video
+  again at the next I-frame. Nothing queues up in the simulator.
+
+``VideoConfig.pace`` plays the clip faster than real time (tests); 1.0, the default, is
+real time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from typing import Any, Callable
+
+from attrs import frozen
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from cmsv6.media.clip import CIF, FPS, GOP, Clip, ClipFrame, load_clip
+from cmsv6.protocols.jt808.fields import bcd_encode
+from cmsv6.protocols.jt808.messages.jt1078 import (
+    AvTransmissionControl,
+    CloseType,
+    ControlCommand,
+    LiveStream,
+    RealtimeAvRequest,
+    RequestDataType,
+)
+from cmsv6.protocols.jt1078.packet import DataType, Packet, build_packet, split_frame
+from cmsv6.sim.address import tcp_endpoint
+
+_log = Logger()
+
+AUDIO_HEADERS = ("hisilicon", "none")
+#: 0x9101 data types a camera serves: what it then sends (video, audio).
+SERVED = {
+    RequestDataType.AUDIO_VIDEO: (True, True),
+    RequestDataType.VIDEO: (True, False),
+    RequestDataType.LISTEN: (False, True),
+}
+#: The sub-stream: QCIF at 15 frames a second (the main stream is the clip's CIF at 25).
+SUB = (176, 144, 15)
+#: Distinct reasons a stream ended that are kept for the status line (others are counted).
+MAX_REASONS = 64
+_OTHER = "other reasons"
+
+
+@frozen
+class VideoConfig:
+    """How a fleet's cameras stream (the channel count is the device's, ``DeviceConfig``)."""
+
+    #: "hisilicon": G.711A frames carry the ``00 01 LL 00`` header; "none": bare samples.
+    audio_header: str = "hisilicon"
+    #: Clip time per real time: 1.0 is real time; more fast-forwards (tests).
+    pace: float = 1.0
+    #: Where the encoded clip is kept between runs (None: encoded in every process).
+    cache_dir: str | None = None
+    #: Seconds between the fleet's sending turns.
+    tick: float = 1.0 / FPS
+    #: Seconds of clip a camera may fall behind before it skips ahead.
+    max_lag: float = 1.0
+
+
+# -- packets --------------------------------------------------------------------------------
+
+
+def sim_digits(phone: str, version: int) -> str:
+    """The SIM field's digits: the phone as 6 BCD bytes (2013 units) or 10 (2019 ones)."""
+    return phone.rjust(20 if version == 2019 else 12, "0")
+
+
+def hisilicon(payload: bytes) -> bytes:
+    """``payload`` behind the HiSilicon header ``00 01 LL 00`` (LL: 16-bit words after it)."""
+    words = len(payload) // 2
+    if len(payload) % 2 or words > 0xFF:
+        raise ValueError(f"{len(payload)} bytes do not fit a HiSilicon header")
+    return bytes((0, 1, words, 0)) + payload
+
+
+def stamp(
+    template: bytes,
+    sim_size: int,
+    sequence: int,
+    sim_channel: bytes,
+    timestamp: int,
+    intervals: bytes | None,
+) -> bytes:
+    """A packet from its template (``Track``): the header fields that vary written in.
+
+    ``sim_channel`` is the SIM's BCD bytes and the channel byte; ``intervals`` the last
+    I-frame and last frame intervals (two WORDs), for video only."""
+    out = bytearray(template)
+    out[6] = (sequence >> 8) & 0xFF
+    out[7] = sequence & 0xFF
+    at = 8 + sim_size
+    out[8 : at + 1] = sim_channel
+    out[at + 2 : at + 10] = timestamp.to_bytes(8, "big")
+    if intervals is not None:
+        out[at + 10 : at + 14] = intervals
+    return bytes(out)
+
+
+@frozen
+class Cut:
+    """A clip frame as packet templates (sequence numbers from 0, SIM, channel, timestamp
+    and intervals zero)."""
+
+    timestamp: int
+    data_type: int
+    packets: tuple[bytes, ...]
+
+
+@frozen
+class Track:
+    """One kind of a clip's frames (video or audio), cut for one SIM length, in order."""
+
+    cuts: tuple[Cut, ...]
+    times: tuple[int, ...]
+    keys: tuple[int, ...]  # indexes of the I-frames (video)
+    duration: int
+    video: bool
+    sim_size: int
+    #: Frames a second (video), for the log.
+    fps: int = 0
+    size: tuple[int, int] = (0, 0)
+
+
+def cut_track(
+    frames: tuple[ClipFrame, ...],
+    payload_type: int,
+    duration: int,
+    sim_size: int,
+    wrap: Callable[[bytes], bytes] | None = None,
+    fps: int = 0,
+    size: tuple[int, int] = (0, 0),
+) -> Track:
+    """``frames`` cut into packet templates once (``wrap`` changes each payload first)."""
+    video = bool(frames) and frames[0].data_type <= DataType.B_FRAME
+    cuts = []
+    for f in frames:
+        payload = wrap(f.payload) if wrap is not None else f.payload
+        template = Packet(
+            sim="0" * 2 * sim_size,
+            channel=0,
+            data_type=f.data_type,
+            timestamp=0,
+            last_i_frame_interval=0 if video else None,
+            last_frame_interval=0 if video else None,
+            payload_type=payload_type,
+        )
+        packets = tuple(build_packet(p) for p in split_frame(template, payload))
+        cuts.append(Cut(f.timestamp, f.data_type, packets))
+    return Track(
+        cuts=tuple(cuts),
+        times=tuple(c.timestamp for c in cuts),
+        keys=tuple(i for i, c in enumerate(cuts) if c.data_type == DataType.I_FRAME),
+        duration=duration,
+        video=video,
+        sim_size=sim_size,
+        fps=fps,
+        size=size,
+    )
+
+
+# -- one camera -----------------------------------------------------------------------------
+
+CONNECTING, STREAMING, CLOSING, CLOSED = "connecting", "streaming", "closing", "closed"
+
+
+class _Position:
+    """Where a camera is in a looping track: frame ``index`` of loop ``loop``."""
+
+    __slots__ = ("track", "index", "loop")
+
+    def __init__(self, track: Track) -> None:
+        self.track = track
+        self.index = 0
+        self.loop = 0
+
+    @property
+    def due(self) -> int:
+        """The clip time (ms since the stream began) of the next frame."""
+        return self.loop * self.track.duration + self.track.times[self.index]
+
+    def advance(self) -> None:
+        self.index += 1
+        if self.index == len(self.track.cuts):
+            self.index = 0
+            self.loop += 1
+
+    def seek(self, at: int, keyframe: bool = False) -> None:
+        """To the first frame at or after clip time ``at`` (the first I-frame: ``keyframe``)."""
+        track = self.track
+        loop, offset = divmod(at, track.duration)
+        index = bisect.bisect_left(track.times, offset)
+        if keyframe:
+            k = bisect.bisect_left(track.keys, index)
+            index = track.keys[k] if k < len(track.keys) else len(track.cuts)
+        if index >= len(track.cuts):
+            loop, index = loop + 1, track.keys[0] if keyframe else 0
+        self.loop, self.index = loop, index
+
+
+class Camera:
+    """One channel's live stream; the producer of its connection (``IPushProducer``)."""
+
+    def __init__(
+        self,
+        streamer: Streamer,
+        phone: str,
+        version: int,
+        request: RealtimeAvRequest,
+    ) -> None:
+        self.streamer = streamer
+        self.phone = phone
+        self.channel = request.channel
+        self.address = f"{request.server_ip}:{request.tcp_port}"
+        self.stream_type = request.stream_type
+        self.send_video, self.send_audio = SERVED[RequestDataType(request.data_type)]
+        digits = sim_digits(phone, version)
+        self.sim_size = len(digits) // 2
+        self._sim_channel = bcd_encode(digits, self.sim_size) + bytes((request.channel,))
+        self.state = CONNECTING
+        self.paused = False  # by 0x9102
+        self.held = False  # by the transport: it cannot take more now
+        self.connecting: Deferred[Any] | None = None
+        self.transport: Any = None
+        self.bytes = 0
+        self._t0 = 0.0
+        self._video = _Position(streamer.video_track(self.stream_type, self.sim_size))
+        self._audio = _Position(streamer.audio_track(self.sim_size))
+        self._sequence = 0
+        self._last_i: int | None = None
+        self._last_frame: int | None = None
+        self._by_request = False
+        self._close_reason = "closed"
+        #: Whether the connection was made (the camera counts among the open streams).
+        self.streamed = False
+
+    def clip_time(self, now: float) -> int:
+        """ms of clip since the stream began."""
+        return int((now - self._t0) * 1000 * self.streamer.config.pace)
+
+    # -- the connection -------------------------------------------------------------------
+
+    def connected(self, transport: Any, now: float) -> None:
+        if self.state != CONNECTING:
+            transport.loseConnection()
+            return
+        self.state = STREAMING
+        self.transport = transport
+        self.streamed = True
+        self._t0 = now
+        transport.registerProducer(self, True)
+        self.streamer.started(self)
+        self.run(now)
+
+    def lost(self, reason: Failure) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.transport = None
+        if self._by_request:
+            why = self._close_reason
+        elif reason.check(ConnectionDone):
+            why = f"closed by the media server {self.address}"
+        else:
+            why = f"connection to {self.address} lost: {reason.getErrorMessage()}"
+        self.streamer.finished(self, why, failed=not self._by_request)
+
+    def connect_failed(self, reason: Failure) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        if reason.check(CancelledError) or self._by_request:
+            self.streamer.finished(self, self._close_reason, failed=False)
+        else:
+            why = f"cannot connect to {self.address}: {reason.getErrorMessage()}"
+            self.streamer.finished(self, why, failed=True)
+
+    def close(self, why: str) -> None:
+        """End the stream (a 0x9102, a new 0x9101 for the channel, the fleet stopping)."""
+        if self.state in (CLOSING, CLOSED):
+            return
+        self._by_request = True
+        self._close_reason = why
+        if self.state == CONNECTING:
+            if self.connecting is not None:
+                self.connecting.cancel()
+            return
+        self.state = CLOSING
+        self.transport.loseConnection()
+
+    def abort(self) -> None:
+        if self.state == CLOSING and self.transport is not None:
+            self.transport.abortConnection()
+
+    # -- IPushProducer --------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.held = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        if self.held:
+            self.held = False
+            self._skip_to(self.clip_time(self.streamer.now()))
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass  # connectionLost follows
+
+    # -- 0x9102 ---------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self, now: float) -> None:
+        if self.paused:
+            self.paused = False
+            self._skip_to(self.clip_time(now))
+
+    def switch(self, stream_type: int) -> None:
+        """Main ⇄ sub stream: the new one's pictures from its next I-frame."""
+        if stream_type == self.stream_type:
+            return
+        self.stream_type = stream_type
+        at = self._video.due
+        self._video = _Position(self.streamer.video_track(stream_type, self.sim_size))
+        self._video.seek(at, keyframe=True)
+        self._last_i = self._last_frame = None
+
+    def stop_media(self, close_type: int) -> bool:
+        """0x9102 close: stop the audio, the video or both; True when nothing is left."""
+        if close_type in (CloseType.AUDIO_AND_VIDEO, CloseType.VIDEO):
+            self.send_video = False
+        if close_type in (CloseType.AUDIO_AND_VIDEO, CloseType.AUDIO):
+            self.send_audio = False
+        return not (self.send_video or self.send_audio)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _skip_to(self, at: int) -> None:
+        """Go on from clip time ``at`` as a live camera does after a gap: audio at once,
+        pictures from the next I-frame."""
+        self._video.seek(at, keyframe=True)
+        self._audio.seek(at)
+        self._last_i = self._last_frame = None
+
+    def run(self, now: float) -> None:
+        """Send every frame that is due."""
+        if self.state != STREAMING or self.paused or self.held:
+            return
+        at = self.clip_time(now)
+        video, audio = self._video, self._audio
+        late = at - int(self.streamer.config.max_lag * 1000)
+        if (self.send_video and video.due < late) or (self.send_audio and audio.due < late):
+            self._skip_to(at)
+        out: list[bytes] = []
+        video_bytes = 0
+        size = self.sim_size
+        sim_channel = self._sim_channel
+        while True:
+            tv = video.due if self.send_video else None
+            ta = audio.due if self.send_audio else None
+            if tv is not None and tv <= at and (ta is None or tv <= ta):
+                cut = video.track.cuts[video.index]
+                last_i = self._last_i
+                last_frame = self._last_frame
+                intervals = (
+                    min(0xFFFF, 0 if last_i is None else tv - last_i).to_bytes(2, "big")
+                    + min(0xFFFF, 0 if last_frame is None else tv - last_frame).to_bytes(2, "big")
+                )
+                for template in cut.packets:
+                    packet = stamp(template, size, self._sequence, sim_channel, tv, intervals)
+                    self._sequence = (self._sequence + 1) & 0xFFFF
+                    out.append(packet)
+                    video_bytes += len(packet)
+                if cut.data_type == DataType.I_FRAME:
+                    self._last_i = tv
+                self._last_frame = tv
+                video.advance()
+            elif ta is not None and ta <= at:
+                for template in audio.track.cuts[audio.index].packets:
+                    out.append(stamp(template, size, self._sequence, sim_channel, ta, None))
+                    self._sequence = (self._sequence + 1) & 0xFFFF
+                audio.advance()
+            else:
+                break
+        if out:
+            data = b"".join(out)
+            self.bytes += len(data)
+            self.streamer.sent(len(data), video_bytes)
+            self.transport.write(data)
+
+
+class _StreamProtocol(Protocol):
+    """A camera's connection: nothing is expected from the media server, and what comes
+    is dropped."""
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera = camera
+
+    def connectionMade(self) -> None:  # noqa: N802
+        self.camera.connected(self.transport, self.camera.streamer.now())
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+        self.camera.lost(reason)
+
+
+class _StreamFactory(Factory):
+    noisy = False
+
+    def __init__(self, camera: Camera) -> None:
+        self.camera = camera
+
+    def buildProtocol(self, addr: object) -> _StreamProtocol:  # noqa: N802
+        return _StreamProtocol(self.camera)
+
+
+# -- every camera of a fleet ----------------------------------------------------------------
+
+
+class Streamer:
+    """A fleet's cameras, on one timer.
+
+    ``endpoint`` turns a client endpoint string into an endpoint; ``counters`` gets
+    ``streams_open``, ``streams_opened``, ``stream_failures``, ``stream_bytes`` and
+    ``video_bytes``; ``idle`` is called whenever a camera's connection is gone (the fleet
+    waits for that to stop). ``load`` gives the clip of a stream type (0 main, 1 sub).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        config: VideoConfig,
+        endpoint: Callable[[str], IStreamClientEndpoint],
+        counters: Any,
+        idle: Callable[[], None] = lambda: None,
+        load: Callable[[int], Clip] | None = None,
+    ) -> None:
+        if config.audio_header not in AUDIO_HEADERS:
+            raise ValueError(f"audio header {config.audio_header!r} is not one of {AUDIO_HEADERS}")
+        if not config.pace > 0:
+            raise ValueError(f"video pace {config.pace} is not a positive number")
+        self.config = config
+        self.counters = counters
+        self.cameras: dict[tuple[str, int], Camera] = {}
+        #: Why streams ended other than by request (failures), most recent reasons kept.
+        self.endings: Counter[str] = Counter()
+        self._clock = clock
+        self._endpoint = endpoint
+        self._idle = idle
+        self._load = load or self._load_clip
+        self._clips: dict[int, Clip] = {}
+        self._tracks: dict[tuple[str, int, int], Track] = {}
+        self._loop: LoopingCall | None = None
+        self._streaming = 0
+
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    @property
+    def busy(self) -> int:
+        """Cameras whose connection is not gone yet."""
+        return len(self.cameras)
+
+    # -- the clip ---------------------------------------------------------------------------
+
+    def _load_clip(self, stream_type: int) -> Clip:
+        cache = self.config.cache_dir
+        if stream_type == LiveStream.MAIN:
+            return load_clip(*CIF, fps=FPS, gop=GOP, cache_dir=cache)
+        width, height, fps = SUB
+        return load_clip(width, height, fps=fps, gop=2 * fps, cache_dir=cache)
+
+    def clip(self, stream_type: int) -> Clip:
+        key = LiveStream.MAIN if stream_type == LiveStream.MAIN else LiveStream.SUB
+        clip = self._clips.get(key)
+        if clip is None:
+            clip = self._clips[key] = self._load(key)
+        return clip
+
+    def video_track(self, stream_type: int, sim_size: int) -> Track:
+        key = ("video", stream_type, sim_size)
+        track = self._tracks.get(key)
+        if track is None:
+            c = self.clip(stream_type)
+            track = self._tracks[key] = cut_track(
+                c.video, c.video_payload_type, c.duration, sim_size, None, c.fps,
+                (c.width, c.height),
+            )
+        return track
+
+    def audio_track(self, sim_size: int) -> Track:
+        key = ("audio", 0, sim_size)
+        track = self._tracks.get(key)
+        if track is None:
+            c = self.clip(LiveStream.MAIN)
+            wrap = hisilicon if self.config.audio_header == "hisilicon" else None
+            track = self._tracks[key] = cut_track(
+                c.audio, c.audio_payload_type, c.duration, sim_size, wrap
+            )
+        return track
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def open(self, phone: str, version: int, request: RealtimeAvRequest) -> None:
+        """Stream a channel as a 0x9101 asks (the device has checked and answered it)."""
+        key = (phone, request.channel)
+        old = self.cameras.get(key)
+        if old is not None:
+            old.close("replaced by a new 0x9101")
+        camera = Camera(self, phone, version, request)
+        self.cameras[key] = camera
+        address = tcp_endpoint(request.server_ip, request.tcp_port)
+        try:
+            d = self._endpoint(address).connect(_StreamFactory(camera))
+        except Exception as e:  # a bad address in the request
+            camera.connect_failed(Failure(e))
+            return
+        if camera.state == CONNECTING:
+            camera.connecting = d
+        d.addCallbacks(self._connect_done, camera.connect_failed, callbackArgs=(camera,))
+
+    def _connect_done(self, protocol: Any, camera: Camera) -> None:
+        camera.connecting = None
+
+    def control(self, phone: str, body: AvTransmissionControl) -> None:
+        """Act on a 0x9102 (the device has checked and answered it)."""
+        camera = self.cameras.get((phone, body.channel))
+        if camera is None:
+            return
+        command = body.command
+        if command == ControlCommand.CLOSE:
+            if camera.stop_media(body.close_type):
+                camera.close("closed by 0x9102")
+        elif command == ControlCommand.SWITCH_STREAM:
+            camera.switch(body.switch_stream)
+        elif command == ControlCommand.PAUSE:
+            camera.pause()
+        elif command == ControlCommand.RESUME:
+            camera.resume(self.now())
+        # CLOSE_TALK: no camera talks back.
+
+    def stop(self) -> None:
+        """Close every stream (the fleet is stopping)."""
+        for camera in list(self.cameras.values()):
+            camera.close("the simulator stopped")
+
+    def abort(self) -> None:
+        for camera in list(self.cameras.values()):
+            camera.abort()
+
+    # -- what cameras report ----------------------------------------------------------------
+
+    def started(self, camera: Camera) -> None:
+        self.counters.streams_open += 1
+        self.counters.streams_opened += 1
+        self._streaming += 1
+        what = " and ".join(
+            w for w, on in (("video", camera.send_video), ("audio", camera.send_audio)) if on
+        )
+        track = camera._video.track
+        _log.info(
+            "{phone} channel {channel}: streaming {what} to {address}"
+            " ({stream} stream {width}x{height} at {fps} fps, SIM of {size} bytes)",
+            phone=camera.phone,
+            channel=camera.channel,
+            what=what,
+            address=camera.address,
+            stream="main" if camera.stream_type == LiveStream.MAIN else "sub",
+            width=track.size[0],
+            height=track.size[1],
+            fps=track.fps,
+            size=camera.sim_size,
+        )
+        if self._loop is None:
+            self._loop = LoopingCall(self._tick)
+            self._loop.clock = self._clock
+            self._loop.start(self.config.tick, now=False)
+
+    def sent(self, size: int, video: int) -> None:
+        self.counters.stream_bytes += size
+        self.counters.video_bytes += video
+
+    def finished(self, camera: Camera, why: str, failed: bool) -> None:
+        key = (camera.phone, camera.channel)
+        if self.cameras.get(key) is camera:
+            del self.cameras[key]
+        if camera.streamed:
+            self.counters.streams_open -= 1
+            self._streaming -= 1
+        if failed:
+            self.counters.stream_failures += 1
+            if why not in self.endings and len(self.endings) >= MAX_REASONS:
+                why_kept = _OTHER
+            else:
+                why_kept = why
+            self.endings[why_kept] += 1
+        _log.info(
+            "{phone} channel {channel}: stream ended, {why} ({size} bytes sent)",
+            phone=camera.phone,
+            channel=camera.channel,
+            why=why,
+            size=camera.bytes,
+        )
+        if self._streaming == 0 and self._loop is not None:
+            if self._loop.running:
+                self._loop.stop()
+            self._loop = None
+        self._idle()
+
+    def _tick(self) -> None:
+        now = self.now()
+        for camera in list(self.cameras.values()):
+            try:
+                camera.run(now)
+            except Exception:
+                self.counters.errors += 1
+                _log.failure(
+                    "{phone} channel {channel}: sending failed",
+                    phone=camera.phone,
+                    channel=camera.channel,
+                )
+                camera.close("sending failed")
+
+    #: Reasons the status line names at most.
+    SHOWN = 3
+
+    def status(self) -> str:
+        """The status line's streams part: ``| streams 2 open, 1.2 MB video sent`` and,
+        when streams ended by themselves, ``| streams ended: 1 (why ×1)``."""
+        c = self.counters
+        line = f" | streams {c.streams_open} open, {c.video_bytes / 1e6:.1f} MB video sent"
+        if self.endings:
+            common = self.endings.most_common()
+            shown = ", ".join(f"{why} ×{n}" for why, n in common[: self.SHOWN])
+            if len(common) > self.SHOWN:
+                shown += f", {len(common) - self.SHOWN} more reasons"
+            line += f" | streams ended: {c.stream_failures} ({shown})"
+        return line
