@@ -25,6 +25,10 @@ class Unavailable(Exception):
     """The server cannot do this now (database down, shutting down)."""
 
 
+class DeviceRefused(Exception):
+    """The device answered, and said no (a general response with a non-zero result)."""
+
+
 class NotAuthenticated(Exception):
     """The link has not proven a cluster credential (or proved a wrong one): it is closed."""
 
@@ -154,6 +158,83 @@ class DevicesChanged(amp.Command):
     response: list = []
     errors = COMMON_ERRORS
 
+
+# -- media servers → login ------------------------------------------------------------------
+
+
+class AnnounceMedia(amp.Command):
+    """A media server (re)connecting to login: who it is, where browsers and devices reach
+    it, and its load. Only under the id its link proved, and not an id that is a live
+    gateway's (nor on a link that announced a gateway). A new announcement under an id
+    login has replaces the old one. A standby login server does not listen, so an answer
+    means login is active.
+
+    ``public_web`` is the base URL of its WS-FLV/HTTP-FLV endpoint (``http://`` or
+    ``https://``, what login puts in video URLs); ``public_jt1078`` the ``host:port`` given
+    to devices in 0x9101; ``streams`` the device streams it receives, ``viewers`` the
+    browsers and players it serves.
+    """
+
+    arguments = [
+        (b"id", amp.Unicode()),
+        (b"public_web", amp.Unicode()),
+        (b"public_jt1078", amp.Unicode()),
+        (b"streams", amp.Integer()),
+        (b"viewers", amp.Integer()),
+    ]
+    response = [(b"login", amp.Unicode())]
+    errors = COMMON_ERRORS
+
+
+class ReportMediaLoad(amp.Command):
+    """Every few seconds: the media server's device streams and viewers."""
+
+    arguments = [(b"streams", amp.Integer()), (b"viewers", amp.Integer())]
+    response: list = []
+    errors = COMMON_ERRORS
+
+
+class OpenStream(amp.Command):
+    """Ask a device to open its live JT/T 1078 stream (0x9101) to the media server asking.
+
+    Login finds the device's gateway, which sends 0x9101 with ``address`` (the media
+    server's ``public_jt1078``: its host, the TCP port, UDP port 0), ``channel``, data type
+    audio and video, and ``stream`` ("main" or "sub"); the answer comes once the device
+    accepted (0x0001 result 0). Errors say which device and which step: DeviceOffline (no
+    gateway has it), Unavailable (its gateway cannot be reached), CommandTimeout (no
+    answer), DeviceRefused (it answered no), BadRequest (the request itself). ``timeout``
+    is the device's time to answer one send (the gateway retransmits).
+    """
+
+    arguments = [
+        (b"phone", amp.Unicode()),
+        (b"channel", amp.Integer()),
+        (b"stream", amp.Unicode()),
+        (b"address", amp.Unicode()),
+        (b"timeout", amp.Float(optional=True)),
+    ]
+    response: list = []
+    errors = {**COMMON_ERRORS, DeviceRefused: b"DEVICE_REFUSED"}
+
+
+class CloseStream(amp.Command):
+    """Ask a device to close a live stream (0x9102: close, audio and video); errors as
+    ``OpenStream``'s."""
+
+    arguments = [
+        (b"phone", amp.Unicode()),
+        (b"channel", amp.Integer()),
+        (b"stream", amp.Unicode()),
+        (b"timeout", amp.Float(optional=True)),
+    ]
+    response: list = []
+    errors = {**COMMON_ERRORS, DeviceRefused: b"DEVICE_REFUSED"}
+
+
+#: Live streams: the names the Open API and the media server use, as 0x9101/0x9102 codes.
+STREAMS = {"main": 0, "sub": 1}
+#: The largest number a media server may announce of its streams or viewers.
+MAX_MEDIA_LOAD = 10_000_000
 
 #: The largest capacity a server may announce.
 MAX_CAPACITY = 1_000_000

@@ -1,11 +1,25 @@
 """What the web site needs from the cluster: where devices are, a way to reach them, and a
-media server. The login server implements it over its AMP links; tests use a fake."""
+media server. The login server implements it over its AMP links
+(``cmsv6.plugins.login.directory.Directory``); tests use a fake."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
+
+
+@frozen
+class LiveView:
+    """Where to watch a live stream: media server ``media`` at ``public_web`` (its base
+    URL), with a viewing ``token`` (``cmsv6.media.viewing``) good until ``expires`` (Unix
+    seconds)."""
+
+    media: str
+    public_web: str
+    token: str
+    expires: int
 
 
 class Cluster(Protocol):
@@ -24,6 +38,12 @@ class Cluster(Protocol):
 
     def media_server(self) -> str | None:
         """The least-loaded media server's public web URL, or None if there is none."""
+
+    def live_view(self, phone: str, channel: int, stream: str) -> LiveView | None:
+        """The media server to watch ``stream`` ("main" or "sub") of ``channel`` of device
+        ``phone`` on (the one that stream goes to already, else the least loaded) and a
+        viewing token for exactly that, signed for that server; None if there is no media
+        server. The caller has checked that the user may see the device."""
 
     def online(self) -> dict[str, str]:
         """phone → gateway id for every online device."""

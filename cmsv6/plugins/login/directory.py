@@ -1,13 +1,16 @@
-"""The login server's "memory data": live gateways and which gateway each device is on.
+"""The login server's "memory data": live gateways and media servers, which gateway each
+device is on, and which media server each live stream goes to.
 
 Nothing here is read from the database: gateways announce themselves over their AMP link
 (``AnnounceGateway``), report their load and their devices coming and going, and after a
 reconnect (or a standby login server taking over) announce every device again, so this is
-rebuilt from the gateways alone. A gateway whose link drops, or that stops reporting, is
-dead and its devices are forgotten.
+rebuilt from the gateways alone. Media servers do the same (``AnnounceMedia``, their
+streams and viewers). A server whose link drops, or that stops reporting, is dead and what
+it had is forgotten.
 
 ``Directory`` is also the ``Cluster`` the web front end (``cmsv6.web``) uses: where a
-device is, sending it a command through its gateway, the media server to use.
+device is, sending it a command through its gateway, the media server to use and a signed
+viewing grant for it (``cmsv6.media.viewing``).
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from cmsv6.address import split_address
+from cmsv6.media.viewing import DEFAULT_LIFETIME, View, sign_view, view_key
 from cmsv6.phone import canonical_phone
 from cmsv6.protocols.jt808.retransmit import waits
 from cmsv6.rpc.commands import (
     MAX_CAPACITY,
+    MAX_MEDIA_LOAD,
     BadRequest,
     CommandTimeout,
     DeviceOffline,
     SendMessage,
     Unavailable,
 )
+from cmsv6.web.cluster import LiveView
 
 _log = Logger()
 
@@ -73,8 +79,30 @@ class GatewayEntry:
         return self.load < self.capacity
 
 
+@define(eq=False)
+class MediaEntry:
+    """A live media server as login knows it."""
+
+    id: str
+    public_web: str
+    public_jt1078: str
+    link: GatewayLink
+    announced: float
+    last_report: float
+    streams: int = 0
+    viewers: int = 0
+    #: (phone, channel, stream) login asked devices to open to it and not closed since.
+    opened: set[tuple[str, int, str]] = field(factory=set)
+
+    @property
+    def load(self) -> int:
+        return self.streams + self.viewers
+
+
 class Directory:
-    """Live gateways, online devices, assignments. See the module docstring."""
+    """Live gateways and media servers, online devices, assignments. See the module
+    docstring. ``key_for`` (id → the server's cluster key, from login's master key) signs
+    viewing grants; without it there are none."""
 
     #: Seconds an assignment counts towards a gateway's load before the device shows up.
     PENDING_FOR = 30.0
@@ -89,10 +117,13 @@ class Directory:
         self,
         clock: IReactorTime,
         login_id: str = "login",
+        key_for: Callable[[str], bytes | None] | None = None,
     ) -> None:
         self.clock = clock
         self.login_id = login_id
+        self.key_for = key_for
         self.gateways: dict[str, GatewayEntry] = {}
+        self.media: dict[str, MediaEntry] = {}
         #: phone → id of the gateway it is online on.
         self.devices: dict[str, str] = {}
         #: phone → id of the gateway it was last on or sent to (stickiness).
@@ -115,6 +146,8 @@ class Directory:
         current = self.entry_of(link)
         if current is not None and current.id != gateway_id:
             raise BadRequest(f"this link announced {current.id} already")
+        if self.media_of(link) is not None or gateway_id in self.media:
+            raise BadRequest(f"{gateway_id} is a media server, not a gateway")
         old = self.gateways.get(gateway_id)
         if old is not None:
             _log.info("gateway {id} announced again; the previous link is dropped", id=gateway_id)
@@ -137,10 +170,13 @@ class Directory:
         return entry
 
     def link_lost(self, link: GatewayLink) -> None:
-        """The gateway's link dropped: it is dead."""
+        """The server's link dropped: it is dead."""
         entry = self.entry_of(link)
         if entry is not None:
             self._drop(entry, "link lost")
+        media = self.media_of(link)
+        if media is not None:
+            self._drop_media(media, "link lost")
 
     def report_load(self, link: GatewayLink, online: int, connections: int) -> None:
         entry = self._require(link)
@@ -186,8 +222,12 @@ class Directory:
                   reason=reason, n=len(entry.devices))
 
     def tick(self) -> None:
-        """Periodic housekeeping: stale assignments and gateways that stopped reporting."""
+        """Periodic housekeeping: stale assignments and servers that stopped reporting."""
         now = self.clock.seconds()
+        for media in list(self.media.values()):
+            if now - media.last_report > self.STALE_AFTER:
+                self._drop_media(media, f"no report for {now - media.last_report:.0f} s")
+                media.link.close()
         for entry in list(self.gateways.values()):
             if now - entry.last_report > self.STALE_AFTER:
                 self._drop(entry, f"no report for {now - entry.last_report:.0f} s")
@@ -198,9 +238,95 @@ class Directory:
                     del entry.pending[phone]
 
     def clear(self) -> None:
-        """Forget every gateway (login is stepping down; the links are being closed)."""
+        """Forget every server (login is stepping down; the links are being closed)."""
         for entry in list(self.gateways.values()):
             self._drop(entry, "login stepped down")
+        for media in list(self.media.values()):
+            self._drop_media(media, "login stepped down")
+
+    # -- from the media servers' links -------------------------------------------------------
+
+    def announce_media(self, link: GatewayLink, media_id: str, public_web: str, public_jt1078: str,
+                       streams: int, viewers: int) -> MediaEntry:  # fmt: skip
+        """A media server announced itself on ``link``; replaces an older entry under that
+        id. BadRequest (in words) for an address that is not one, or an id or link that is
+        a gateway's."""
+        if not media_id:
+            raise BadRequest("a media server needs an id")
+        if not public_web.startswith(("http://", "https://")) or len(public_web) > 200:
+            raise BadRequest(f"public_web {public_web[:200]!r} is not an http:// or https:// URL")
+        try:
+            split_address(public_jt1078)
+        except ValueError as e:
+            raise BadRequest(f"public_jt1078: {e}") from None
+        _check_load(streams, viewers)
+        if self.entry_of(link) is not None or media_id in self.gateways:
+            raise BadRequest(f"{media_id} is a gateway, not a media server")
+        current = self.media_of(link)
+        if current is not None and current.id != media_id:
+            raise BadRequest(f"this link announced {current.id} already")
+        old = self.media.get(media_id)
+        if old is not None:
+            _log.info("media server {id} announced again; the previous link is dropped", id=media_id)
+            self._drop_media(old, "announced again")
+            if old.link is not link:
+                old.link.close()
+        now = self.clock.seconds()
+        entry = MediaEntry(media_id, public_web, public_jt1078, link, now, now, streams, viewers)
+        self.media[media_id] = entry
+        link.media = entry  # type: ignore[attr-defined]
+        _log.info("media server {id} is live: viewers to {web}, devices to {jt1078}",
+                  id=media_id, web=public_web, jt1078=public_jt1078)  # fmt: skip
+        return entry
+
+    def media_of(self, link: GatewayLink) -> MediaEntry | None:
+        """The live media server announced on ``link``, if any."""
+        entry: MediaEntry | None = getattr(link, "media", None)
+        if entry is None or self.media.get(entry.id) is not entry:
+            return None
+        return entry
+
+    def require_media(self, link: GatewayLink) -> MediaEntry:
+        entry = self.media_of(link)
+        if entry is None:
+            raise BadRequest("announce the media server first")
+        return entry
+
+    def media_load(self, link: GatewayLink, streams: int, viewers: int) -> None:
+        entry = self.require_media(link)
+        _check_load(streams, viewers)
+        entry.streams, entry.viewers = streams, viewers
+        entry.last_report = self.clock.seconds()
+
+    def stream_opened(self, entry: MediaEntry, phone: str, channel: int, stream: str) -> None:
+        """A device accepted to stream to ``entry``: later viewers of it go there too (a
+        device sends a channel's stream to one server at a time)."""
+        key = (canonical_phone(phone), channel, stream)
+        for other in self.media.values():
+            other.opened.discard(key)
+        entry.opened.add(key)
+
+    def stream_closed(self, entry: MediaEntry, phone: str, channel: int, stream: str) -> None:
+        entry.opened.discard((canonical_phone(phone), channel, stream))
+
+    def _drop_media(self, entry: MediaEntry, reason: str) -> None:
+        if self.media.get(entry.id) is not entry:
+            return
+        del self.media[entry.id]
+        _log.info("media server {id} is dead ({reason})", id=entry.id, reason=reason)
+
+    def choose_media(self, phone: str = "", channel: int = 0, stream: str = "") -> MediaEntry | None:
+        """The media server for a stream: the one it goes to already, if any, else the one
+        with the fewest streams and viewers; None if there is no live media server."""
+        key = (canonical_phone(phone) if phone else phone, channel, stream)
+        for entry in self.media.values():
+            if key in entry.opened:
+                return entry
+        best: MediaEntry | None = None
+        for entry in self.media.values():
+            if best is None or (entry.load, entry.id) < (best.load, best.id):
+                best = entry
+        return best
 
     # -- assignment --------------------------------------------------------------------------
 
@@ -248,7 +374,20 @@ class Directory:
         return dict(self.devices)
 
     def media_server(self) -> str | None:
-        return None  # media servers do not announce themselves yet
+        entry = self.choose_media()
+        return entry.public_web if entry is not None else None
+
+    def live_view(self, phone: str, channel: int, stream: str,
+                  lifetime: int = DEFAULT_LIFETIME) -> LiveView | None:  # fmt: skip
+        """A media server for ``stream`` of ``channel`` of ``phone`` and a grant for it,
+        signed with that server's viewing key; None if there is no live media server."""
+        entry = self.choose_media(phone, channel, stream)
+        key = self.key_for(entry.id) if entry is not None and self.key_for is not None else None
+        if entry is None or key is None:
+            return None
+        expires = int(self.clock.seconds()) + lifetime
+        view = View(entry.id, canonical_phone(phone), channel, stream, expires)
+        return LiveView(entry.id, entry.public_web, sign_view(view_key(key), view), expires)
 
     def send_to_device(
         self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
@@ -275,6 +414,11 @@ class Directory:
         # connects to an address a gateway gives it.
         d = entry.link.callRemote(SendMessage, **arguments).addTimeout(bound, self.clock)
         return d.addErrback(_command_failed, phone, entry.id)
+
+
+def _check_load(streams: int, viewers: int) -> None:
+    if not (0 <= streams <= MAX_MEDIA_LOAD and 0 <= viewers <= MAX_MEDIA_LOAD):
+        raise BadRequest(f"streams and viewers are 0 to {MAX_MEDIA_LOAD}")
 
 
 def _command_failed(failure: Failure, phone: str, gateway_id: str) -> Failure:

@@ -1,11 +1,14 @@
 """Login's AMP responders (``cluster`` endpoint): gateways announce themselves, their load
-and their devices. The link itself is the gateway's liveness: when it drops, the gateway
-is dead.
+and their devices; media servers announce themselves and their load, and ask for devices'
+live streams (``cmsv6.plugins.login.streams``). The link itself is the server's liveness:
+when it drops, the server is dead.
 
 Every link first proves a server id with that id's key (``cmsv6.rpc.link``; login holds
-the master key, so it can check any), and announces that id only. Announced phones must
-be canonical and, when login knows the devices (``known``), devices; a gateway is given
-no more than its capacity.
+the master key, so it can check any), and announces that id only, as one kind of server:
+a link (or an id) that is a gateway's cannot announce a media server, nor the other way
+round, and only a link that announced a media server may ask for streams. Announced phones
+must be canonical and, when login knows the devices (``known``), devices; a gateway is
+given no more than its capacity.
 """
 
 from __future__ import annotations
@@ -20,22 +23,32 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from cmsv6.phone import canonical_phone, valid_phone
+from cmsv6.plugins.login import streams
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.rpc.commands import (
+    COMMON_ERRORS,
     MAX_CAPACITY,
     MAX_PHONES,
     AnnounceGateway,
+    AnnounceMedia,
     BadRequest,
+    CloseStream,
+    DeviceRefused,
     DevicesChanged,
+    OpenStream,
     ReportLoad,
+    ReportMediaLoad,
     Unavailable,
 )
 from cmsv6.rpc.link import ClusterLink
 
 _log = Logger()
 
-#: Gateway (and later media server) links at most.
+#: Gateway and media server links at most.
 MAX_LINKS = 1000
+
+#: What responders may fail with as it is (anything else is logged and Unavailable).
+_DECLARED = (*COMMON_ERRORS, DeviceRefused)
 
 
 def _declared(what: str) -> Any:
@@ -46,7 +59,7 @@ def _declared(what: str) -> Any:
         def responder(self: LoginLocator, *args: Any, **kwargs: Any) -> Any:
             try:
                 result = method(self, *args, **kwargs)
-            except (BadRequest, Unavailable):
+            except _DECLARED:
                 raise
             except Exception as e:  # noqa: BLE001 - the boundary
                 _log.failure("{what} from {peer} failed", Failure(), what=what, peer=self.link.peer)
@@ -62,7 +75,7 @@ def _declared(what: str) -> Any:
 
 
 def _unexpected(failure: Failure, what: str, peer: str) -> Failure:
-    if failure.check(BadRequest, Unavailable):
+    if failure.check(*_DECLARED):
         return failure
     _log.failure("{what} from {peer} failed", failure, what=what, peer=peer)
     return Failure(Unavailable(failure.getErrorMessage()))
@@ -80,16 +93,50 @@ class LoginLocator(amp.CommandLocator):
     @AnnounceGateway.responder
     @_declared("announcement")
     def announce(self, id: str, public_jt808: str, cluster: str, capacity: int) -> dict[str, Any]:  # noqa: A002
-        if id != self.link.peer_id:
-            self.link.counters["impostor"] += 1
-            _log.warn("link {peer} proved {proved!r} and announced {id!r}: refused",
-                      peer=self.link.peer, proved=self.link.peer_id, id=id)  # fmt: skip
-            raise BadRequest(f"this link proved {self.link.peer_id!r}, not {id!r}")
+        self._proved(id)
         if not 0 <= capacity <= MAX_CAPACITY:
             raise BadRequest(f"a capacity is 0 to {MAX_CAPACITY}")
         # Login reaches a gateway over this link only: never an address it was given.
         self.directory.announce(self.link, id, public_jt808, cluster, capacity)
         return {"login": self.directory.login_id}
+
+    def _proved(self, id: str) -> None:  # noqa: A002
+        """BadRequest unless ``id`` is the id this link proved."""
+        if id != self.link.peer_id:
+            self.link.counters["impostor"] += 1
+            _log.warn("link {peer} proved {proved!r} and announced {id!r}: refused",
+                      peer=self.link.peer, proved=self.link.peer_id, id=id)  # fmt: skip
+            raise BadRequest(f"this link proved {self.link.peer_id!r}, not {id!r}")
+
+    @AnnounceMedia.responder
+    @_declared("media announcement")
+    def announce_media(self, id: str, public_web: str, public_jt1078: str, streams: int,  # noqa: A002
+                       viewers: int) -> dict[str, Any]:  # fmt: skip
+        self._proved(id)
+        self.directory.announce_media(self.link, id, public_web, public_jt1078, streams, viewers)
+        return {"login": self.directory.login_id}
+
+    @ReportMediaLoad.responder
+    @_declared("media load report")
+    def report_media_load(self, streams: int, viewers: int) -> dict[str, Any]:
+        self.directory.media_load(self.link, streams, viewers)
+        return {}
+
+    @OpenStream.responder
+    @_declared("stream request")
+    def open_stream(self, phone: str, channel: int, stream: str, address: str,
+                    timeout: float | None = None) -> Any:  # fmt: skip
+        media = self.directory.require_media(self.link)
+        d = streams.open_stream(self.directory, media, phone, channel, stream, address, timeout)
+        return d.addCallback(lambda _: {})
+
+    @CloseStream.responder
+    @_declared("stream close")
+    def close_stream(self, phone: str, channel: int, stream: str,
+                     timeout: float | None = None) -> Any:  # fmt: skip
+        media = self.directory.require_media(self.link)
+        d = streams.close_stream(self.directory, media, phone, channel, stream, timeout)
+        return d.addCallback(lambda _: {})
 
     @ReportLoad.responder
     @_declared("load report")
@@ -132,7 +179,7 @@ class LoginLocator(amp.CommandLocator):
 
 
 class LoginLink(ClusterLink):
-    """One gateway's link to login."""
+    """One gateway's or media server's link to login."""
 
     factory: LoginClusterFactory | None = None
 
@@ -155,7 +202,7 @@ class LoginLink(ClusterLink):
 
 
 class LoginClusterFactory(protocol.Factory):
-    """Builds gateway links; keeps them so a login server stepping down can close them.
+    """Builds gateway and media server links; keeps them so a login server stepping down can close them.
     ``key_for`` gives the key of a server id (from the master key); ``known`` which
     announced phones are devices (None: any)."""
 

@@ -188,7 +188,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     top = service.MultiService()
     db = Database(config.database.dsn, reactor, size=2)
     db.setServiceParent(top)
-    directory = Directory(reactor, login_id=conf.public_jt808)
+    directory = Directory(reactor, login_id=conf.public_jt808, key_for=credential.key_for)
     assigner = Assigner(db, directory, reactor, conf.public_jt808,
                         open_registration=conf.registration == "open",
                         registration=RegistrationPolicy.from_config(conf),
@@ -217,7 +217,8 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         assigner.tick()
 
     role_gauge(registry, lambda: serving.services is not None)
-    amp_links_gauge(registry, lambda: {"gateway": len(directory.gateways)})
+    amp_links_gauge(registry, lambda: {"gateway": len(directory.gateways),
+                                       "media": len(directory.media)})
     if conf.metrics:
         root = resource.Resource()
         root.putChild(b"metrics", MetricsResource(registry))
