@@ -1,0 +1,150 @@
+"""The media server's link to login: announce, report load, and ask for devices' streams.
+
+The link (failover between the active and standby login servers, proving the media
+server's id with its cluster key, announcing again on every reconnection, periodic
+reports) is ``cmsv6.rpc.client.LoginConnection``, the gateways' too. The media server
+announces its id, where browsers reach it (``public_web``, which login puts in video URLs)
+and where devices reach it (``public_jt1078``), with its streams and viewers; login picks
+the least loaded one for new viewers.
+
+``LoginOpener`` is the media server's ``StreamOpener`` in a cluster: ``OpenStream`` asks
+login, which finds the device's gateway and has it send 0x9101 with our
+``public_jt1078``; ``CloseStream`` sends 0x9102. Failures come back as ``OpenFailed``
+saying which device and which step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from twisted.application import service
+from twisted.internet import defer, error
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from cmsv6.plugins.media.opener import NoOpener, OpenFailed, StreamOpener
+from cmsv6.rpc import keys
+from cmsv6.rpc.client import LoginConnection, LoginLinkClient
+from cmsv6.rpc.commands import (
+    MAX_COMMAND_TIMEOUT,
+    AnnounceMedia,
+    BadRequest,
+    CloseStream,
+    CommandTimeout,
+    DeviceOffline,
+    DeviceRefused,
+    OpenStream,
+    ReportMediaLoad,
+    Unavailable,
+)
+
+_log = Logger()
+
+#: What the media server reports: ``{"streams": n, "viewers": n}``.
+Load = Callable[[], Mapping[str, int]]
+
+
+class MediaLoginClient(LoginConnection):
+    """The media server's link to login (see the module docstring); ``load()`` gives its
+    current streams and viewers."""
+
+    def __init__(self, media_id: str, key: bytes, logins: list[str], reactor: Any,
+                 public_web: str, public_jt1078: str, load: Load,
+                 report_every: float = 2.0, retry_max: float = 1.0) -> None:  # fmt: skip
+        self.public_web = public_web
+        self.public_jt1078 = public_jt1078
+        self.load = load
+        super().__init__(media_id, key, logins, reactor, report_every, retry_max,
+                         what=f"media server {media_id}")  # fmt: skip
+
+    def _load(self) -> tuple[int, int]:
+        load = self.load()
+        return int(load.get("streams", 0)), int(load.get("viewers", 0))
+
+    def announce(self, link: LoginLinkClient) -> defer.Deferred[Any]:
+        streams, viewers = self._load()
+        d = link.callRemote(AnnounceMedia, id=self.server_id, public_web=self.public_web,
+                            public_jt1078=self.public_jt1078, streams=streams, viewers=viewers)  # fmt: skip
+        return d.addCallback(lambda answer: answer["login"])
+
+    def report(self, link: LoginLinkClient) -> None:
+        streams, viewers = self._load()
+        link.callRemote(ReportMediaLoad, streams=streams, viewers=viewers).addErrback(
+            self.call_failed, "load report"
+        )
+
+
+class LoginOpener:
+    """``StreamOpener`` through login (see the module docstring). Login's answer is awaited
+    ``bound`` seconds; the device has a third of that to answer one send, so the gateway's
+    first retransmission (twice the wait) fits in it."""
+
+    def __init__(self, client: MediaLoginClient, bound: float = 10.0) -> None:
+        self.client = client
+        self.bound = bound
+        self.timeout = min(bound / 3, MAX_COMMAND_TIMEOUT)
+
+    def open(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
+        return self._call(OpenStream, "open", phone, channel, stream,
+                          address=self.client.public_jt1078)  # fmt: skip
+
+    def close(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
+        return self._call(CloseStream, "close", phone, channel, stream)
+
+    def _call(self, command: Any, verb: str, phone: str, channel: int, stream: str,
+              **extra: Any) -> defer.Deferred[Any]:  # fmt: skip
+        what = f"device {phone} channel {channel} ({stream} stream)"
+        link = self.client.link
+        if link is None:
+            return defer.fail(OpenFailed(
+                f"{what}: cannot {verb} the stream: no login server reachable"
+                f" (tried {', '.join(self.client.endpoint.names)})"
+            ))  # fmt: skip
+        d = link.callRemote(command, phone=phone, channel=channel, stream=stream,
+                            timeout=self.timeout, **extra)  # fmt: skip
+        d.addTimeout(self.bound, self.client.clock)
+        return d.addCallbacks(lambda _: None, _worded, errbackArgs=(what, verb))
+
+
+def _worded(failure: Failure, what: str, verb: str) -> Failure:
+    """OpenFailed naming the device and the step; login's errors already say the step."""
+    if failure.check(DeviceOffline, DeviceRefused, CommandTimeout, BadRequest, Unavailable):
+        return Failure(OpenFailed(f"{what}: {failure.getErrorMessage()}"))
+    if failure.check(defer.TimeoutError, defer.CancelledError):
+        return Failure(OpenFailed(f"{what}: login did not answer the request to {verb} the stream"))
+    if failure.check(error.ConnectionLost, error.ConnectionDone):
+        return Failure(OpenFailed(f"{what}: the link to login closed before it answered the"
+                                  f" request to {verb} the stream"))  # fmt: skip
+    _log.failure("{verb} {what} through login", failure, verb=verb, what=what)
+    return Failure(OpenFailed(f"{what}: asking login to {verb} the stream failed:"
+                              f" {failure.getErrorMessage()}"))  # fmt: skip
+
+
+def media_key(conf: Any) -> bytes:
+    """The media server's cluster key (``conf.cluster_key``, for ``conf.id``); UsageError
+    naming the file and the problem otherwise."""
+    if not conf.cluster_key:
+        raise usage.UsageError(f"[media] cluster_key is required: the file of {conf.id}'s cluster key"
+                               f" (create it with 'cmsv6 cluster key {conf.id}')")  # fmt: skip
+    try:
+        credential = keys.load(conf.cluster_key)
+    except keys.KeyFileError as e:
+        raise usage.UsageError(str(e)) from None
+    key = credential.key_for(conf.id)
+    if key is None:
+        raise usage.UsageError(f"{conf.cluster_key} is {credential.server_id}'s key, not"
+                               f" {conf.id}'s ('cmsv6 cluster key {conf.id}')")  # fmt: skip
+    return key
+
+
+def login_service(conf: Any, server: Any, reactor: Any) -> tuple[service.IService, StreamOpener]:
+    """The media server's link to login (``conf.login``: active and standby), proving
+    ``conf.id`` with the key in ``conf.cluster_key``, and the ``StreamOpener`` that asks
+    through it. ``server.load()`` gives ``{"streams": n, "viewers": n}``. Without
+    ``conf.login`` (standalone): an empty service and ``NoOpener``."""
+    if not conf.login:
+        return service.MultiService(), NoOpener()
+    client = MediaLoginClient(conf.id, media_key(conf), list(conf.login), reactor,
+                              conf.public_web, conf.public_jt1078, server.load)  # fmt: skip
+    return client, LoginOpener(client, bound=conf.open_timeout)
