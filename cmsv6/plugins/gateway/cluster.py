@@ -108,7 +108,7 @@ class LoginClient(LoginConnection):
             calls.append(link.callRemote(DevicesChanged, online=phones[i : i + MAX_PHONES], offline=[]))
         calls.append(link.callRemote(ReportLoad, online=len(g.sessions), connections=len(g.connections)))
         d = defer.gatherResults(calls, consumeErrors=True)
-        return d.addCallback(lambda results: f"{results[0]['login']}, {len(phones)} devices online")
+        return d.addCallback(lambda results: f"{results[0]['login']} with {len(phones)} devices online")
 
     def lost(self, link: LoginLinkClient) -> None:
         self._changes.clear()
