@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
 from typing import Any
 
@@ -74,14 +75,28 @@ def bodies(msg_id: int, json_text: str | None, hex_text: str | None) -> dict[str
     if len(built) == 1:
         ((version, data),) = built.items()
         other = 2019 if version == 2013 else 2013
-        print(f"cmsv6: the body does not encode for {other} ({_one_line(errors[other])}); the {version}"
-              " body is sent whatever the device's version", file=sys.stderr)
+        print(f"cmsv6: {_why_not(msg_id, other, errors[other])}; the {version} body is sent"
+              f" whatever the device's version", file=sys.stderr)
         return {"body": data}
     return {"body": built[2013], "body_2019": built[2019]}
 
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
+
+
+#: construct's words for a field the layout needs and the JSON did not give.
+_MISSING = re.compile(r"(\w+) struct '[^']*' error during building, given value None")
+
+
+def _why_not(msg_id: int, version: int, error: CodecError) -> str:
+    """Why the body does not encode for ``version``, in words: a field only that version
+    has (0x8300's ``text_type`` in 2019) is named, anything else said as the codec says it."""
+    text = _one_line(error)
+    missing = _MISSING.search(text)
+    if missing:
+        return f"0x{msg_id:04x} in {version} also needs {missing.group(1)} (give it in --json)"
+    return f"the body does not encode for {version} ({text})"
 
 
 def decoded_reply(reply: dict[str, Any]) -> tuple[Any, bool]:

@@ -30,6 +30,14 @@ def test_json_body_for_one_version_and_hex() -> None:
     assert bodies(0x8300, None, "0801") == {"body": b"\x08\x01"}
 
 
+def test_a_field_only_one_version_has_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """A body missing a field that only 2019 has says so in words, not in construct's."""
+    bodies(0x8300, '{"flag": 8, "text": "hi"}', None)
+    err = capsys.readouterr().err
+    assert "0x8300 in 2019 also needs text_type" in err
+    assert "struct" not in err
+
+
 def test_reply_decoded_or_kept() -> None:
     """A reply is decoded from its bytes; one that does not decode keeps them, as an error."""
     body = encode_body(TerminalResponse(3, 0x8300, 0))
