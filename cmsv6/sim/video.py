@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred
@@ -191,7 +192,7 @@ CONNECTING, STREAMING, CLOSING, CLOSED = "connecting", "streaming", "closing", "
 class _Position:
     """Where a camera is in a looping track: frame ``index`` of loop ``loop``."""
 
-    __slots__ = ("track", "index", "loop")
+    __slots__ = ("index", "loop", "track")
 
     def __init__(self, track: Track) -> None:
         self.track = track
@@ -318,15 +319,15 @@ class Camera:
 
     # -- IPushProducer --------------------------------------------------------------------
 
-    def pauseProducing(self) -> None:  # noqa: N802
+    def pauseProducing(self) -> None:
         self.held = True
 
-    def resumeProducing(self) -> None:  # noqa: N802
+    def resumeProducing(self) -> None:
         if self.held:
             self.held = False
             self._skip_to(self.clip_time(self.streamer.now()))
 
-    def stopProducing(self) -> None:  # noqa: N802
+    def stopProducing(self) -> None:
         pass  # connectionLost follows
 
     # -- 0x9102 ---------------------------------------------------------------------------
@@ -420,13 +421,13 @@ class _StreamProtocol(Protocol):
     def __init__(self, camera: Camera) -> None:
         self.camera = camera
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         self.camera.connected(self.transport, self.camera.streamer.now())
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         pass
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]  # noqa: N802
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.camera.lost(reason)
 
 
@@ -436,7 +437,7 @@ class _StreamFactory(Factory):
     def __init__(self, camera: Camera) -> None:
         self.camera = camera
 
-    def buildProtocol(self, addr: object) -> _StreamProtocol:  # noqa: N802
+    def buildProtocol(self, addr: object) -> _StreamProtocol:
         return _StreamProtocol(self.camera)
 
 
@@ -538,7 +539,7 @@ class Streamer:
         address = tcp_endpoint(request.server_ip, request.tcp_port)
         try:
             d = self._endpoint(address).connect(_StreamFactory(camera))
-        except Exception as e:  # a bad address in the request
+        except Exception as e:  # noqa: BLE001 - a bad address in the request: the stream fails
             camera.connect_failed(Failure(e))
             return
         if camera.state == CONNECTING:
@@ -638,7 +639,7 @@ class Streamer:
         for camera in list(self.cameras.values()):
             try:
                 camera.run(now)
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; one camera's bug stops that camera only
                 self.counters.errors += 1
                 _log.failure(
                     "{phone} channel {channel}: sending failed",

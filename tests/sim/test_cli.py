@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from cmsv6.sim.cli import add_arguments, config_from_args, run
+from cmsv6.sim.cli import add_arguments, config_from_args, default_cache_dir, run
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -60,3 +60,20 @@ def test_phone_too_long_for_2013() -> None:
     assert "12 digits" in err.getvalue()
     config = config_from_args(_args("--first-phone", "999999999999", "--devices", "2", "--version", "2019"))
     assert config.devices == 2
+
+
+def test_camera_options() -> None:
+    """Cameras: 4 channels, HiSilicon audio headers, real time and a clip cache in the
+    temporary directory unless told; every option reaches the configuration."""
+    config = config_from_args(_args())
+    assert config.device.channels == 4
+    assert (config.video.audio_header, config.video.pace) == ("hisilicon", 1.0)
+    assert config.video.cache_dir == default_cache_dir()
+    config = config_from_args(
+        _args("--channels", "0", "--audio-header", "none", "--video-pace", "4", "--cache-dir", "c")
+    )
+    assert config.device.channels == 0
+    assert (config.video.audio_header, config.video.pace, config.video.cache_dir) == ("none", 4.0, "c")
+    for argv in (["--audio-header", "x"], ["--channels", "-1"], ["--video-pace", "0"]):
+        with pytest.raises(SystemExit):
+            _args(*argv)
