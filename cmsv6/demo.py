@@ -426,17 +426,17 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
         print(f"""
 cmsv6 demo is running ({args.devices} simulated DVRs arrive through the login server).
 
-  listening    {where}
-  Open API     {web}/api/openapi.json
-  log in       curl -s -X POST {web}/api/v1/login -d '{{"username": "{DEMO_USER}", "password": "{password}"}}'
-  devices      curl -s -H "Authorization: Bearer TOKEN" {web}/api/v1/devices
+  listening        {where}
+  Open API         {web}/api/openapi.json
+  log in           curl -s -X POST {web}/api/v1/login -d '{{"username": "{DEMO_USER}", "password": "{password}"}}'
+  devices          curl -s -H "Authorization: Bearer TOKEN" {web}/api/v1/devices
   login metrics    http://127.0.0.1:{p['login_metrics']}/metrics
   gateway metrics  http://127.0.0.1:{p['gateway_metrics']}/metrics
-  database     psql "{role_dsn(var, p, APP_ROLE)}"  (the servers' role: rows only)
-  logs         {logs}/login.log, gateway.log, sim.log
+  database         psql "{role_dsn(var, p, APP_ROLE)}"  (the servers' role: rows only)
+  logs             {logs}/login.log, gateway.log, sim.log
   PostgreSQL log   {cluster.log}
   admin commands   {shown(bindir / 'cmsv6')} device list --config {shown(config)}
-  user         {DEMO_USER} / {password}
+  user             {DEMO_USER} / {password}
 
 Ctrl-C stops everything; the data stays in {var} for the next run.
 """, flush=True)  # fmt: skip
