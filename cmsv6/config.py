@@ -3,13 +3,10 @@ the sections into command-line options.
 
 A TOML file may hold every section (docs/configuration.md); each server reads
 its own and ``[database]`` (login also reads ``[web]``, the settings of its Open API and
-web client). Every key can also be given on the command line under its own name
+web client; the media server reads ``[media]`` only: viewing tokens stand in for the database). Every key can also be given on the command line under its own name
 (``--jt808 tcp:7611``), which wins over the file. Values are converted and checked here,
 once: a key the section does not declare is refused with the file and key named, a value
 of the wrong type with the file, section, key and what was expected.
-
-``[media]`` is accepted and left unread: the one file has a place for it, and the media
-server that will read it (and declare its fields here) is not built yet.
 """
 
 from __future__ import annotations
@@ -113,6 +110,18 @@ class Address(Kind):
     def from_text(self, text: Any) -> Any:
         split_address(text)
         return text
+
+
+class Url(Kind):
+    """An ``http://`` or ``https://`` base URL (what browsers are sent to)."""
+
+    expected = "an http:// or https:// URL such as 'http://127.0.0.1:8081'"
+
+    def from_text(self, text: Any) -> Any:
+        scheme, sep, rest = text.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest or rest.startswith("/"):
+            raise ValueError
+        return text.rstrip("/")
 
 
 class Number(Kind):
@@ -299,15 +308,57 @@ class GatewayConfig(DevicePortConfig):
                            "endpoint serving Prometheus /metrics ('' = none)")
 
 
+@attrs.frozen
+class MediaConfig:
+    """``[media]``: ``twistd media``, where video lives (no database: the viewing tokens
+    login signs say what a viewer may watch)."""
+
+    id: str = setting("media-1", Text(empty=False), "media server id (unique in the cluster)")
+    jt1078: str = setting("tcp:7612", Endpoint(), "endpoint for devices' JT/T 1078 streams")
+    public_jt1078: str = setting("127.0.0.1:7612", Address(),
+                                 "address devices are told to stream to in 0x9101 (host:port)")
+    web: str = setting("tcp:8081", Endpoint(), "endpoint for viewers: WS-FLV and HTTP-FLV")
+    public_web: str = setting("http://127.0.0.1:8081", Url(),
+                              "base URL where browsers and players reach 'web'")
+    login: tuple[str, ...] = setting((), Endpoints(),
+                                     "login server AMP endpoint (repeat for active and standby;"
+                                     " '' = standalone: no device can be asked to stream)")
+    cluster_key: str = setting("", Text(), "this media server's cluster key file ('cmsv6 cluster"
+                               " key ID'); required: viewing tokens are checked with a key"
+                               " derived from it")  # fmt: skip
+    metrics: str = setting("", Endpoint(optional=True),
+                           "endpoint serving Prometheus /metrics ('' = none)")
+    linger: float = setting(30.0, Number(float, 0, _SECONDS),
+                            "seconds a device stream is kept after its last viewer leaves"
+                            " (a viewer coming back starts at once), then closed (0x9102)")
+    open_timeout: float = setting(10.0, Number(float, 0.001, _SECONDS),
+                                  "seconds for each step of opening a stream: login's answer to"
+                                  " the request, then the device's connection; also a device"
+                                  " connection's time to name its SIM, and its longest silence")
+    jt1078_max_connections: int = setting(1000, Number(int, 1, "connections"),
+                                          "open device stream connections at most (more: closed"
+                                          " at once)")
+    max_viewers: int = setting(1000, Number(int, 1, "viewers"),
+                               "open viewer connections (WS-FLV and HTTP-FLV) at most (more:"
+                               " refused)")
+    viewer_queue: int = setting(2 * 1024 * 1024, Number(int, 1024, "bytes"),
+                                "bytes of video held for a viewer whose connection is full; past"
+                                " it the viewer skips to the next keyframe (also the largest GOP"
+                                " kept for viewers who join)")
+    max_frame: int = setting(1024 * 1024, Number(int, 1024, "bytes"),
+                             "largest video or audio frame taken from a device (larger: dropped)")
+
+
 #: Every table a file may hold, by name.
 SECTIONS: dict[str, type] = {
     "database": DatabaseConfig,
     "login": LoginConfig,
     "web": WebConfig,
     "gateway": GatewayConfig,
+    "media": MediaConfig,
 }
-#: Tables of servers not built yet: accepted, not read.
-RESERVED = frozenset({"media"})
+#: Tables of servers not built yet: accepted, not read (none left).
+RESERVED: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -318,6 +369,7 @@ class Config:
     login: LoginConfig = LoginConfig()
     web: WebConfig = WebConfig()
     gateway: GatewayConfig = GatewayConfig()
+    media: MediaConfig = MediaConfig()
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -51,10 +51,34 @@ def test_unknown_section_is_refused(tmp_path: Path) -> None:
         config.load(path)
 
 
-def test_media_section_is_accepted(tmp_path: Path) -> None:
-    """The one file may hold a [media] table: the servers that exist start with it."""
-    path = _file(tmp_path, '[media]\nid = "media-1"\njt1078 = "tcp:7612"\n[gateway]\nid = "g"\n')
-    assert config.load(path).gateway.id == "g"
+def test_media_section_is_read(tmp_path: Path) -> None:
+    """The one file's [media] table is the media server's: typed, defaults for what is left
+    out, and the other servers start with it there."""
+    path = _file(tmp_path, '[media]\nid = "media-2"\njt1078 = "tcp:7612"\nlinger = 5\n'
+                 'public_web = "https://video.example.com/"\n[gateway]\nid = "g"\n')
+    loaded = config.load(path)
+    assert loaded.gateway.id == "g"
+    media = loaded.media
+    assert (media.id, media.jt1078, media.linger) == ("media-2", "tcp:7612", 5.0)
+    assert isinstance(media.linger, float)
+    assert media.public_web == "https://video.example.com"
+    assert media.open_timeout == 10.0 and media.login == ()
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("public_web", '"ftp://x"', "an http:// or https:// URL"),
+    ("public_web", '"http://"', "an http:// or https:// URL"),
+    ("viewer_queue", "10", "at least 1024"),
+    ("linger", "-1", "at least 0"),
+    ("jt1078", '"tcp:abc"', "server endpoint"),
+])  # fmt: skip
+def test_media_values_are_checked(tmp_path: Path, key: str, value: str, expected: str) -> None:
+    """A [media] value of the wrong kind stops the server naming the file, key and what
+    was expected."""
+    path = _file(tmp_path, f"[media]\n{key} = {value}\n")
+    with pytest.raises(config.ConfigError, match=re.escape(f"[media] {key}: expected")) as e:
+        config.load(path)
+    assert expected in str(e.value)
 
 
 @pytest.mark.parametrize(
