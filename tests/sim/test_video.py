@@ -475,6 +475,7 @@ async def test_a_device_streams_over_loopback(tmp_path: Path, version: int, head
 
         closing = platform.send(PHONE, AvTransmissionControl(1, 0))
         await within(collector.lost, "the stream to be closed after 0x9102")
+        await until(lambda: reply(platform, PHONE, 0x0001, closing), "the answer to 0x9102")
         assert reply(platform, PHONE, 0x0001, closing) == TerminalResponse(closing, 0x9102, 0)
         data = bytes(collector.data)
         await until(lambda: fleet.counters.streams_open == 0, "the camera to stop")
