@@ -529,6 +529,9 @@ class Api:
                          status=status)
 
     async def live(self, request: server.Request, phone: str) -> Any:
+        """Where to watch a live stream of a device the user sees: a media server (the one
+        the stream goes to already, else the least loaded) and URLs carrying a short-lived
+        viewing token for exactly that phone, channel and stream on it."""
         user = await self.auth.user(request)
         d = await self._device(user, phone)
         body = json_body(request)
@@ -539,15 +542,23 @@ class Api:
         stream = body.get("stream", "main")
         if stream not in ("main", "sub"):
             raise bad_request('stream must be "main" or "sub"')
-        media = self.cluster.media_server()
-        if media is None:
+        view = self.cluster.live_view(d.phone, channel, stream)
+        if view is None:
             raise ApiError(503, "media_unavailable", "no media server is available")
         if self.cluster.device_gateway(d.phone) is None:
             raise ApiError(409, "device_offline", f"device {d.phone} is offline")
-        base = media.rstrip("/")
-        path = f"/live/{d.phone}/{channel}.flv?stream={stream}"
+        base = view.public_web.rstrip("/")
+        path = f"/live/{d.phone}/{channel}.flv?" + urlencode({"stream": stream, "token": view.token})
         ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
-        return {"ws_flv": ws_base + path, "http_flv": base + path}
+        return {
+            "ws_flv": ws_base + path,
+            "http_flv": base + path,
+            # Known once the device says (0x1003) or the stream starts; the media server
+            # gives browsers AAC audio whatever the device sends.
+            "codec": None,
+            "audio": None,
+            "expires": iso(datetime.fromtimestamp(view.expires, timezone.utc)),
+        }
 
 
 def _check_channel(d: Device, channel: int) -> None:

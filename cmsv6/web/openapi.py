@@ -382,6 +382,14 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/devices/{phone}/live": {
             "post": {
                 "summary": "Where to play a channel's live video",
+                "description": "Picks a media server (the one the stream goes to already, else"
+                               " the one with the fewest streams and viewers) and answers its"
+                               " WS-FLV and HTTP-FLV URLs for the stream. The URLs carry a"
+                               " viewing token (`token=`) that grants exactly this device,"
+                               " channel and stream on that media server until `expires`"
+                               " (two minutes): open the URL before then; the media server"
+                               " refuses a URL without a valid token. The device is asked to"
+                               " open its stream (0x9101) when the first viewer connects.",
                 "parameters": [_PHONE],
                 "requestBody": _body({"type": "object", "properties": {
                     "channel": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
@@ -389,7 +397,15 @@ DOCUMENT: dict[str, Any] = {
                 }}),  # fmt: skip
                 "responses": {
                     "200": _json({"type": "object", "properties": {
-                        "ws_flv": {"type": "string"}, "http_flv": {"type": "string"}}}),
+                        "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
+                        "http_flv": {"type": "string", "description": "http:// (https://) URL"},
+                        "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
+                                  "description": "The video codec, null when not known yet"},
+                        "audio": {"type": "string", "nullable": True, "enum": ["aac", None],
+                                  "description": "The audio browsers get, null when not known"},
+                        "expires": {"type": "string", "format": "date-time",
+                                    "description": "When the URLs' token stops working"},
+                    }, "required": ["ws_flv", "http_flv", "codec", "audio", "expires"]}),
                     "400": _error("A channel that is not 1 to 64, or beyond the device's"
                                   " `channels` (bad_channel), or a stream not main or sub"),
                     "401": _UNAUTHORIZED, "404": _NOT_FOUND, "413": _TOO_LARGE,
