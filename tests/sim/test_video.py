@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import attrs
 import av
 import pytest
 import pytest_twisted
@@ -52,6 +53,8 @@ from cmsv6.sim.video import (
     stamp,
 )
 from tests.media.tones import dominant
+from tests.sim.test_device import QUIET, Events
+from tests.sim.test_device import Rig as DeviceRig
 from tests.support.device import until, within
 
 PHONE = "013800000007"
@@ -135,6 +138,66 @@ def test_stamped_packets_equal_the_reference(version: int) -> None:
             payload_type=6, marker=True,
         )
     )
+
+
+# -- the device's answers (sans-IO) ---------------------------------------------------------
+
+
+class Requests(Events):
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: list[Any] = []
+
+    def stream_requested(self, device: Any, request: RealtimeAvRequest) -> None:
+        self.streams.append(request)
+
+    def stream_control(self, device: Any, control: AvTransmissionControl) -> None:
+        self.streams.append(control)
+
+
+def online(channels: int = 4) -> DeviceRig:
+    rig = DeviceRig(attrs.evolve(QUIET, channels=channels))
+    rig.events = rig.device.events = Requests()
+    rig.login()
+    rig.link.take()
+    return rig
+
+
+@pytest.mark.parametrize(
+    "body, result",
+    [
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 4, 0, 1), 0),
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 3, 3, 0), 0),
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 5, 0, 0), 1),  # no channel 5
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 0, 0, 0), 1),  # channels count from 1
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 0, 2), 1),  # no stream type 2
+        (RealtimeAvRequest("10.0.0.9", 0, 7613, 1, 0, 0), 1),  # UDP only
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 2, 0), 3),  # talk-back
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 4, 0), 3),  # broadcast
+        (AvTransmissionControl(2, 2), 0),
+        (AvTransmissionControl(5, 0), 1),
+        (AvTransmissionControl(1, 5), 1),
+    ],
+)
+def test_the_device_answers_video_commands(body: Any, result: int) -> None:
+    """0x9101 and 0x9102 get a 0x0001: 0 and the stream is acted on; 1 for a channel the
+    device does not have (it has 4) or a request it cannot follow; 3 for talk-back and
+    broadcast, which its cameras do not do."""
+    rig = online()
+    h = rig.platform(body)
+    (answer,) = rig.link.take()
+    assert answer.body == TerminalResponse(h.serial, h.msg_id, result)
+    assert rig.events.streams == ([body] if result == 0 else [])
+
+
+def test_a_device_without_cameras() -> None:
+    """With no channels, 0x9003, 0x9101 and 0x9102 are not supported (3)."""
+    rig = online(channels=0)
+    for body in (QueryAvAttributes(), RealtimeAvRequest("10.0.0.9", 7612, 0, 1), AvTransmissionControl(1, 0)):
+        h = rig.platform(body)
+        (answer,) = rig.link.take()
+        assert answer.body == TerminalResponse(h.serial, h.msg_id, 3)
+    assert rig.events.streams == []
 
 
 # -- cameras on a fake clock ----------------------------------------------------------------
@@ -441,7 +504,8 @@ async def test_a_device_streams_over_loopback(tmp_path: Path, version: int, head
     have, and after a 0x9101 streams the clip to the address given: the phone as a SIM of 6
     (2013) or 10 (2019) bytes, bodies of at most 950 bytes, an I-frame every 50 pictures,
     every picture decoded by FFmpeg, the 1 kHz tone in G.711A with or without the HiSilicon
-    header; a 0x9102 close ends the connection and nothing more is sent."""
+    header; a 0x9102 close ends the connection and nothing more is sent; stopping the
+    fleet closes the stream still open (a sub stream)."""
     reactor = _reactor()
     platform = FakePlatform(reactor)
     port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(platform)
@@ -482,8 +546,18 @@ async def test_a_device_streams_over_loopback(tmp_path: Path, version: int, head
         await defer_later(reactor, 0.3)
         assert len(media.connections) == 1 and bytes(collector.data) == data
         assert fleet.streamer.cameras == {} and fleet.counters.stream_failures == 0
+
+        platform.send(PHONE, RealtimeAvRequest(*where, 2, 0, 1))  # channel 2's sub stream
+        await until(
+            lambda: len(media.connections) == 2 and video_frames(bytes(media.connections[1].data)),
+            "channel 2's pictures",
+        )
         await within(fleet.stop(), "the fleet to stop")
         await within(done, "the fleet to finish")
+        await within(media.connections[1].lost, "the fleet's stop to close the stream")
+        sub = [f for f in frames_of(bytes(media.connections[1].data)) if f.data_type != 3]
+        assert {f.channel for f in sub} == {2}
+        assert {(p.width, p.height) for p in decode_video(sub)} == {(176, 144)}
     finally:
         await port.stopListening()
         await media_port.stopListening()
