@@ -88,6 +88,7 @@ CLOSE_TOO_SLOW = 4008  # the viewer could not keep up
 CLOSE_TOO_MANY = 4029  # max_viewers reached
 CLOSE_UNSUPPORTED = 4015  # the device sends a codec FLV output does not carry (H.265)
 CLOSE_DEVICE = 4502  # the device could not be asked, did not stream, or stopped
+CLOSE_INTERNAL = 4500  # a fault of this server's
 
 
 def unauthorized(reason: str) -> ViewerError:
@@ -374,6 +375,17 @@ class DeviceStream:
             self._start()
 
     def _start(self) -> None:
+        # A codec FLV output does not carry is said before any byte goes out (an HTTP-FLV
+        # viewer then gets a status, not a stream that stops).
+        video = next(f for f in self._held if f.track is Track.VIDEO)
+        try:
+            FlvMuxer().video(b"", 0, video.payload_type)
+        except UnsupportedCodec as e:
+            self._held, self._held_bytes = [], 0
+            self._unsupported(e)
+            return
+        except FlvError:
+            pass  # an empty frame in a codec the muxer takes
         audio = self.audio_hint if self.audio_hint is not None else self._audio_type is not None
         self.muxer = FlvMuxer(audio=audio)
         self.header = self.muxer.header()
@@ -395,8 +407,7 @@ class DeviceStream:
         try:
             tags = self.muxer.video(frame.payload, frame.timestamp or 0, frame.payload_type)
         except UnsupportedCodec as e:
-            _log.warn("{key}: {e}; closing its viewers", key=self.key, e=e)
-            self.fail(ViewerError(CLOSE_UNSUPPORTED, 415, f"{self.key}: {e}"))
+            self._unsupported(e)
             return
         except FlvError as e:
             self._drop("not muxable")
@@ -404,6 +415,10 @@ class DeviceStream:
             return
         for tag in tags:
             self._publish(tag)
+
+    def _unsupported(self, e: UnsupportedCodec) -> None:
+        _log.warn("{key}: {e}; closing its viewers", key=self.key, e=e)
+        self.fail(ViewerError(CLOSE_UNSUPPORTED, 415, f"{self.key}: {e}"))
 
     def _audio(self, frame: Frame) -> None:
         assert self.muxer is not None
@@ -484,5 +499,10 @@ class DeviceStream:
             else:
                 self.gop.append(tag.data)
         for viewer in list(self.viewers):
-            if not viewer.offer(tag):
-                self._drop("viewer skipping to a keyframe")
+            try:
+                if not viewer.offer(tag):
+                    self._drop("viewer skipping to a keyframe")
+            except Exception:  # noqa: BLE001 - one viewer's trouble is not the stream's
+                _log.failure("{key}: viewer {peer} failed; closing it", key=self.key,
+                             peer=viewer.peer)
+                viewer.end(ViewerError(CLOSE_INTERNAL, 500, "internal error sending the stream"))

@@ -1,0 +1,280 @@
+"""Viewers' endpoint: WS-FLV and HTTP-FLV on one path.
+
+``GET /live/{phone}/{channel}.flv?stream=main|sub&token=TOKEN``
+
+* With ``Upgrade: websocket``: WS-FLV. The FLV byte stream comes in binary messages (one
+  tag or so each; players do not care where messages split it). A refused or ended
+  stream is a close frame whose code and reason say why (``cmsv6.plugins.media.fanout``
+  ``CLOSE_*``): a browser sees the close event, never an HTTP status.
+* Otherwise HTTP-FLV (``video/x-flv``, chunked). The response starts with the stream: a
+  refusal or a stream that never came is an HTTP status with the reason as text (400,
+  403, 415, 502, 503); a stream that ends after it started closes the connection.
+
+The token is the viewing token login put in the URL (``cmsv6.media.viewing``).
+Connections are bounded: at most ``max_viewers`` open (more are closed at once), and
+``HEADER_TIMEOUT`` seconds to send a request's headers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.protocols import policies
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from cmsv6.plugins.media.fanout import Viewer, ViewerError, bad_request
+from cmsv6.plugins.media.server import MediaServer
+
+_log = Logger()
+
+#: Seconds a connection has to send its request's headers.
+HEADER_TIMEOUT = 20.0
+#: Bytes of one WebSocket message either way (autobahn bounds both with one setting): a
+#: viewer's (none are expected yet), and a piece of the FLV stream (a larger tag is sent in
+#: several messages; players do not care where messages split the stream).
+MAX_MESSAGE = 64 * 1024
+_PATH = re.compile(r"^/live/([^/]{1,40})/([0-9]{1,3})\.flv$")
+
+
+def parse_request(path: str, params: dict[str, list[str]]) -> tuple[str, str, str, str]:
+    """(phone, channel, stream, token) of a viewer's URL; ViewerError if it is not one."""
+    m = _PATH.match(path)
+    if m is None:
+        raise bad_request(f"{path[:80]!r} is not /live/PHONE/CHANNEL.flv")
+    stream = (params.get("stream") or ["main"])[0]
+    token = (params.get("token") or [""])[0]
+    return m.group(1), m.group(2), stream, token
+
+
+# -- HTTP-FLV ---------------------------------------------------------------------------------
+
+
+class HttpViewer(Viewer):
+    def __init__(self, request: server.Request, limit: int) -> None:
+        super().__init__(limit, request.getClientAddress().host)  # type: ignore[attr-defined]
+        self.request = request
+        self.responding = False
+
+    def write(self, data: bytes) -> None:
+        if not self.responding:
+            self.responding = True
+            self.request.setHeader(b"content-type", b"video/x-flv")
+            self.request.setHeader(b"cache-control", b"no-store")
+            self.request.setHeader(b"access-control-allow-origin", b"*")
+        self.request.write(data)
+
+    def close(self, error: ViewerError | None) -> None:
+        request = self.request
+        if request.finished or request._disconnected:
+            return
+        if request.producer is not None:
+            request.unregisterProducer()
+        if error is not None and not self.responding:
+            request.setResponseCode(error.status)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"access-control-allow-origin", b"*")
+            request.setHeader(b"connection", b"close")
+            channel = request.channel
+            request.write(error.reason.encode("utf-8") + b"\n")
+            request.finish()
+            if channel is not None:
+                channel.loseConnection()  # after what was written: one request, one answer
+            return
+        # A stream cut short must not look like one that ended: no last chunk.
+        if request.channel is not None:
+            request.channel.loseConnection()
+
+
+class LiveResource(resource.Resource):
+    """``/live/...``: WS-FLV when asked to upgrade, HTTP-FLV otherwise."""
+
+    isLeaf = True
+
+    def __init__(self, media: MediaServer, ws: WebSocketResource) -> None:
+        super().__init__()
+        self.media = media
+        self.ws = ws
+
+    def render(self, request: server.Request) -> Any:
+        upgrade = (request.getHeader(b"upgrade") or b"").lower()
+        if upgrade == b"websocket":
+            return self.ws.render(request)
+        return super().render(request)
+
+    def render_GET(self, request: server.Request) -> Any:  # noqa: N802
+        path = request.path.decode("utf-8", "replace")
+        params = {k.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in vs]
+                  for k, vs in request.args.items()}  # fmt: skip
+        viewer = HttpViewer(request, self.media.config.viewer_queue)
+        try:
+            key = self.media.authorize(*parse_request(path, params))
+        except ViewerError as e:
+            self.media.counters[f"refused:{e.status}"] += 1
+            _log.info("HTTP-FLV viewer {peer} refused: {e}", peer=viewer.peer, e=e)
+            viewer.end(e)
+            return server.NOT_DONE_YET
+        request.registerProducer(viewer, True)
+        request.notifyFinish().addBoth(lambda _: viewer.end())
+        self.media.watch(viewer, key)
+        return server.NOT_DONE_YET
+
+    def render_HEAD(self, request: server.Request) -> bytes:  # noqa: N802
+        request.setResponseCode(405)
+        return b""
+
+
+# -- WS-FLV -----------------------------------------------------------------------------------
+
+
+class WsViewer(Viewer):
+    def __init__(self, protocol: FlvSocket, limit: int) -> None:
+        super().__init__(limit, protocol.peer)
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        for at in range(0, len(data), MAX_MESSAGE):
+            self.protocol.sendMessage(data[at : at + MAX_MESSAGE], isBinary=True)
+
+    def close(self, error: ViewerError | None) -> None:
+        p = self.protocol
+        if p.state in (p.STATE_CLOSING, p.STATE_CLOSED):
+            return
+        if error is None:
+            p.sendClose(1000)
+        else:
+            p.sendClose(error.code, error.reason[:120])
+
+
+class FlvSocket(WebSocketServerProtocol):
+    factory: FlvSocketFactory
+    refused: ViewerError | None = None
+    viewer: WsViewer | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
+        media = self.factory.media
+        try:
+            self.stream_key = media.authorize(*parse_request(request.path, request.params))
+        except ViewerError as e:
+            media.counters[f"refused:{e.status}"] += 1
+            _log.info("WS-FLV viewer {peer} refused: {e}", peer=self.peer, e=e)
+            # Refused with a close frame after the handshake: a browser sees its code and
+            # reason, never a refused handshake's HTTP status.
+            self.refused = e
+
+    def onOpen(self) -> None:  # noqa: N802
+        if self.refused is not None:
+            self.sendClose(self.refused.code, self.refused.reason[:120])
+            return
+        media = self.factory.media
+        self.viewer = WsViewer(self, media.config.viewer_queue)
+        # The HTTP channel that served the upgrade is the transport's producer: the viewer
+        # takes its place so that the transport pauses it when its send buffer is full.
+        try:
+            self.transport.unregisterProducer()
+            self.transport.registerProducer(self.viewer, True)
+        except Exception:  # noqa: BLE001 - a transport without producers: no flow control
+            _log.warn("WS-FLV viewer {peer} without flow control", peer=self.peer)
+        media.watch(self.viewer, self.stream_key)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
+        pass  # nothing is asked of viewers yet (playback control and talk-back will be)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
+        if self.viewer is not None:
+            self.viewer.end()
+
+
+class FlvSocketFactory(WebSocketServerFactory):
+    protocol = FlvSocket
+
+    def __init__(self, media: MediaServer, reactor: Any) -> None:
+        super().__init__(reactor=reactor)
+        self.media = media
+        self.setProtocolOptions(
+            maxFramePayloadSize=MAX_MESSAGE,
+            maxMessagePayloadSize=MAX_MESSAGE,
+            failByDrop=False,
+            autoPingInterval=30,
+            autoPingTimeout=15,
+            openHandshakeTimeout=10,
+        )
+
+
+# -- the site ---------------------------------------------------------------------------------
+
+
+class _Channel(http.HTTPChannel):
+    """An HTTP channel that must send its request's headers within ``HEADER_TIMEOUT``
+    (slowloris); a stream's response then lasts as long as the stream."""
+
+    _header_call: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802
+        super().connectionMade()
+        self._header_call = self.callLater(HEADER_TIMEOUT, self._headers_late)
+
+    def allHeadersReceived(self) -> None:  # noqa: N802
+        self._stop_waiting()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
+        self._stop_waiting()
+        super().connectionLost(reason)
+
+    def _stop_waiting(self) -> None:
+        call, self._header_call = self._header_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _headers_late(self) -> None:
+        self._header_call = None
+        self.timeoutConnection()
+
+
+class _Open:
+    def __init__(self) -> None:
+        self.protocols: set[Any] = set()
+
+    def registerProtocol(self, p: Any) -> None:  # noqa: N802
+        self.protocols.add(p)
+
+    def unregisterProtocol(self, p: Any) -> None:  # noqa: N802
+        self.protocols.discard(p)
+
+
+class ViewerSite(server.Site):
+    """At most ``max_connections`` open connections (an upgraded WebSocket still counts)."""
+
+    protocol = _Channel
+
+    def __init__(self, root: resource.Resource, max_connections: int, reactor: Any) -> None:
+        # No idle timeout: an HTTP-FLV response lasts as long as its stream.
+        super().__init__(root, timeout=None, reactor=reactor)
+        self.max_connections = max_connections
+        self.open = _Open()
+        self.refused = 0
+
+    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
+        if len(self.open.protocols) >= self.max_connections:
+            self.refused += 1
+            return None
+        channel = super().buildProtocol(addr)
+        return policies.ProtocolWrapper(self.open, channel)  # type: ignore[arg-type]
+
+
+def make_site(media: MediaServer, reactor: Any) -> ViewerSite:
+    """The viewers' site: ``/live/...``; anything else is a 404."""
+    ws = WebSocketResource(FlvSocketFactory(media, reactor))
+    root = resource.Resource()
+    root.putChild(b"live", LiveResource(media, ws))
+    # Connections a little past max_viewers: a refused viewer is told why, not cut off.
+    return ViewerSite(root, media.config.max_viewers + 16, reactor)
+
