@@ -8,6 +8,10 @@ The gateway::
     gateway_collector(gateway, registry)
     root.putChild(b"metrics", MetricsResource(registry))
 
+The media server::
+
+    media_collector(media, registry)
+
 The login server::
 
     amp_links_gauge(registry, lambda: {"gateway": len(gateways), "media": len(media)})
@@ -138,6 +142,64 @@ class GatewayCollector(Collector):
 def gateway_collector(gateway: Any, registry: CollectorRegistry | None = None) -> GatewayCollector:
     """The gateway's collector, registered in ``registry`` if one is given."""
     collector = GatewayCollector(gateway)
+    if registry is not None:
+        registry.register(collector)
+    return collector
+
+
+class MediaCollector(Collector):
+    """Reads a ``cmsv6.plugins.media.server.MediaServer``: device streams and connections,
+    viewers, bytes in and out, frames dropped by reason, viewers skipped to a keyframe,
+    time spent transcoding audio, requests refused by reason."""
+
+    def __init__(self, media: Any) -> None:
+        self.media = media
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.media
+        c = m.counters
+        info = GaugeMetricFamily("cmsv6_media_info", "This media server", labels=["id"])
+        info.add_metric([str(m.config.id)], 1)
+        yield info
+        yield GaugeMetricFamily("cmsv6_media_streams", "Device streams received or being opened",
+                                value=len(m.entries))
+        yield GaugeMetricFamily("cmsv6_media_device_connections",
+                                "Open JT/T 1078 device connections", value=len(m.connections))
+        yield GaugeMetricFamily("cmsv6_media_viewers", "Viewers served (WS-FLV and HTTP-FLV)",
+                                value=len(m.viewers))
+        yield CounterMetricFamily("cmsv6_media_bytes_in", "Bytes received from devices",
+                                  value=c["bytes_in"])
+        yield CounterMetricFamily("cmsv6_media_bytes_out", "Bytes sent to viewers",
+                                  value=c["bytes_out"])
+        yield CounterMetricFamily("cmsv6_media_viewer_skips",
+                                  "Times a viewer's queue overflowed and it skipped to the next"
+                                  " keyframe", value=c["viewer_skips"])
+        yield CounterMetricFamily("cmsv6_media_transcode_seconds",
+                                  "CPU time spent transcoding audio to AAC",
+                                  value=c["transcode_seconds"])
+        dropped = CounterMetricFamily("cmsv6_media_frames_dropped",
+                                      "Frames (or tags, for viewers) dropped, by reason",
+                                      labels=["reason"])
+        refused = CounterMetricFamily("cmsv6_media_refused", "Connections and requests refused,"
+                                      " by reason", labels=["reason"])
+        events = CounterMetricFamily("cmsv6_media_events",
+                                     "Media server events by name (opens, closes, failures...)",
+                                     labels=["event"])
+        for name, n in sorted(c.items()):
+            if name.startswith("dropped:"):
+                dropped.add_metric([name[len("dropped:"):]], n)
+            elif name.startswith("refused:"):
+                refused.add_metric([name[len("refused:"):]], n)
+            elif name not in ("bytes_in", "bytes_out", "viewer_skips", "transcode_seconds"):
+                events.add_metric([name], n)
+        yield dropped
+        yield refused
+        yield events
+
+
+def media_collector(media: Any, registry: CollectorRegistry | None = None) -> MediaCollector:
+    """The media server's collector, registered in ``registry`` if one is given."""
+    collector = MediaCollector(media)
     if registry is not None:
         registry.register(collector)
     return collector

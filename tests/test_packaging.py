@@ -28,7 +28,7 @@ def _run(*args: str | Path, cwd: Path) -> str:
 @pytest.mark.timeout(900)
 def test_wheel_in_a_fresh_venv(tmp_path: Path) -> None:
     """A wheel built from the tree and installed into a new venv lists every server in
-    ``twistd --help``; ``twistd gateway --help``, ``twistd login --help`` and
+    ``twistd --help``; ``twistd gateway --help``, ``twistd login --help``, ``twistd media --help`` and
     ``cmsv6 --help`` work, from a directory that is not the checkout."""
     # Built from a copy of the sources: setuptools would reuse (and leave) a build/ in the tree.
     source = tmp_path / "source"
@@ -43,7 +43,7 @@ def test_wheel_in_a_fresh_venv(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     listed = _run(venv / "bin" / "twistd", "--help", cwd=elsewhere)
-    for server in ("gateway", "login"):
+    for server in ("gateway", "login", "media"):
         assert any(line.split()[:1] == [server] for line in listed.splitlines()), listed
         assert "--config" in _run(venv / "bin" / "twistd", server, "--help", cwd=elsewhere)
     assert "decode" in _run(venv / "bin" / "cmsv6", "--help", cwd=elsewhere)

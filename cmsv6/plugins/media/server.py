@@ -152,6 +152,8 @@ class MediaServer:
         self.viewers.add(viewer)
         viewer.on_end = self._viewer_ended
         self.counters["viewers_total"] += 1
+        _log.info("{key}: viewer {peer} joins ({n} watching)", key=key, peer=viewer.peer,
+                  n=len(entry.stream.viewers) + 1)
         entry.stream.add(viewer)
 
     def _viewer_ended(self, viewer: Viewer) -> None:
