@@ -114,7 +114,7 @@ def test_h265_closes_every_viewer_with_the_reason() -> None:
 
 
 def test_a_slow_viewer_skips_to_a_keyframe_and_never_holds_more_than_its_bound() -> None:
-    """A viewer whose connection is full (paused) while 2 s of video come: its queue never
+    """A viewer whose connection is full (paused) from 0.5 s to 2 s: its queue never
     holds more than its bound, it skips to a keyframe when the bound is passed, and once its
     connection drains what it got decodes without a corrupt picture; the viewer beside it
     gets every picture meanwhile."""
@@ -124,9 +124,12 @@ def test_a_slow_viewer_skips_to_a_keyframe_and_never_holds_more_than_its_bound()
     fast, slow = Collector(), Collector(limit)
     stream.add(fast)
     stream.add(slow)
-    slow.pauseProducing()
+    pause = next(i for i, f in enumerate(sent) if f.timestamp - sent[0].timestamp >= 500)
     cut = next(i for i, f in enumerate(sent) if f.timestamp - sent[0].timestamp >= 2000)
-    for f in sent[:cut]:
+    for f in sent[:pause]:
+        stream.push(f)
+    slow.pauseProducing()
+    for f in sent[pause:cut]:
         stream.push(f)
     assert slow.skips >= 1 and not slow.closed
     assert 0 < slow.max_queued <= limit
@@ -137,7 +140,37 @@ def test_a_slow_viewer_skips_to_a_keyframe_and_never_holds_more_than_its_bound()
     played = play(slow.data)
     assert played.corrupt == 0 and played.errors == 0
     assert 2000 in played.keyframes and 0 < len(played.video_pts) < 100
+    # What it got is whole GOP beginnings: each run of pictures starts at a keyframe.
+    assert runs(played.video_pts)[0] == 0
+    assert all(start % 1000 == 0 for start in runs(played.video_pts))
     assert stream.counters["viewer_skips"] == slow.skips
+
+
+def test_a_viewer_full_from_the_start_still_gets_a_playable_stream() -> None:
+    """A viewer whose connection is full before the first byte, while 2 s of video come:
+    the FLV header is never what its queue drops, so once it drains its stream plays,
+    from a keyframe."""
+    sent = frames(clip())
+    stream = device_stream()
+    slow = Collector(48 * 1024)
+    stream.add(slow)
+    slow.pauseProducing()
+    cut = next(i for i, f in enumerate(sent) if f.timestamp - sent[0].timestamp >= 2000)
+    for f in sent[:cut]:
+        stream.push(f)
+    assert slow.skips >= 1
+    slow.resumeProducing()
+    for f in sent[cut:]:
+        stream.push(f)
+    assert slow.data.startswith(b"FLV")
+    played = play(slow.data)
+    assert played.corrupt == 0 and played.errors == 0 and played.keyframes[0] == 2000
+    assert all(start % 1000 == 0 for start in runs(played.video_pts))
+
+
+def runs(pts: tuple[int, ...]) -> list[int]:
+    """Where each run of consecutive pictures (one frame interval apart) starts."""
+    return [t for i, t in enumerate(pts) if i == 0 or t - pts[i - 1] != 1000 // 25]
 
 
 def test_a_hopeless_viewer_is_closed() -> None:

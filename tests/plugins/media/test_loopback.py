@@ -18,7 +18,6 @@ from cmsv6.plugins.media.fanout import (
     CLOSE_UNSUPPORTED,
     StreamKey,
 )
-from cmsv6.plugins.media.web import HttpViewer as ServedHttpViewer
 from cmsv6.protocols.jt1078.packet import DataType
 from tests.media.tones import dominant
 from tests.plugins.media.loopback import Served, dvr, http_viewer, stalled_viewer, ws_viewer
@@ -241,25 +240,35 @@ def test_h265_is_a_clear_error_to_the_viewer() -> None:
 
 
 @pytest.mark.deadline(240)
+@pytest.mark.parametrize("kind", ["http", "ws"])
 @pytest_twisted.inlineCallbacks
-def test_a_stalled_viewer_does_not_hold_up_another() -> None:
-    """One HTTP-FLV viewer stops reading while the DVR sends 24 s of video as fast as it
-    can: the WS-FLV viewer beside it gets every picture; the stalled one's queue never
-    holds more than ``viewer_queue`` bytes, it skips to keyframes (or is closed as
-    hopeless), and the server's memory for it stays within that bound."""
+def test_a_stalled_viewer_does_not_hold_up_another(kind: str) -> None:
+    """One viewer (HTTP-FLV or WS-FLV) stops reading while the DVR sends 24 s of video as
+    fast as it can: the WS-FLV viewer beside it gets every picture; the stalled one's queue
+    never holds more than ``viewer_queue`` bytes and it skips to keyframes (or is closed as
+    hopeless), so the server's memory for it stays within that bound."""
     from twisted.internet import reactor
 
     limit = 64 * 1024
     served, opener = yield serve(viewer_queue=limit)
     stalled = None
     try:
-        stalled = stalled_viewer(served.web, live())
+        if kind == "http":
+            stalled = stalled_viewer(served.web, live())
+        else:
+            stalled_factory, _ = ws_viewer(reactor, served.web, live())
+            yield until(lambda: hasattr(stalled_factory, "viewer"), "the stalled socket")
+            client = stalled_factory.viewer.transport
+            client.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.pauseProducing()  # reads nothing more
+        yield until(lambda: len(served.media.viewers) == 1, "the stalled viewer")
+        (slow,) = served.media.viewers
+        # A slow link: the kernel holds little for it (loopback would buffer megabytes).
+        transport = (slow.request.channel.transport if kind == "http"
+                     else slow.protocol.transport)  # fmt: skip
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         factory, _ = ws_viewer(reactor, served.web, live())
         yield until(lambda: len(served.media.viewers) == 2, "two viewers")
-        slow = next(v for v in served.media.viewers if isinstance(v, ServedHttpViewer))
-        # A slow link: the kernel holds little for it (loopback would buffer megabytes).
-        handle = slow.request.channel.transport.getHandle()
-        handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         opener.answers[0].callback(None)
         sent = frames(clip(), loops=6)
         device = yield dvr(reactor, served.jt1078)

@@ -176,6 +176,18 @@ def test_a_binary_sim_finds_the_stream_asked_for() -> None:
     assert stream.key == KEY and stream.viewers == {a}
 
 
+def test_a_sim_whose_bcd_reading_is_another_phone_finds_the_stream_asked_for() -> None:
+    """SIM 01 38 00 13 89 99 reads as phone 13800138999 in BCD and 1340031076761 in
+    binary: a stream asked for under the binary reading takes the connection."""
+    media, opener, _ = server()
+    key = StreamKey("1340031076761", 1, "main")
+    a = Collector()
+    media.watch(a, key)
+    stream = media.bind(Source(), SimIdentity(SIM), 1)
+    assert stream.key == key and stream.viewers == {a}
+    assert StreamKey(PHONE, 1, "main") not in media.streams
+
+
 def test_max_viewers() -> None:
     """Past ``max_viewers`` a viewer is refused, saying so."""
     media, _, _ = server(max_viewers=1)
