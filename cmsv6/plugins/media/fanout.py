@@ -36,7 +36,13 @@ from attrs import frozen
 from twisted.logger import Logger
 
 from cmsv6.media.audio import AudioTranscoder, TranscodeError
-from cmsv6.protocols.flv.muxer import BadFrame, FlvError, FlvMuxer, FlvTag, UnsupportedCodec
+from cmsv6.protocols.flv.muxer import (
+    BadFrame,
+    FlvError,
+    FlvMuxer,
+    FlvTag,
+    UnsupportedCodec,
+)
 from cmsv6.protocols.flv.tags import TagType
 from cmsv6.protocols.jt1078.audio import AUDIO_CODECS
 from cmsv6.protocols.jt1078.frames import Frame, Track
@@ -213,8 +219,7 @@ class Viewer:
             return
         self.queue.append(data)
         self.queued += len(data)
-        if self.queued > self.max_queued:
-            self.max_queued = self.queued
+        self.max_queued = max(self.max_queued, self.queued)
         if not self.paused:
             self._drain()
 

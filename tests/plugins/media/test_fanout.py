@@ -14,7 +14,14 @@ from cmsv6.plugins.media.fanout import (
 )
 from cmsv6.protocols.jt1078.packet import DataType
 from tests.media.tones import dominant
-from tests.plugins.media.support import PHONE, Collector, clip, frames, play, video_times
+from tests.plugins.media.support import (
+    PHONE,
+    Collector,
+    clip,
+    frames,
+    play,
+    video_times,
+)
 
 KEY = StreamKey(PHONE, 1, "main")
 

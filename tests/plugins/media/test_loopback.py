@@ -20,7 +20,13 @@ from cmsv6.plugins.media.fanout import (
 )
 from cmsv6.protocols.jt1078.packet import DataType
 from tests.media.tones import dominant
-from tests.plugins.media.loopback import Served, dvr, http_viewer, stalled_viewer, ws_viewer
+from tests.plugins.media.loopback import (
+    Served,
+    dvr,
+    http_viewer,
+    stalled_viewer,
+    ws_viewer,
+)
 from tests.plugins.media.support import (
     PHONE,
     clip,

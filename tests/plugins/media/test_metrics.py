@@ -9,7 +9,15 @@ from cmsv6.plugins.media.fanout import StreamKey
 from cmsv6.plugins.media.server import MediaServer
 from cmsv6.protocols.jt1078.frames import DropReason, FrameDropped
 from cmsv6.protocols.jt1078.sim import SimIdentity
-from tests.plugins.media.support import PHONE, SERVER_KEY, SIM, Collector, clip, config, frames
+from tests.plugins.media.support import (
+    PHONE,
+    SERVER_KEY,
+    SIM,
+    Collector,
+    clip,
+    config,
+    frames,
+)
 
 
 class Opener:

@@ -17,7 +17,13 @@ from tests.plugins.media.loopback import dvr, http_viewer, ws_viewer
 from tests.plugins.media.support import PHONE, clip, frames, packets, play, token, wire
 from tests.plugins.media.test_loopback import play_ok
 from tests.support.device import until, within
-from tests.support.process import TWISTD, ServerProcess, free_port, server_key, wait_port
+from tests.support.process import (
+    TWISTD,
+    ServerProcess,
+    free_port,
+    server_key,
+    wait_port,
+)
 
 MEDIA_ID = "media-proc"
 

@@ -21,7 +21,16 @@ from cmsv6.plugins.media.fanout import (
 from cmsv6.plugins.media.opener import NoOpener
 from cmsv6.plugins.media.server import MediaServer
 from cmsv6.protocols.jt1078.sim import SimIdentity
-from tests.plugins.media.support import PHONE, SIM, Collector, clip, config, frames, play, token
+from tests.plugins.media.support import (
+    PHONE,
+    SIM,
+    Collector,
+    clip,
+    config,
+    frames,
+    play,
+    token,
+)
 
 KEY = StreamKey(PHONE, 1, "main")
 
@@ -109,7 +118,7 @@ def test_a_viewer_coming_back_within_linger_keeps_the_stream() -> None:
 
 def test_open_failure_reaches_the_viewer_in_words() -> None:
     """The opener's error (which device, which step) is what the viewer is closed with."""
-    media, opener, clock = server()
+    media, opener, _ = server()
     a = Collector()
     media.watch(a, KEY)
     opener.answers[0].errback(RuntimeError(f"device {PHONE}: offline (no gateway has it)"))
@@ -169,7 +178,7 @@ def test_an_unrequested_stream_is_kept_for_linger_then_dropped() -> None:
 def test_a_binary_sim_finds_the_stream_asked_for() -> None:
     """A unit writing its number in binary (00 03 36 a8 f0 f7) feeds the stream asked for
     under its phone."""
-    media, opener, _ = server()
+    media, _, _ = server()
     a = Collector()
     media.watch(a, KEY)
     stream = media.bind(Source(), SimIdentity(int(PHONE).to_bytes(6, "big").hex()), 1)
@@ -179,7 +188,7 @@ def test_a_binary_sim_finds_the_stream_asked_for() -> None:
 def test_a_sim_whose_bcd_reading_is_another_phone_finds_the_stream_asked_for() -> None:
     """SIM 01 38 00 13 89 99 reads as phone 13800138999 in BCD and 1340031076761 in
     binary: a stream asked for under the binary reading takes the connection."""
-    media, opener, _ = server()
+    media, _, _ = server()
     key = StreamKey("1340031076761", 1, "main")
     a = Collector()
     media.watch(a, key)
