@@ -35,6 +35,10 @@ _log = Logger()
 
 #: Bytes a connection may send before a packet names its SIM (a packet is under 1 KiB).
 IDENTIFY_BYTES = 16 * 1024
+#: Channels one connection may feed (a unit opens one connection per 0x9101; a few
+#: units put several channels on one): frames of further channels are dropped, so that
+#: one connection cannot make the server keep a GOP for every channel number there is.
+MAX_CHANNELS = 16
 #: Seconds between two log lines about one connection's garbage.
 GARBAGE_LOG_EVERY = 30.0
 
@@ -107,6 +111,9 @@ class IngestProtocol(protocol.Protocol, TimeoutMixin):
 
     def _stream_of(self, channel: int) -> DeviceStream | None:
         stream = self.bound.get(channel)
+        if stream is None and len(self.bound) >= MAX_CHANNELS:
+            self.server.counters["dropped:too many channels on one connection"] += 1
+            return None
         if stream is None and self.identity is not None:
             stream = self.server.bind(self, self.identity, channel)
             self.bound[channel] = stream

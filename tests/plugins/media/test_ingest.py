@@ -10,7 +10,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 
 from cmsv6.plugins.media.fanout import StreamKey
-from cmsv6.plugins.media.ingest import IDENTIFY_BYTES, IngestProtocol
+from cmsv6.plugins.media.ingest import IDENTIFY_BYTES, MAX_CHANNELS, IngestProtocol
 from cmsv6.plugins.media.server import MediaServer
 from tests.plugins.media.support import (
     PHONE,
@@ -92,6 +92,18 @@ def test_the_device_hanging_up_tells_the_viewers() -> None:
     p.connectionLost()
     assert viewer.error is not None and "stopped its stream" in viewer.error.reason
     assert media.entries == {}
+
+
+def test_one_connection_feeds_a_bounded_number_of_channels() -> None:
+    """A connection sending frames of more than MAX_CHANNELS channels: the further
+    channels' frames are dropped and counted, no stream is made for them."""
+    media = MediaServer(config(), task.Clock(), SERVER_KEY, Opener())
+    p, _ = connect(media)
+    sent = [f for channel in range(1, MAX_CHANNELS + 3)
+            for f in frames(clip(), channel=channel)[:3]]  # fmt: skip
+    p.dataReceived(wire(packets(sent)))
+    assert len(media.entries) == MAX_CHANNELS
+    assert media.counters["dropped:too many channels on one connection"] > 0
 
 
 def test_connections_past_the_bound_are_refused() -> None:
