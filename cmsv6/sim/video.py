@@ -163,7 +163,7 @@ def cut_track(
         payload = wrap(f.payload) if wrap is not None else f.payload
         template = Packet(
             sim="0" * 2 * sim_size,
-            channel=0,
+            channel=1,  # stamped per camera, like the SIM
             data_type=f.data_type,
             timestamp=0,
             last_i_frame_interval=0 if video else None,

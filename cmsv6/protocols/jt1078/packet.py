@@ -171,6 +171,7 @@ def _layout(sim_size: int) -> Struct:
         "sequence" / Int16ub,
         "sim" / Bcd(sim_size),
         "channel" / Int8ub,
+        Check(this.channel != 0),  # logical channels are numbered from 1 (table 2)
         "kind" / BitStruct("data_type" / BitsInteger(4), "subpackage" / BitsInteger(4)),
         Check(this.kind.data_type <= DataType.PASS_THROUGH),
         Check(this.kind.subpackage <= Subpackage.MIDDLE),
@@ -268,12 +269,18 @@ def _probe(buf: bytes | bytearray, pos: int, end: int, sim_size: int, max_body: 
     """The total length of the packet at ``pos`` if its SIM is ``sim_size`` bytes long.
 
     ``_SHORT`` when ``buf[pos:end]`` ends before the length field, ``_INVALID`` when the
-    layout does not fit (undefined data type or sub-package mark, body too long). The magic
+    layout does not fit (channel 0, undefined data type or sub-package mark, body too
+    long). The magic
     at ``pos`` is the caller's to check.
     """
     kind_at = pos + 9 + sim_size
     if kind_at >= end:
         return _SHORT
+    if buf[kind_at - 1] == 0:
+        # Logical channels are numbered from 1: a 0 here is a SIM read at the wrong length
+        # (a 10-byte BCD SIM with 00 00 in its 7th and 8th bytes reads as a 6-byte one
+        # followed by channel 0, data type 0).
+        return _INVALID
     kind = buf[kind_at]
     data_type = kind >> 4
     if data_type > 4 or kind & 0x0F > 3:
@@ -345,6 +352,8 @@ def parse_packet(data: bytes, max_body: int = MAX_BODY) -> Packet:
 
 def _check_build(p: Packet, max_body: int) -> None:
     """Encoding is strict: every field present that the data type needs, and in range."""
+    if not 1 <= p.channel <= 255:
+        raise PacketError(f"logical channel {p.channel} is not 1 to 255")
     if not 0 <= p.data_type <= DataType.PASS_THROUGH:
         raise PacketError(f"data type {p.data_type} is not defined")
     if not 0 <= p.subpackage <= Subpackage.MIDDLE:

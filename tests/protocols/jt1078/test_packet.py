@@ -144,6 +144,7 @@ def test_sim_number() -> None:
         video(sim="1" * 21),
         video(sim="12345678901z"),
         video(channel=256),
+        video(channel=0),
         video(sequence=-1),
         video(timestamp=1 << 64),
         video(payload_type=128),
@@ -433,7 +434,7 @@ def packets(draw: st.DrawFn, sim_size: int | None = None, max_payload: int = MAX
     word = st.integers(0, 0xFFFF)
     return Packet(
         sim=draw(st.text(_DIGITS, min_size=2 * size, max_size=2 * size)),
-        channel=draw(st.integers(0, 255)),
+        channel=draw(st.integers(1, 255)),
         data_type=data_type,
         payload=draw(st.binary(max_size=max_payload)),
         sequence=draw(word),
@@ -571,9 +572,9 @@ def test_reader_cuts_a_ten_byte_sim_stream(sim: str, ps: list[Packet], cuts: lis
     assert reader.sim_size != 6
 
 
-#: A 10-byte SIM whose bytes 7-10 read, in the 6-byte layout, as channel 0, pass-through
+#: A 10-byte SIM whose bytes 7-10 read, in the 6-byte layout, as channel 1, pass-through
 #: data, body length 4: the 4 bytes after it are then exactly that body.
-AMBIGUOUS_SIM = "013800138999" "00" "40" "0004"
+AMBIGUOUS_SIM = "013800138999" "01" "40" "0004"
 
 
 def _ambiguous(channel: int) -> bytes:
@@ -586,7 +587,7 @@ def test_ambiguous_packet_is_read_in_the_stream_layout() -> None:
     """A packet both layouts fit is read as 6-byte SIM alone, as the stream's 10 once locked."""
     ambiguous = _ambiguous(5)
     alone = parse_packet(ambiguous)
-    assert (alone.sim, alone.channel, alone.payload) == ("013800138999", 0, bytes((5, 0x40, 0, 0)))
+    assert (alone.sim, alone.channel, alone.payload) == ("013800138999", 1, bytes((5, 0x40, 0, 0)))
     first = audio(sim=AMBIGUOUS_SIM, payload=b"\xd5" * 20)
     reader = PacketReader()
     assert reader.feed(build_packet(first) + build_packet(first)) == [first, first]
@@ -594,6 +595,18 @@ def test_ambiguous_packet_is_read_in_the_stream_layout() -> None:
     (p,) = reader.feed(ambiguous)  # a locked stream hands it over without waiting
     assert (p.sim, p.channel, p.data_type) == (AMBIGUOUS_SIM, 5, DataType.PASS_THROUGH)
     assert p.payload == b""
+
+
+def test_a_sim_read_at_the_wrong_length_as_channel_0_is_not_a_layout() -> None:
+    """A 2019 unit's 10-byte SIM with 00 00 in its 7th and 8th bytes reads, at 6 bytes, as
+    channel 0 and an I-frame whose length falls where an audio packet's does; channel 0 is
+    not a channel, so an audio-only stream is read with its real SIM and channel."""
+    packets = [audio(sim="00000000013800000007", channel=2, sequence=i, timestamp=40 * i)
+               for i in range(3)]  # fmt: skip
+    reader = PacketReader()
+    assert reader.feed(b"".join(map(build_packet, packets))) == packets
+    assert reader.sim_size == 10
+    assert reader.close() == []
 
 
 def test_unlocked_reader_waits_only_when_layouts_compete() -> None:
@@ -613,9 +626,10 @@ def test_unlocked_reader_waits_only_when_layouts_compete() -> None:
 
 def test_standard_layout_is_not_overridden_by_a_chance_match() -> None:
     """A 10-byte reading that ends on a header inside the body does not beat the 6-byte one."""
-    # Read with a 10-byte SIM, timestamp byte 3 is the kind (0x40: pass-through) and bytes
-    # 4-5 the body length (12): that reading ends at body byte 4, where MAGIC sits.
-    p = video(timestamp=0x0000_0040_000C_0000, payload=b"abcd" + MAGIC + b"efgh")
+    # Read with a 10-byte SIM, timestamp byte 2 is the channel (1), byte 3 the kind (0x40:
+    # pass-through) and bytes 4-5 the body length (12): that reading ends at body byte 4,
+    # where MAGIC sits.
+    p = video(timestamp=0x0000_0140_000C_0000, payload=b"abcd" + MAGIC + b"efgh")
     data = build_packet(p)
     assert data[34:38] == MAGIC
     reader = PacketReader()
