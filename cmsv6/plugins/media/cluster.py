@@ -20,11 +20,9 @@ from typing import Any, Callable, Mapping
 from twisted.application import service
 from twisted.internet import defer, error
 from twisted.logger import Logger
-from twisted.python import usage
 from twisted.python.failure import Failure
 
 from cmsv6.plugins.media.opener import NoOpener, OpenFailed, StreamOpener
-from cmsv6.rpc import keys
 from cmsv6.rpc.client import LoginConnection, LoginLinkClient
 from cmsv6.rpc.commands import (
     MAX_COMMAND_TIMEOUT,
@@ -121,23 +119,6 @@ def _worded(failure: Failure, what: str, verb: str) -> Failure:
                               f" {failure.getErrorMessage()}"))  # fmt: skip
 
 
-def media_key(conf: Any) -> bytes:
-    """The media server's cluster key (``conf.cluster_key``, for ``conf.id``); UsageError
-    naming the file and the problem otherwise."""
-    if not conf.cluster_key:
-        raise usage.UsageError(f"[media] cluster_key is required: the file of {conf.id}'s cluster key"
-                               f" (create it with 'cmsv6 cluster key {conf.id}')")  # fmt: skip
-    try:
-        credential = keys.load(conf.cluster_key)
-    except keys.KeyFileError as e:
-        raise usage.UsageError(str(e)) from None
-    key = credential.key_for(conf.id)
-    if key is None:
-        raise usage.UsageError(f"{conf.cluster_key} is {credential.server_id}'s key, not"
-                               f" {conf.id}'s ('cmsv6 cluster key {conf.id}')")  # fmt: skip
-    return key
-
-
 def login_service(conf: Any, server: Any, reactor: Any) -> tuple[service.IService, StreamOpener]:
     """The media server's link to login (``conf.login``: active and standby), proving
     ``conf.id`` with the key in ``conf.cluster_key``, and the ``StreamOpener`` that asks
@@ -145,6 +126,9 @@ def login_service(conf: Any, server: Any, reactor: Any) -> tuple[service.IServic
     ``conf.login`` (standalone): an empty service and ``NoOpener``."""
     if not conf.login:
         return service.MultiService(), NoOpener()
-    client = MediaLoginClient(conf.id, media_key(conf), list(conf.login), reactor,
-                              conf.public_web, conf.public_jt1078, server.load)  # fmt: skip
+    from cmsv6.plugins.media.tap import media_key  # the tap's check of the key file
+
+    key = media_key(conf.cluster_key, conf.id)
+    client = MediaLoginClient(conf.id, key, list(conf.login), reactor, conf.public_web,
+                              conf.public_jt1078, server.load)  # fmt: skip
     return client, LoginOpener(client, bound=conf.open_timeout)
