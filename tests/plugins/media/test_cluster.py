@@ -262,3 +262,37 @@ def test_media_server_announces_again_after_a_takeover(dsn: str, tmp_path: Path)
         assert (yield within(d, "the open through the standby")) is None
     finally:
         yield cluster.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_twistd_media_announces_and_asks_through_login(dsn: str, tmp_path: Path) -> None:
+    """``twistd media --login ...``'s service tree (in this process) announces itself with
+    its public addresses and its load, and its opener asks the device through login."""
+    from twisted.internet import reactor
+
+    from cmsv6.plugins.media import tap
+
+    cluster = LiveCluster(dsn, tmp_path)
+    top = None
+    try:
+        yield cluster.start()
+        options = tap.Options()
+        options.parseOptions([
+            "--id", "media-9", "--cluster_key", str(server_key("media-9")),
+            "--jt1078", f"tcp:{free_port()}:interface=127.0.0.1", "--public_jt1078", "127.0.0.1:7999",
+            "--web", f"tcp:{free_port()}:interface=127.0.0.1", "--public_web", "http://video.example:81",
+            "--login", cluster.login.client_cluster,
+        ])  # fmt: skip
+        top = tap.makeService(options, reactor)
+        top.startService()
+        yield until(lambda: logged(cluster.login.log, "media server media-9 is live"), "announced")
+        status, body = yield cluster.api("POST", f"/api/v1/devices/{PHONE}/live", {"channel": 1})
+        assert status == 200 and body["http_flv"].startswith("http://video.example:81/live/")
+        d = top.media.opener.open(PHONE, 4, "main")
+        request = yield answer(cluster.device, 0x9101)
+        assert request.body == RealtimeAvRequest("127.0.0.1", 7999, 0, 4, 0, 0)
+        assert (yield within(d, "the open")) is None
+    finally:
+        if top is not None:
+            yield within(top.stopService(), "twistd media to stop")
+        yield cluster.stop()
