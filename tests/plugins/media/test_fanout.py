@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import attrs
+
 from cmsv6.plugins.media.fanout import (
     CLOSE_TOO_SLOW,
     CLOSE_UNSUPPORTED,
@@ -13,7 +15,7 @@ from cmsv6.plugins.media.fanout import (
     StreamKey,
 )
 from cmsv6.protocols.jt1078.packet import DataType
-from tests.media.tones import dominant
+from tests.media.tones import dominant, dvi4_blocks, roughness, tone
 from tests.plugins.media.support import (
     PHONE,
     Collector,
@@ -102,6 +104,30 @@ def test_audio_after_the_wait_is_dropped_not_announced() -> None:
         stream.push(f)
     assert viewer.data[4] & 0x05 == 0x01
     assert stream.counters["dropped:audio not announced"] > 0
+
+
+def test_a_unit_changing_audio_codec_gets_a_new_transcoder() -> None:
+    """Audio that turns from G.711A to IMA-ADPCM 2 s in: the stream's transcoder is
+    replaced, and the tone still comes out as AAC, not noise, after the change."""
+    sent = frames(clip())
+    t0 = sent[0].timestamp
+    blocks = dvi4_blocks(tone(4 * 8000))  # 40 ms each
+    changed = [
+        attrs.evolve(f, payload_type=26, payload=blocks[(f.timestamp - t0) // 40])
+        if f.data_type == DataType.AUDIO and f.timestamp - t0 >= 2000 else f
+        for f in sent
+    ]  # fmt: skip
+    stream = device_stream()
+    viewer = Collector()
+    stream.add(viewer)
+    for f in changed:
+        stream.push(f)
+    stream.finish_audio()
+    played = play(viewer.data)
+    assert played.errors == 0 and len(played.audio) >= 3 * 8000
+    after = list(played.audio[24000:28000])
+    assert dominant(after, 8000) == 1000 and roughness(after) < 1.0  # a 1 kHz sine: 0.59
+    assert stream.counters["dropped:audio not decodable"] == 0
 
 
 def test_h265_closes_every_viewer_with_the_reason() -> None:
