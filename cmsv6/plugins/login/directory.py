@@ -91,8 +91,9 @@ class MediaEntry:
     last_report: float
     streams: int = 0
     viewers: int = 0
-    #: (phone, channel, stream) login asked devices to open to it and not closed since.
-    opened: set[tuple[str, int, str]] = field(factory=set)
+    #: (phone, channel, stream) login asked devices to open to it and not closed since,
+    #: oldest first (a dict as an ordered set, bounded by ``Directory.MAX_OPENED``).
+    opened: dict[tuple[str, int, str], None] = field(factory=dict)
 
     @property
     def load(self) -> int:
@@ -110,6 +111,8 @@ class Directory:
     STALE_AFTER = 15.0
     #: Previous assignments remembered (for stickiness) at most; the oldest go first.
     MAX_REMEMBERED = 1_000_000
+    #: Streams remembered per media server at most (for keeping viewers together).
+    MAX_OPENED = 100_000
     #: Retransmissions a gateway makes of a command (its default).
     COMMAND_RETRIES = 3
 
@@ -303,11 +306,13 @@ class Directory:
         device sends a channel's stream to one server at a time)."""
         key = (canonical_phone(phone), channel, stream)
         for other in self.media.values():
-            other.opened.discard(key)
-        entry.opened.add(key)
+            other.opened.pop(key, None)
+        entry.opened[key] = None
+        while len(entry.opened) > self.MAX_OPENED:  # streams it never closed: forget the oldest
+            del entry.opened[next(iter(entry.opened))]
 
     def stream_closed(self, entry: MediaEntry, phone: str, channel: int, stream: str) -> None:
-        entry.opened.discard((canonical_phone(phone), channel, stream))
+        entry.opened.pop((canonical_phone(phone), channel, stream), None)
 
     def _drop_media(self, entry: MediaEntry, reason: str) -> None:
         if self.media.get(entry.id) is not entry:

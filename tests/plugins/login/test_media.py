@@ -290,3 +290,16 @@ def test_silent_media_server_is_dead() -> None:
     directory.tick()
     media.pump.flush()
     assert directory.media == {} and media.client.link is None
+
+
+def test_remembered_streams_are_bounded() -> None:
+    """A media server that never closes its streams does not grow login's memory past
+    MAX_OPENED: the oldest are forgotten first."""
+    directory = Directory(task.Clock(), key_for=MASTER.key_for)
+    directory.MAX_OPENED = 3
+    media = Media(directory)
+    entry = directory.media["media-1"]
+    for channel in range(1, 6):
+        directory.stream_opened(entry, PHONE, channel, "main")
+    assert list(entry.opened) == [(PHONE, 3, "main"), (PHONE, 4, "main"), (PHONE, 5, "main")]
+    assert media.client.announcements == 1
