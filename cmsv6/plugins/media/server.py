@@ -49,7 +49,7 @@ from cmsv6.protocols.jt1078.sim import SimIdentity
 
 _log = Logger()
 
-#: Channels are one byte in 0x9101 and in stream packets.
+#: Logical channels: one byte in 0x9101 and in stream packets, numbered from 1 (table 2).
 MAX_CHANNEL = 255
 
 
@@ -118,8 +118,8 @@ class MediaServer:
             number = int(channel)
         except (TypeError, ValueError):
             raise bad_request(f"channel {str(channel)[:20]!r} is not a number") from None
-        if not 0 <= number <= MAX_CHANNEL:
-            raise bad_request(f"channel {number} is not 0-{MAX_CHANNEL}")
+        if not 1 <= number <= MAX_CHANNEL:
+            raise bad_request(f"channel {number} is not 1-{MAX_CHANNEL}")
         if stream not in STREAMS:
             raise bad_request(f"stream {stream[:20]!r} is not one of {', '.join(STREAMS)}")
         phone = canonical_phone(phone)

@@ -238,7 +238,7 @@ def test_a_good_token_and_bad_urls() -> None:
     media, _, clock = server()
     good = token(expires=clock.seconds() + 60)
     assert media.authorize("0" + PHONE, "1", "main", good) == KEY
-    for channel, stream in (("x", "main"), ("300", "main"), ("1", "hd")):
+    for channel, stream in (("x", "main"), ("0", "main"), ("300", "main"), ("1", "hd")):
         with pytest.raises(ViewerError) as e:
             media.authorize(PHONE, channel, stream, good)
         assert e.value.code == CLOSE_BAD_REQUEST
