@@ -27,7 +27,9 @@ from cmsv6.db.users import put_user
 from cmsv6.passwords import hash_password
 from cmsv6.protocols.jt808.codec import encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
+from cmsv6.media.viewing import View, sign_view, view_key
 from cmsv6.rpc.commands import DeviceOffline
+from cmsv6.web.cluster import LiveView
 from cmsv6.web.site import make_site
 from tests.support.database import query
 
@@ -35,6 +37,10 @@ PASSWORD = "correct horse battery"
 NORTH, SOUTH, LONE = "13800000001", "13800000002", "13800000003"
 #: Long enough for anything the site does over loopback; only a guard against hanging.
 WAIT = 15.0
+#: The fake cluster's media server: its id, its cluster key, and when its grants expire.
+MEDIA_ID = "media-1"
+MEDIA_KEY = bytes(range(32))
+LIVE_EXPIRES = 4_102_444_800  # 2100-01-01
 
 
 
@@ -76,6 +82,13 @@ class FakeCluster:
 
     def media_server(self) -> str | None:
         return self.media
+
+    def live_view(self, phone: str, channel: int, stream: str) -> LiveView | None:
+        """A grant for ``media`` (as media server ``MEDIA_ID``) until ``LIVE_EXPIRES``."""
+        if self.media is None:
+            return None
+        view = View(MEDIA_ID, phone, channel, stream, LIVE_EXPIRES)
+        return LiveView(MEDIA_ID, self.media, sign_view(view_key(MEDIA_KEY), view), LIVE_EXPIRES)
 
     def online(self) -> dict[str, str]:
         return dict(self.gateways)

@@ -483,9 +483,16 @@ def test_live_with_media_server(web: Web) -> None:
     web.cluster.gateways = {NORTH: "gw-1"}
     reply = yield call(web, "POST", path, {"channel": 2, "stream": "sub"}, token=token)
     assert reply.status == 200
+    from cmsv6.media.viewing import View, sign_view, view_key
+    from tests.web.support import LIVE_EXPIRES, MEDIA_ID, MEDIA_KEY
+
+    grant = sign_view(view_key(MEDIA_KEY), View(MEDIA_ID, NORTH, 2, "sub", LIVE_EXPIRES))
     assert reply.body == {
-        "ws_flv": f"ws://media.example:8081/live/{NORTH}/2.flv?stream=sub",
-        "http_flv": f"http://media.example:8081/live/{NORTH}/2.flv?stream=sub",
+        "ws_flv": f"ws://media.example:8081/live/{NORTH}/2.flv?stream=sub&token={grant}",
+        "http_flv": f"http://media.example:8081/live/{NORTH}/2.flv?stream=sub&token={grant}",
+        "codec": None,
+        "audio": None,
+        "expires": "2100-01-01T00:00:00+00:00",
     }
     for body in ({"channel": 0}, {"channel": "1"}, {"stream": "hd"}):
         reply = yield call(web, "POST", path, body, token=token)
