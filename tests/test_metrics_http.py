@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, error
 from twisted.web.client import Agent, readBody
 
-from cmsv6.db.devices import add_device
+from cmsv6.db.devices import add_device, disable_device
 from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.protocols.jt808.messages.core import Authenticate, Register
 from tests.support.database import query
@@ -102,14 +102,18 @@ def test_gateway_metrics_endpoint(dsn: str, tmp_path: Path) -> None:
 @pytest_twisted.inlineCallbacks
 def test_gateway_metrics_count_failed_logins_and_stored_positions(dsn: str, tmp_path: Path) -> None:
     """Failed logins are counted by reason (a phone not in the database, a second
-    registration, a wrong code; reasons that did not happen are there at 0), a device
-    that got in is online, and the positions counted stored are the rows committed."""
+    registration, a wrong code, an authentication of a phone not in the database or never
+    registered, the right code of a disabled device; reasons that did not happen are there
+    at 0), a device that got in is online, and the positions counted stored are the rows
+    committed."""
     from twisted.internet import reactor
 
     port, metrics = free_port(), free_port()
     gateway = GatewayProcess(dsn, port, tmp_path, "--registration", "known",
                              "--metrics", f"tcp:{metrics}:interface=127.0.0.1")  # fmt: skip
     add_device(dsn, "13800000062")
+    add_device(dsn, "13800000064")
+    add_device(dsn, "13800000065")
     gateway.start()
     try:
         yield database_connected(gateway)
@@ -127,15 +131,28 @@ def test_gateway_metrics_count_failed_logins_and_stored_positions(dsn: str, tmp_
         stranger = yield connect(reactor, port, "13800000063")
         stranger.send(Register(44, 300, "CMSV6", "SIM-1", "T000002", 1, "粤B00002"))
         assert (yield stranger.next(0x8100)).body.result == 4
+        stranger.send(Authenticate("a-guess"))
+        assert (yield stranger.next(0x8001)).body.result == 1
+        unregistered = yield connect(reactor, port, "13800000064")
+        unregistered.send(Authenticate("a-guess"))
+        assert (yield unregistered.next(0x8001)).body.result == 1
+        disabled = yield connect(reactor, port, "13800000065")
+        code = yield disabled.login()
+        disable_device(dsn, "13800000065")
+        disabled = yield connect(reactor, port, "13800000065")
+        disabled.send(Authenticate(code))
+        assert (yield disabled.next(0x8001)).body.result == 1
         _, samples = yield scrape(metrics)
         failures = {dict(labels)["reason"]: n for (name, labels), n in samples.items()
                     if name == "cmsv6_gateway_login_failures_total"}  # fmt: skip
-        assert failures["unknown_device"] == 1
+        assert failures["unknown_device"] == 2
         assert failures["terminal_registered"] == 1
         assert failures["bad_auth_code"] == 1
+        assert failures["not_registered"] == 1
+        assert failures["disabled"] == 1
         assert failures["rate_limited"] == 0
-        assert sum(failures.values()) == 3
-        assert samples[("cmsv6_gateway_devices_online", ())] == 1
+        assert sum(failures.values()) == 6
+        assert samples[("cmsv6_gateway_devices_online", ())] == 2
         (stored,), = query(dsn, "SELECT count(*) FROM positions")
         assert samples[("cmsv6_gateway_positions_stored_total", ())] == stored == 2
     finally:

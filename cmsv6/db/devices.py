@@ -204,17 +204,37 @@ def register(
 @defer.inlineCallbacks
 def authenticate(db: Database, phone: str, code: str) -> Any:
     """The device if ``code`` is its auth code and it is not disabled, else None."""
+    found = yield check_auth_code(db, phone, code)
+    return found if isinstance(found, Device) else None
+
+
+#: Why ``check_auth_code`` refused: each a ``reason`` of the gateway's login failures.
+AUTH_UNKNOWN = "unknown_device"  # no such phone
+AUTH_DISABLED = "disabled"  # ``cmsv6 device disable``
+AUTH_NOT_REGISTERED = "not_registered"  # it has no auth code: it must register first
+AUTH_BAD_CODE = "bad_auth_code"
+
+
+@defer.inlineCallbacks
+def check_auth_code(db: Database, phone: str, code: str) -> Any:
+    """The device if ``code`` is its auth code and it is not disabled, else why not (one
+    of the ``AUTH_`` reasons, for the metrics and the log; the device is told only
+    "failed")."""
     rows = yield db.run_query(
-        f"SELECT d.auth_salt, d.auth_hash, {_COLUMNS}{_FROM} WHERE d.phone = %s"
-        " AND d.disabled IS NULL",
+        f"SELECT d.auth_salt, d.auth_hash, d.disabled IS NOT NULL, {_COLUMNS}{_FROM}"
+        " WHERE d.phone = %s",
         (canonical_phone(phone),),
     )
-    if not rows or rows[0][1] is None:
-        return None
-    salt, stored = bytes(rows[0][0]), bytes(rows[0][1])
-    if not secrets.compare_digest(stored, hash_auth_code(code.strip("\x00 "), salt)):
-        return None
-    return _device(rows[0][2:])
+    if not rows:
+        return AUTH_UNKNOWN
+    salt, stored, disabled = rows[0][:3]
+    if stored is None:
+        return AUTH_NOT_REGISTERED
+    if not secrets.compare_digest(bytes(stored), hash_auth_code(code.strip("\x00 "), bytes(salt))):
+        return AUTH_BAD_CODE
+    if disabled:
+        return AUTH_DISABLED
+    return _device(rows[0][3:])
 
 
 @defer.inlineCallbacks

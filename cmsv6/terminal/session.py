@@ -69,7 +69,8 @@ LOGIN_FAILED = "login_failed:"
 #: auth code, too many registrations, no authentication within the deadline.
 LOGIN_FAILURES = (
     "unknown_device", "terminal_registered", "vehicle_registered", "unknown_vehicle",
-    "refused_other", "bad_auth_code", "rate_limited", "auth_timeout",
+    "refused_other", "bad_auth_code", "not_registered", "disabled", "rate_limited",
+    "auth_timeout",
 )  # fmt: skip
 _REGISTER_REFUSALS = {
     REGISTER_NO_TERMINAL: "unknown_device",
@@ -401,18 +402,18 @@ class TerminalSession:
         if self.busy:
             return
         self.busy = True
-        d = device_store.authenticate(self.host.db, h.phone, body.auth_code)
+        d = device_store.check_auth_code(self.host.db, h.phone, body.auth_code)
 
-        def answer(device: Device | None) -> None:
+        def answer(device: Device | str) -> None:
             self.busy = False
             if self.closed:
                 return
-            if device is None:
+            if not isinstance(device, Device):
                 self.auth_failures += 1
                 self.host.count("auth_failed")
-                self.login_failed("bad_auth_code")
-                _log.info("{peer}: authentication of {phone} failed", peer=self.link.peer,
-                          phone=h.phone)
+                self.login_failed(device)
+                _log.info("{peer}: authentication of {phone} failed ({why})",
+                          peer=self.link.peer, phone=h.phone, why=device)
                 self.respond(h, RESULT_FAILED)
                 if self.auth_failures >= MAX_AUTH_FAILURES:
                     self.close()
