@@ -1,9 +1,11 @@
 """``cmsv6 demo``: the whole system on one machine, with data kept under ``./var/``.
 
 A private PostgreSQL (as the ``postgres`` user when run as root), the schema, a demo fleet,
-user and 20 devices, then ``twistd login``, ``twistd gateway`` and ``cmsv6 sim`` with 20
-simulated DVRs that arrive through the login server (which assigns them to the gateway).
-It prints where to look; Ctrl-C stops everything; a second run reuses the data.
+user and 20 devices, then ``twistd login``, ``twistd gateway``, ``twistd media`` and
+``cmsv6 sim`` with 20 simulated DVRs that arrive through the login server (which assigns
+them to the gateway) and stream their cameras to the media server when a viewer asks.
+It prints where to look (and how to watch a camera); Ctrl-C stops everything; a second
+run reuses the data.
 
 One demo per directory: ``var/demo.pid`` is locked while one runs, and a second says which
 (pid, web address) and touches nothing. The demo stops only the PostgreSQL it started, and
@@ -55,9 +57,14 @@ SIM_FIRST_PHONE = f"0{FIRST_PHONE}"
 PLATE_PREFIX = "粤B"
 PORTS = {"db": 15432, "login_jt808": 6608, "login_cluster": 6609, "web": 8080,
          "gateway_jt808": 7611, "gateway_cluster": 7613, "login_metrics": 9608,
-         "gateway_metrics": 9611}
+         "gateway_metrics": 9611, "media_jt1078": 7612, "media_web": 8081,
+         "media_metrics": 9612}
 #: The ports on ``--listen`` (the others are on 127.0.0.1 whatever it says).
-PUBLIC = ("login_jt808", "web", "gateway_jt808")
+PUBLIC = ("login_jt808", "web", "gateway_jt808", "media_jt1078", "media_web")
+#: The media server's id in the demo's cluster (its key is ``var/cluster/media-1.key``).
+MEDIA_ID = "media-1"
+#: Camera channels of each demo device, in the database and in the simulator alike.
+DEMO_CHANNELS = 4
 #: Lines of a server's log shown when it exits.
 LOG_TAIL_LINES = 10
 #: The schema's owner (runs the upgrade) and the servers' role (rows only).
@@ -120,21 +127,37 @@ login = ["tcp:127.0.0.1:{p['login_cluster']}"]
 cluster_key = "{var / 'cluster' / 'gw-1.key'}"
 media_dir = "{var / 'media'}"
 metrics = "tcp:{p['gateway_metrics']}:interface=127.0.0.1"
+
+[media]
+id = "{MEDIA_ID}"
+jt1078 = "tcp:{p['media_jt1078']}:interface={on}"
+public_jt1078 = "{public}:{p['media_jt1078']}"
+web = "tcp:{p['media_web']}:interface={on}"
+public_web = "http://{public}:{p['media_web']}"
+login = ["tcp:127.0.0.1:{p['login_cluster']}"]
+cluster_key = "{var / 'cluster' / f'{MEDIA_ID}.key'}"
+metrics = "tcp:{p['media_metrics']}:interface=127.0.0.1"
 """
 
 
 def cluster_keys(var: Path) -> None:
-    """The cluster's keys, as ``cmsv6 cluster init var/cluster --server gw-1`` makes them
-    (on the first run)."""
+    """The cluster's keys, as ``cmsv6 cluster init var/cluster --server gw-1 --server
+    media-1`` makes them: those missing (all on the first run; a server's key a demo from
+    before that server did not make, later)."""
     from cmsv6.rpc import keys
 
     directory = var / "cluster"
-    if (directory / "cluster.key").exists():
-        return
     directory.mkdir(mode=0o700, exist_ok=True)
-    master = keys.new_master()
-    keys.write(directory / "gw-1.key", keys.server_credential(master, "gw-1"))
-    keys.write(directory / "cluster.key", master)
+    master_file = directory / "cluster.key"
+    if master_file.exists():
+        master = keys.load(str(master_file))
+    else:
+        master = keys.new_master()
+    for server_id in ("gw-1", MEDIA_ID):
+        if not (directory / f"{server_id}.key").exists():
+            keys.write(directory / f"{server_id}.key", keys.server_credential(master, server_id))
+    if not master_file.exists():  # last: its presence says the rest is there
+        keys.write(master_file, master)
 
 
 def _secret(path: Path) -> str:
@@ -310,18 +333,35 @@ def demo_devices(count: int) -> list[tuple[str, str]]:
 def add_demo_devices(dsn: str, count: int) -> None:
     """The demo's devices in its fleet (a second run puts their plates right)."""
     for phone, plate in demo_devices(count):
-        add_device(dsn, phone, plate=plate, fleet=DEMO_FLEET)
+        add_device(dsn, phone, plate=plate, fleet=DEMO_FLEET, channels=DEMO_CHANNELS)
 
 
 def sim_args(var: Path, p: dict[str, int], listen: str, devices: int) -> list[str]:
-    """``cmsv6 sim``'s arguments: the demo's devices, through the login server."""
+    """``cmsv6 sim``'s arguments: the demo's devices, through the login server, with the
+    cameras the database says they have (the encoded clip kept in ``var``)."""
     return [
         "--server", f"tcp:{_interface(reach(listen))}:{p['login_jt808']}",
         "--devices", str(devices), "--first-phone", SIM_FIRST_PHONE,
         "--plate-prefix", PLATE_PREFIX,
         "--interval", "5", "--version", "mixed", "--state", str(var / "sim-state.json"),
         "--alarm-probability", "0.01", "--gap-probability", "0.002",
+        "--channels", str(DEMO_CHANNELS), "--cache-dir", str(var / "sim-clip"),
     ]  # fmt: skip
+
+
+#: Reads one field of the JSON on stdin (python3: not every machine has jq).
+_FIELD = "python3 -c 'import json, sys; print(json.load(sys.stdin)[\"{}\"])'"
+
+
+def watch_line(web: str, password: str, phone: str, channel: int = 1) -> str:
+    """A shell line that logs in as the demo user, asks for ``phone``'s live ``channel``
+    and plays its HTTP-FLV URL with ffplay."""
+    login = (f"curl -s -X POST {web}/api/v1/login"
+             f""" -d '{{"username": "{DEMO_USER}", "password": "{password}"}}'""")
+    live = (f'curl -s -X POST -H "Authorization: Bearer $T" {web}/api/v1/devices/{phone}/live'
+            f""" -d '{{"channel": {channel}}}'""")
+    return (f"T=$({login} | {_FIELD.format('token')}) &&"
+            f' ffplay "$({live} | {_FIELD.format("http_flv")})"')
 
 
 def shown(path: Path) -> str:
@@ -412,7 +452,9 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
         # Login's device and web ports both (they open one after the other): the banner
         # must not send a user to a port that is not there yet.
         for name, what, ports_up in (("login", "the login server", (p["login_jt808"], p["web"])),
-                                     ("gateway", "the gateway", (p["gateway_jt808"],))):  # fmt: skip
+                                     ("gateway", "the gateway", (p["gateway_jt808"],)),
+                                     ("media", "the media server",
+                                      (p["media_jt1078"], p["media_web"]))):  # fmt: skip
             server = _start(what, [twistd, "-n", "--pidfile=", name, "--config", str(config)],
                             logs / f"{name}.log")  # fmt: skip
             servers.append(server)
@@ -421,6 +463,8 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
         servers.append(_start("the simulator", [str(bindir / "cmsv6"), "sim",
                                                 *sim_args(var, p, listen, args.devices)],
                               logs / "sim.log"))  # fmt: skip
+        # As a user types it (the simulator pads it to the 12 digits of a 2013 header).
+        watched = str(FIRST_PHONE)
         where = ("127.0.0.1 only (--listen ADDRESS to open it to a network)" if loopback else
                  f"{listen} (devices' and users' ports); cluster, metrics and database on 127.0.0.1")
         print(f"""
@@ -432,8 +476,12 @@ cmsv6 demo is running ({args.devices} simulated DVRs arrive through the login se
   devices          curl -s -H "Authorization: Bearer TOKEN" {web}/api/v1/devices
   login metrics    http://127.0.0.1:{p['login_metrics']}/metrics
   gateway metrics  http://127.0.0.1:{p['gateway_metrics']}/metrics
+  media metrics    http://127.0.0.1:{p['media_metrics']}/metrics
+  live video       curl -s -X POST -H "Authorization: Bearer TOKEN" {web}/api/v1/devices/{watched}/live -d '{{"channel": 1}}'
+  watch it         ffplay (FFmpeg) on the "http_flv" URL that gives (or "ws_flv" in a browser player):
+                   {watch_line(web, password, watched)}
   database         psql "{role_dsn(var, p, APP_ROLE)}"  (the servers' role: rows only)
-  logs             {logs}/login.log, gateway.log, sim.log
+  logs             {logs}/login.log, gateway.log, media.log, sim.log
   PostgreSQL log   {cluster.log}
   admin commands   {shown(bindir / 'cmsv6')} device list --config {shown(config)}
   user             {DEMO_USER} / {password}
@@ -477,7 +525,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              " for the demo user); the others stay on 127.0.0.1")
     parser.add_argument("--port-offset", type=_offset, default=0,
                         help="add N to every port (15432, 6608, 6609, 8080, 7611, 7613, 9608,"
-                             " 9611), to run beside services on the default ports")
+                             " 9611, 7612, 8081, 9612), to run beside services on the default"
+                             " ports")
 
 
 def _address(text: str) -> str:
