@@ -141,23 +141,14 @@ metrics = "tcp:{p['media_metrics']}:interface=127.0.0.1"
 
 
 def cluster_keys(var: Path) -> None:
-    """The cluster's keys, as ``cmsv6 cluster init var/cluster --server gw-1 --server
-    media-1`` makes them: those missing (all on the first run; a server's key a demo from
-    before that server did not make, later)."""
+    """The cluster's keys in ``var/cluster``: the master, the gateway's and the media
+    server's, those missing made (all on the first run; the media server's, later, in a
+    demo's data from before it had one)."""
     from cmsv6.rpc import keys
 
     directory = var / "cluster"
     directory.mkdir(mode=0o700, exist_ok=True)
-    master_file = directory / "cluster.key"
-    if master_file.exists():
-        master = keys.load(str(master_file))
-    else:
-        master = keys.new_master()
-    for server_id in ("gw-1", MEDIA_ID):
-        if not (directory / f"{server_id}.key").exists():
-            keys.write(directory / f"{server_id}.key", keys.server_credential(master, server_id))
-    if not master_file.exists():  # last: its presence says the rest is there
-        keys.write(master_file, master)
+    keys.ensure(directory, "gw-1", media=[MEDIA_ID])
 
 
 def _secret(path: Path) -> str:

@@ -1,7 +1,7 @@
 """``make demo`` (``cmsv6 demo``) brought up and down: a user can log in with the printed
-credentials and sees the 20 simulated devices; it listens on 127.0.0.1 only, serves each
-server's metrics there, and its servers' database role may not do more than rows; SIGTERM
-stops every process it started."""
+credentials, sees the 20 simulated devices and watches a camera as the banner says; it
+listens on 127.0.0.1 only, serves each server's metrics there, and its servers' database
+role may not do more than rows; SIGTERM stops every process it started."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ import psycopg2
 import pytest
 
 from cmsv6.db.embedded import SUPERUSER, EmbeddedPostgres
-from cmsv6.demo import PORTS, ports
+from cmsv6.demo import FIRST_PHONE, PORTS, ports
+from tests.plugins.media.support import play
 from tests.support.process import listening
 
 CMSV6 = str(Path(sys.executable).with_name("cmsv6"))
@@ -155,6 +156,20 @@ def exit_status(proc: subprocess.Popen[str], out: Output) -> int:
         raise AssertionError(f"the demo still runs after {DOWN} s:\n{out.text}") from None
 
 
+def stream_bytes(url: str, limit: int = 400_000, seconds: float = 8.0) -> bytes:
+    """What an HTTP-FLV URL sends, up to ``limit`` bytes or ``seconds``."""
+    out = bytearray()
+    deadline = time.monotonic() + seconds
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        while len(out) < limit and time.monotonic() < deadline:
+            chunk = response.read1(65536)
+            if not chunk:
+                break
+            out += chunk
+    return bytes(out)
+
+
 def banner_value(lines: list[str], label: str) -> str:
     (line,) = [x for x in lines if x.strip().startswith(label + " ")]
     return line.strip()[len(label):].strip()
@@ -200,8 +215,9 @@ def test_demo_up_and_down(home: Path) -> None:
     the admin commands' configuration; every port it opens
     listens on 127.0.0.1 only; its database role is not a superuser and cannot create
     roles; the printed user logs in through the Open API and sees the 20 demo devices, some
-    online; SIGTERM stops it with status 0, and the servers, the simulator and PostgreSQL
-    are all gone."""
+    online; the banner's live video request gives an HTTP-FLV URL on the media server whose
+    bytes decode to pictures from a keyframe on, with AAC audio; SIGTERM stops it with
+    status 0, and the servers, the simulator and PostgreSQL are all gone."""
     offset = free_offset()
     p = ports(offset)
     proc = subprocess.Popen(
@@ -221,7 +237,8 @@ def test_demo_up_and_down(home: Path) -> None:
         web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
         assert web == f"http://127.0.0.1:{p['web']}"
         assert banner_value(out.lines, "listening").startswith("127.0.0.1 only")
-        for server, family in (("login", "cmsv6_login_active"), ("gateway", "cmsv6_gateway_info")):
+        for server, family in (("login", "cmsv6_login_active"), ("gateway", "cmsv6_gateway_info"),
+                               ("media", "cmsv6_media_info")):  # fmt: skip
             url = banner_value(out.lines, f"{server} metrics")
             assert url == f"http://127.0.0.1:{p[server + '_metrics']}/metrics"
             with urllib.request.urlopen(url, timeout=5) as response:
@@ -246,11 +263,23 @@ def test_demo_up_and_down(home: Path) -> None:
             time.sleep(0.5)
         assert len(devices) == 20 and {d["fleet"] for d in devices} == {"demo buses"}
         assert all(d["gateway"] == "gw-1" for d in devices if d["online"])
+        phone = str(FIRST_PHONE)
+        live = banner_value(out.lines, "live video")
+        assert f"{web}/api/v1/devices/{phone}/live" in live and "ffplay" in out.text
+        while not next(d for d in devices if d["phone"] == phone)["online"]:
+            assert time.monotonic() < deadline, f"{phone} never online: {devices}"
+            time.sleep(0.5)
+            devices = http(f"{web}/api/v1/devices", token=token)
+        urls = http(f"{web}/api/v1/devices/{phone}/live", {"channel": 1}, token=token)
+        assert urls["http_flv"].startswith(f"http://127.0.0.1:{p['media_web']}/live/{phone}/1.flv?")
+        played = play(stream_bytes(urls["http_flv"]))
+        assert len(played.video_pts) > 10 and played.keyframes[0] == played.video_pts[0]
+        assert played.audio_codec == "aac" and played.audio
 
         started = children(proc.pid)
         postmaster = int((pg / "data" / "postmaster.pid").read_text().split()[0])
         started[postmaster] = "postgres"
-        assert sum("twistd" in c for c in started.values()) == 2, started
+        assert sum("twistd" in c for c in started.values()) == 3, started
         assert sum(" sim " in c for c in started.values()) == 1, started
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=DOWN) == 0, out.text

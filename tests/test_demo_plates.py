@@ -15,8 +15,9 @@ from cmsv6.sim.fleet import Fleet
 from tests.support.database import query
 
 
-def simulated(count: int) -> dict[str, str]:
-    """{canonical phone: plate} of the DVRs ``cmsv6 sim`` plays with the demo's arguments."""
+def simulated(count: int) -> dict[str, tuple[str, int]]:
+    """{canonical phone: (plate, camera channels)} of the DVRs ``cmsv6 sim`` plays with the
+    demo's arguments."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     config = config_from_args(parser.parse_args(sim_args(Path("var"), ports(), LOOPBACK, count)))
@@ -24,18 +25,19 @@ def simulated(count: int) -> dict[str, str]:
     fleet = Fleet(clock, config)
     fleet.start()  # nothing connects before the clock moves
     try:
-        return {canonical_phone(d.phone): d.plate for d in fleet.devices}
+        return {canonical_phone(d.phone): (d.plate, d.config.channels) for d in fleet.devices}
     finally:
         fleet.stop()
         clock.advance(config.stop_timeout)
 
 
 def test_demo_rows_are_the_simulated_devices(dsn: str) -> None:
-    """Each device the demo adds to its fleet has the plate its simulated DVR reports."""
+    """Each device the demo adds to its fleet has the plate its simulated DVR reports and
+    the camera channels it has (so each channel the Open API lets a user watch streams)."""
     sim = simulated(12)
     assert len(sim) == 12
     add_demo_devices(dsn, 12)
-    rows = query(dsn, "SELECT d.phone, d.plate, f.name FROM devices d"
+    rows = query(dsn, "SELECT d.phone, d.plate, d.channels, f.name FROM devices d"
                       " JOIN fleets f ON f.id = d.fleet_id")  # fmt: skip
-    assert {phone: plate for phone, plate, _ in rows} == sim
-    assert {fleet for _, _, fleet in rows} == {DEMO_FLEET}
+    assert {phone: (plate, channels) for phone, plate, channels, _ in rows} == sim
+    assert {fleet for *_, fleet in rows} == {DEMO_FLEET}

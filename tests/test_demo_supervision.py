@@ -124,7 +124,7 @@ def test_a_stopped_database_stops_the_demo(home: Path) -> None:
     var = home / "var"
     with running_demo(home, offset) as (proc, out):
         started = children(proc.pid)
-        assert sum("twistd" in c for c in started.values()) == 2, started
+        assert sum("twistd" in c for c in started.values()) == 3, started
 
         EmbeddedPostgres(var / "pg", port=ports(offset)["db"]).stop()
         assert exit_status(proc, out) == 1, out.text
