@@ -154,3 +154,50 @@ class LoginProcess(ServerProcess):
     @property
     def client_cluster(self) -> str:
         return f"tcp:127.0.0.1:{self.cluster}"
+
+
+def media_key(server_id: str) -> Path:
+    """The key file of media server ``server_id`` under the tests' master key."""
+    keys.ensure(KEYS, media=[server_id])
+    return KEYS / f"{server_id}.key"
+
+
+class MediaProcess(ServerProcess):
+    """``twistd media`` reporting to ``login`` (client endpoints; none: standalone), on
+    loopback ports of its own: ``jt1078``, ``web`` and ``metrics``."""
+
+    def __init__(self, directory: Path, login: list[str], server_id: str = "media-1", *extra: str) -> None:
+        self.directory = directory
+        self.login = login
+        self.id = server_id
+        self.extra = extra
+        self.jt1078, self.web, self.metrics = free_port(), free_port(), free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"{self.id}-{self.starts}.log"
+
+    def start(self, wait: bool = True) -> None:
+        """Start it; with ``wait``, until it listens for devices and viewers."""
+        self.starts += 1
+        logins = [arg for endpoint in self.login for arg in ("--login", endpoint)]
+        self.proc = subprocess.Popen(
+            [
+                TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "media",
+                "--id", self.id,
+                "--jt1078", f"tcp:{self.jt1078}:interface=127.0.0.1",
+                "--public_jt1078", f"127.0.0.1:{self.jt1078}",
+                "--web", f"tcp:{self.web}:interface=127.0.0.1",
+                "--public_web", f"http://127.0.0.1:{self.web}",
+                "--metrics", f"tcp:{self.metrics}:interface=127.0.0.1",
+                "--cluster_key", str(media_key(self.id)),
+                *logins,
+                *self.extra,
+            ],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+        )
+        if wait:
+            wait_port(self.web)
+            wait_port(self.jt1078)
