@@ -17,12 +17,15 @@ from cmsv6 import config, demo
 from cmsv6.phone import canonical_phone
 from cmsv6.plugins.gateway import tap as gateway_tap
 from cmsv6.plugins.login import tap as login_tap
+from cmsv6.plugins.media import fanout
+from cmsv6.plugins.media import tap as media_tap
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.rst"
 DOCS = ROOT / "docs"
 CONFIGURATION = DOCS / "configuration.md"
 ARCHITECTURE = DOCS / "architecture.md"
+API = DOCS / "api.md"
 #: The pages whose examples are run against ``make demo`` (the README and this issue's docs).
 EXAMPLES = [README, *(DOCS / name for name in ("index.md", "architecture.md", "configuration.md",
                                                 "operations.md", "api.md", "websocket.md",
@@ -32,7 +35,8 @@ OUTSIDE = ("DESIGN" + ".md", "STYLE" + ".md", "shared/" + "DESIGN", "/work/" + "
 #: Where the repository's own text lives (data such as tests/conformance is not text of ours).
 TEXT_SUFFIXES = {".py", ".rst", ".md", ".toml", ".sql", ".cfg", ".txt", ".ini"}
 SKIPPED_DIRS = {".venv", ".git", "var", "build", "__pycache__", "node_modules"}
-SERVERS = {"login": login_tap.Options.sections, "gateway": gateway_tap.Options.sections}
+SERVERS = {"login": login_tap.Options.sections, "gateway": gateway_tap.Options.sections,
+           "media": media_tap.Options.sections}
 
 
 def pages() -> list[Path]:
@@ -320,10 +324,29 @@ def test_docs_name_only_metrics_that_exist() -> None:
     name, a counter by its name and the ``_total`` the exposition adds."""
     source = (ROOT / "cmsv6" / "metrics.py").read_text(encoding="utf-8")
     named = {(page.name, m) for page in pages() for m in re.findall(
-        r"\bcmsv6_(?:gateway|login|web|amp)_[a-z_]+", page.read_text(encoding="utf-8"))}  # fmt: skip
+        r"\bcmsv6_(?:gateway|login|web|amp|media)_[a-z_]+", page.read_text(encoding="utf-8"))}  # fmt: skip
     assert named, "no metric named"
     for page, metric in named:
         base = metric.removesuffix("_total")
         kind = "Counter" if metric.endswith("_total") else "(?:Gauge|callback_gauge)"
         family = rf'{kind}\w*\(\s*(?:registry,\s*)?"{re.escape(base)}"'
         assert re.search(family, source), f"{page}: no metric {metric} in cmsv6/metrics.py"
+
+
+def _close_code_rows() -> dict[int, tuple[int, str]]:
+    """{close code: (HTTP status, why)} from the table of api.md's "Watching video"."""
+    text = API.read_text(encoding="utf-8").split("## Watching video", 1)[1].split("\n## ", 1)[0]
+    return {int(code): (int(status), why)
+            for code, status, why in re.findall(r"^\| (\d{4}) \| (\d{3}) \| (.+) \|$", text, flags=re.M)}  # fmt: skip
+
+
+def test_api_documents_every_viewer_close_code() -> None:
+    """api.md's "Watching video" has a row for every WebSocket close code the media server
+    gives viewers (cmsv6.plugins.media.fanout's CLOSE_*), none that it does not give, and
+    the HTTP status an HTTP-FLV viewer gets instead where the code says it."""
+    codes = {value for name, value in vars(fanout).items() if name.startswith("CLOSE_")}
+    rows = _close_code_rows()
+    assert codes and set(rows) == codes, sorted(set(rows) ^ codes)
+    for make in (fanout.unauthorized, fanout.forbidden, fanout.bad_request, fanout.device_error):
+        error = make("reason")
+        assert rows[error.code][0] == error.status, (make.__name__, rows[error.code])
