@@ -76,6 +76,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def run_delay(pid: int) -> float:
+    """Seconds ``pid`` was ready to run but waited for a CPU (other processes had them)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all CPUs."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / TICK, sum(fields[:8]) / TICK
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -110,12 +122,12 @@ class Media:
             [
                 twistd, "-n", "--pidfile=", f"--logfile={self.log}", "media",
                 "--id", MEDIA_ID,
-                "--jt1078", f"tcp:{self.jt1078}:interface=127.0.0.1",
+                "--jt1078", f"tcp:{self.jt1078}:interface=127.0.0.1:backlog=1024",
                 "--web", f"tcp:{self.web}:interface=127.0.0.1:backlog=1024",
                 "--metrics", f"tcp:{self.metrics}:interface=127.0.0.1",
                 "--cluster_key", str(key_file),
                 "--linger", "600",
-                "--max_viewers", str(viewers + 16),
+                "--max_viewers", str(viewers + 64),
                 "--jt1078_max_connections", str(channels + 16),
             ],  # fmt: skip
             stdin=subprocess.DEVNULL,
@@ -411,10 +423,22 @@ def run_viewers(a: argparse.Namespace) -> None:
         f.buildProtocol = lambda addr: v  # type: ignore[method-assign]
         reactor.connectTCP("127.0.0.1", a.port, f)  # type: ignore[attr-defined]
 
+    probes: list[Any] = []
+
+    def probe(i: int) -> None:
+        join(a.count + i)
+        probes.append(viewers.pop())
+
     def schedule() -> None:
         base = a.join_at - time.time()
         for i in range(a.count):
             reactor.callLater(max(0.0, base + i / a.rate), join, i)  # type: ignore[attr-defined]
+        # Viewers joining one at a time once every stream runs and every viewer plays: the
+        # time to first frame of a viewer opening a running stream, apart from the join storm.
+        middle = (a.measure_from + a.stop) / 2
+        step = min(0.25, (a.stop - middle) / 2 / max(1, a.probes))
+        for i in range(a.probes):
+            reactor.callLater(middle + i * step - time.time(), probe, i)  # type: ignore[attr-defined]
 
     playing: list[int] = []
 
@@ -435,6 +459,8 @@ def run_viewers(a: argparse.Namespace) -> None:
             "viewers": len(viewers),
             "playing": playing[0] if playing else 0,
             "ttff": [v.first - v.began for v in viewers if v.first is not None],
+            "probe_ttff": [v.first - v.began for v in probes if v.first is not None],
+            "probes": len(probes),
             "window_bytes": sum(v.window_bytes for v in viewers),
             "closes": closes,
             "cpu": time.process_time() - cpu0,
@@ -481,12 +507,15 @@ def phase(args: argparse.Namespace, directory: Path, key_file: Path, clip_file: 
                 "--role", "viewers", "--port", str(media.web), "--channels", str(args.channels),
                 "--first", str(first), "--count", str(count), "--rate", str(JOIN_RATE / n_proc),
                 "--join-at", repr(join_at), "--measure-from", repr(measure_from),
-                "--stop", repr(stop), "--key-file", str(key_file), "--out", str(out)]))  # fmt: skip
+                "--stop", repr(stop), "--probes", str(10 if p < n_proc - 1 else 10 + 10 * (n_proc == 1)),
+                "--key-file", str(key_file), "--out", str(out)]))  # fmt: skip
         time.sleep(max(0.0, measure_from - time.time()))
         cpu_a, wall_a = cpu_seconds(media.proc.pid), time.time()
+        wait_a, busy_a = run_delay(media.proc.pid), machine_busy()
         before = media.counters()
         time.sleep(max(0.0, stop - 0.5 - time.time()))
         cpu_b, wall_b = cpu_seconds(media.proc.pid), time.time()
+        wait_b, busy_b = run_delay(media.proc.pid), machine_busy()
         rss = rss_mib(media.proc.pid)
         after = media.counters()
         for p in procs:
@@ -516,6 +545,7 @@ def phase(args: argparse.Namespace, directory: Path, key_file: Path, clip_file: 
                 else:
                     latencies.append((got - sent) * 1000)
     ttff = [t * 1000 for v in viewers for t in v["ttff"]]
+    probe_ttff = [t * 1000 for v in viewers for t in v["probe_ttff"]]
     closes: dict[str, int] = {}
     for v in viewers:
         for k, n in v["closes"].items():
@@ -538,6 +568,10 @@ def phase(args: argparse.Namespace, directory: Path, key_file: Path, clip_file: 
         "latency_ms": (pct(latencies, 0.5), pct(latencies, 0.99), max(latencies, default=float("nan"))),
         "latency_samples": len(latencies), "unmatched": unmatched,
         "ttff_ms": (pct(ttff, 0.5), pct(ttff, 0.99), max(ttff, default=float("nan"))),
+        "probe_ttff_ms": (pct(probe_ttff, 0.5), max(probe_ttff, default=float("nan"))),
+        "probes": (len(probe_ttff), sum(v["probes"] for v in viewers)),
+        "media_wait_pct": (wait_b - wait_a) / seconds * 100,
+        "machine_busy_pct": (busy_b[0] - busy_a[0]) / max(1e-9, busy_b[1] - busy_a[1]) * 100,
         "viewer_skips": delta.get("cmsv6_media_viewer_skips_total", 0),
         "dropped": {k: v for k, v in delta.items() if "dropped" in k and v},
         "closes": closes,
@@ -560,10 +594,15 @@ def report(r: dict[str, Any]) -> None:
     print(f"  viewers                {r['viewers_playing']} playing of {r['viewers']}")
     print(f"  egress                 {r['egress_mbit_s']:.1f} Mbit/s")
     print(f"  media process          CPU {r['media_cpu_pct']:.0f} % (of one core),"
-          f" RSS {r['media_rss_mib']:.0f} MiB; transcoding {r['transcode_cpu_pct']:.1f} %")
+          f" RSS {r['media_rss_mib']:.0f} MiB; transcoding {r['transcode_cpu_pct']:.1f} %;"
+          f" waited for a CPU {r['media_wait_pct']:.0f} % of the time (machine {r['machine_busy_pct']:.0f} % busy)")
     print(f"  latency in -> WS out   p50 {lat[0]:.1f} ms  p99 {lat[1]:.1f} ms  max {lat[2]:.1f} ms"
           f"  ({r['latency_samples']} pictures, {r['unmatched']} unmatched)")
-    print(f"  first frame (joining)  p50 {tt[0]:.0f} ms  p99 {tt[1]:.0f} ms  max {tt[2]:.0f} ms")
+    pt, probes = r["probe_ttff_ms"], r["probes"]
+    print(f"  first frame, one joins p50 {pt[0]:.0f} ms  max {pt[1]:.0f} ms"
+          f"  ({probes[0]} of {probes[1]} viewers joining a running stream one at a time)")
+    print(f"  first frame, join rush p50 {tt[0]:.0f} ms  p99 {tt[1]:.0f} ms  max {tt[2]:.0f} ms"
+          f"  (the {r['viewers']} joining at {JOIN_RATE}/s)")
     print(f"  media counters         viewer skips {r['viewer_skips']:.0f}, dropped {r['dropped'] or 0}")
     if r["closes"]:
         print(f"  viewers closed         {r['closes']}")
@@ -588,7 +627,7 @@ def main() -> None:
                    " (default: all, up to 100)")
     for name in ("--start", "--stop", "--join-at", "--measure-from", "--rate"):
         p.add_argument(name, type=float, help=argparse.SUPPRESS)
-    for name in ("--first", "--count"):
+    for name in ("--first", "--count", "--probes"):
         p.add_argument(name, type=int, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--clip", help=argparse.SUPPRESS)
