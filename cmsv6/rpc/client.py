@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from cmsv6.rpc import keys
 from cmsv6.rpc.link import ClusterLink
 
 _log = Logger()
@@ -127,10 +128,13 @@ class LoginConnection(service.MultiService):
     link_class: type[LoginLinkClient] = LoginLinkClient
 
     def __init__(self, server_id: str, key: bytes, logins: Sequence[str], reactor: Any,
-                 report_every: float = 2.0, retry_max: float = 1.0, what: str = "") -> None:  # fmt: skip
+                 report_every: float = 2.0, retry_max: float = 1.0, what: str = "",
+                 role: str = keys.GATEWAY) -> None:  # fmt: skip
         super().__init__()
-        #: The id this server proves, with ``key`` (its cluster key, ``cmsv6.rpc.keys``).
+        #: The id this server announces.
         self.server_id = server_id
+        #: What it proves, with ``key`` (its cluster key): its id in ``role`` (``cmsv6.rpc.keys``).
+        self.identity = keys.identity(role, server_id)
         self.key = key
         self.clock = reactor
         self.what = what or server_id
@@ -178,7 +182,7 @@ class LoginConnection(service.MultiService):
 
     def _announce(self, link: LoginLinkClient) -> defer.Deferred[Any]:
         """Authenticate the link; then, once the server is ready, announce it."""
-        d = link.authenticate(self.server_id, self.key)
+        d = link.authenticate(self.identity, self.key)
 
         def failed(failure: Failure) -> Failure:
             _log.warn("login {address} refused the key of {id}, or does not hold it: {e}",

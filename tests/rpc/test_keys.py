@@ -76,3 +76,47 @@ def test_servers_need_a_key(tmp_path: Path) -> None:
     options = gateway_tap.Options()
     options.parseOptions(["--cluster", ""])
     assert gateway_tap.makeService(options) is not None
+
+
+def test_media_keys_prove_the_role(tmp_path: Path) -> None:
+    """``init --media`` and ``key --media`` write media servers' keys: "cmsv6-cluster media
+    ID HEX", the master's key for the identity "media ID", which is not the gateway key of
+    that id; each proves its role only."""
+    assert main(["cluster", "init", str(tmp_path / "k"), "--server", "gw-1", "--media", "m-1"]) == 0
+    master = keys.load(tmp_path / "k" / "cluster.key")
+    media = keys.load(tmp_path / "k" / "m-1.key")
+    assert (tmp_path / "k" / "m-1.key").read_text().startswith("cmsv6-cluster media m-1 ")
+    assert (media.server_id, media.role, media.identity) == ("m-1", keys.MEDIA, "media m-1")
+    assert media.key == master.key_for("media m-1") != master.key_for("m-1")
+    assert media.key_for("media m-1") == media.key and media.key_for("m-1") is None
+    gateway = keys.load(tmp_path / "k" / "gw-1.key")
+    assert gateway.key_for("gw-1") == gateway.key and gateway.key_for("media gw-1") is None
+    out = tmp_path / "m-2.key"
+    assert main(["cluster", "key", "m-2", "--media", "--master", str(tmp_path / "k" / "cluster.key"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert keys.load(out).key == master.key_for("media m-2")
+    assert keys.role_of("media m-2") == ("media", "m-2") and keys.role_of("gw-1") == ("gateway", "gw-1")
+
+
+def test_gateway_key_files_from_before_roles_still_work(tmp_path: Path) -> None:
+    """A gateway's key file written before roles existed (HMAC(master, "cmsv6 server " +
+    id), "cmsv6-cluster server ID HEX") is still that gateway's key, and the gateway starts
+    with it; a media server refuses it, saying how to make a media key."""
+    import hashlib
+    import hmac
+
+    from cmsv6.plugins.gateway import tap as gateway_tap
+    from cmsv6.plugins.media import tap as media_tap
+
+    main(["cluster", "init", str(tmp_path)])
+    master = keys.load(tmp_path / "cluster.key")
+    old = hmac.new(master.key, b"cmsv6 server gw-1", hashlib.sha256).hexdigest()
+    path = tmp_path / "gw-1.key"
+    path.write_text(f"cmsv6-cluster server gw-1 {old}\n")
+    path.chmod(0o600)
+    assert keys.load(path).key_for("gw-1") == master.key_for("gw-1") == bytes.fromhex(old)
+    options = gateway_tap.Options()
+    options.parseOptions(["--id", "gw-1", "--cluster_key", str(path), "--cluster", ""])
+    assert gateway_tap.makeService(options) is not None
+    with pytest.raises(usage.UsageError, match="gateway gw-1's key, not media server gw-1's.*--media"):
+        media_tap.media_key(str(path), "gw-1")

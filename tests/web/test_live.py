@@ -31,7 +31,7 @@ from tests.support.process import master_key
 
 def media_key(media_id: str) -> bytes:
     """The viewing key of media server ``media_id`` (derived from its cluster key)."""
-    key = keys.load(master_key()).key_for(media_id)
+    key = keys.load(master_key()).key_for(keys.identity(keys.MEDIA, media_id))
     assert key is not None
     return view_key(key)
 

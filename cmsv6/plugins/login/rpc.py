@@ -3,10 +3,13 @@ and their devices; media servers announce themselves and their load, and ask for
 live streams (``cmsv6.plugins.login.streams``). The link itself is the server's liveness:
 when it drops, the server is dead.
 
-Every link first proves a server id with that id's key (``cmsv6.rpc.link``; login holds
-the master key, so it can check any), and announces that id only, as one kind of server:
-a link (or an id) that is a gateway's cannot announce a media server, nor the other way
-round, and only a link that announced a media server may ask for streams. Announced phones
+Every link first proves a server's identity with its key (``cmsv6.rpc.link``; login holds
+the master key, so it can check any). The identity is a role and an id
+(``cmsv6.rpc.keys.identity``): a link announces that id only, as that role's server, so a
+gateway's key cannot announce a media server (even under its own id, even while that
+gateway is offline), nor a media server's key a gateway. A link (or an id) that is a live
+gateway's cannot announce a media server either, nor the other way round, and only a link
+that announced a media server may ask for streams. Announced phones
 must be canonical and, when login knows the devices (``known``), devices; a gateway is
 given no more than its capacity.
 """
@@ -25,6 +28,7 @@ from twisted.python.failure import Failure
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.plugins.login import streams
 from cmsv6.plugins.login.directory import Directory
+from cmsv6.rpc import keys
 from cmsv6.rpc.commands import (
     COMMON_ERRORS,
     MAX_CAPACITY,
@@ -93,26 +97,30 @@ class LoginLocator(amp.CommandLocator):
     @AnnounceGateway.responder
     @_declared("announcement")
     def announce(self, id: str, public_jt808: str, cluster: str, capacity: int) -> dict[str, Any]:  # noqa: A002
-        self._proved(id)
+        self._proved(keys.GATEWAY, id)
         if not 0 <= capacity <= MAX_CAPACITY:
             raise BadRequest(f"a capacity is 0 to {MAX_CAPACITY}")
         # Login reaches a gateway over this link only: never an address it was given.
         self.directory.announce(self.link, id, public_jt808, cluster, capacity)
         return {"login": self.directory.login_id}
 
-    def _proved(self, id: str) -> None:  # noqa: A002
-        """BadRequest unless ``id`` is the id this link proved."""
-        if id != self.link.peer_id:
+    def _proved(self, role: str, id: str) -> None:  # noqa: A002
+        """BadRequest unless this link proved ``id`` in ``role``."""
+        proved = self.link.peer_id or ""
+        if proved != keys.identity(role, id):
             self.link.counters["impostor"] += 1
-            _log.warn("link {peer} proved {proved!r} and announced {id!r}: refused",
-                      peer=self.link.peer, proved=self.link.peer_id, id=id)  # fmt: skip
-            raise BadRequest(f"this link proved {self.link.peer_id!r}, not {id!r}")
+            what = "a media server" if role == keys.MEDIA else "a gateway"
+            _log.warn("link {peer} proved {proved!r} and announced {what} {id!r}: refused",
+                      peer=self.link.peer, proved=proved, what=what, id=id)  # fmt: skip
+            proved_role, proved_id = keys.role_of(proved)
+            raise BadRequest(f"this link proved the key of {proved_role} {proved_id!r}, not"
+                             f" of {what} {id!r}")  # fmt: skip
 
     @AnnounceMedia.responder
     @_declared("media announcement")
     def announce_media(self, id: str, public_web: str, public_jt1078: str, streams: int,  # noqa: A002
                        viewers: int) -> dict[str, Any]:  # fmt: skip
-        self._proved(id)
+        self._proved(keys.MEDIA, id)
         self.directory.announce_media(self.link, id, public_web, public_jt1078, streams, viewers)
         return {"login": self.directory.login_id}
 
@@ -127,8 +135,7 @@ class LoginLocator(amp.CommandLocator):
     def open_stream(self, phone: str, channel: int, stream: str, address: str,
                     timeout: float | None = None) -> Any:  # fmt: skip
         media = self.directory.require_media(self.link)
-        d = streams.open_stream(self.directory, media, phone, channel, stream, address, timeout)
-        return d.addCallback(lambda _: {})
+        return streams.open_stream(self.directory, media, phone, channel, stream, address, timeout)
 
     @CloseStream.responder
     @_declared("stream close")

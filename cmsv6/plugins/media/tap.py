@@ -33,21 +33,23 @@ class Options(cfg.ServerOptions):
 
 
 def media_key(path: str, media_id: str) -> bytes:
-    """This media server's key from ``path`` (its own key file, or the master key);
+    """This media server's key from ``path`` (its own media key file, or the master key);
     UsageError naming the file otherwise."""
+    how = f"'cmsv6 cluster key {media_id} --media --master FILE --out FILE'"
     if not path:
         raise usage.UsageError(
             "[media] cluster_key is required: viewing tokens are checked with a key derived"
-            f" from this media server's key (create it with 'cmsv6 cluster key {media_id}"
-            " --master FILE --out FILE')"
+            f" from this media server's key (create it with {how})"
         )
     try:
         credential = keys.load(path)
     except keys.KeyFileError as e:
         raise usage.UsageError(str(e)) from None
-    key = credential.key_for(media_id)
+    key = credential.key_for(keys.identity(keys.MEDIA, media_id))
     if key is None:
-        raise usage.UsageError(f"{path} is {credential.server_id}'s key, not {media_id}'s")
+        fix = f" (a media server's key is made with {how})" if credential.role != keys.MEDIA else ""
+        raise usage.UsageError(f"{path} is {credential.describe()}, not media server"
+                               f" {media_id}'s{fix}")  # fmt: skip
     return key
 
 
