@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
+from cmsv6.protocols.jt808.messages.jt1078 import AvCodec
+
 
 class DeviceOffline(Exception):
     """The device is not online (on this gateway, or anywhere login knows of)."""
@@ -77,10 +79,11 @@ class SendMessage(amp.Command):
 
 #: The platform messages the cluster sends to devices: the Open API's commands
 #: (``cmsv6.web.commands``: 0x8103–0x8106, 0x8108, 0x8201, 0x8300, 0x8801) and JT/T 1078's
-#: video signalling (live, playback, recordings, uploads, PTZ). Anything else is refused.
+#: video signalling (attributes, live, playback, recordings, uploads, PTZ). Anything else is
+#: refused.
 DOWNLINKS = frozenset(
     {0x8103, 0x8104, 0x8105, 0x8106, 0x8108, 0x8201, 0x8300, 0x8801}
-    | {0x9101, 0x9102, 0x9201, 0x9202, 0x9205, 0x9206, 0x9207}
+    | {0x9003, 0x9101, 0x9102, 0x9201, 0x9202, 0x9205, 0x9206, 0x9207}
     | set(range(0x9301, 0x9307))
 )
 #: Seconds a device is given to answer one send of a command at most.
@@ -204,6 +207,12 @@ class OpenStream(amp.Command):
     gateway has it), Unavailable (its gateway cannot be reached), CommandTimeout (no
     answer), DeviceRefused (it answered no), BadRequest (the request itself). ``timeout``
     is the device's time to answer one send (the gateway retransmits).
+
+    The answer says the codecs the device's 0x1003 attributes announce (login asks 0x9003
+    first when it does not know them, and remembers the answer): ``video_codec`` one of
+    ``VIDEO_CODECS``' names, ``audio_codec`` one of ``AUDIO_CODECS``' (another table 12
+    code: "code N"), each absent when not known: many devices do not answer 0x9003, and
+    that is no error.
     """
 
     arguments = [
@@ -213,8 +222,38 @@ class OpenStream(amp.Command):
         (b"address", amp.Unicode()),
         (b"timeout", amp.Float(optional=True)),
     ]
-    response: list = []
+    response = [
+        (b"video_codec", amp.Unicode(optional=True)),
+        (b"audio_codec", amp.Unicode(optional=True)),
+    ]
     errors = {**COMMON_ERRORS, DeviceRefused: b"DEVICE_REFUSED"}
+
+
+#: OpenStream's codec names, by table 12 code (the packets' payload type).
+VIDEO_CODECS = {AvCodec.H264: "h264", AvCodec.H265: "h265"}
+AUDIO_CODECS = {
+    AvCodec.G711A: "g711a",
+    AvCodec.G711U: "g711u",
+    AvCodec.G726: "g726",
+    AvCodec.ADPCMA: "adpcm",
+    AvCodec.AAC: "aac",
+    AvCodec.AACLC: "aac-lc",
+    AvCodec.HEAAC: "he-aac",
+}
+
+
+def codec_label(code: int, names: dict[AvCodec, str]) -> str:
+    """The name of table 12 code ``code`` in ``names``, or "code N"."""
+    return names.get(code, f"code {code}")  # type: ignore[call-overload]
+
+
+def codec_code(label: str, names: dict[AvCodec, str]) -> int | None:
+    """The table 12 code ``codec_label`` named ``label``; None for one it does not know."""
+    for code, name in names.items():
+        if name == label:
+            return int(code)
+    number = label.removeprefix("code ")
+    return int(number) if number != label and number.isdigit() and int(number) < 128 else None
 
 
 class CloseStream(amp.Command):

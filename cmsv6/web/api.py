@@ -550,13 +550,16 @@ class Api:
         base = view.public_web.rstrip("/")
         path = f"/live/{d.phone}/{channel}.flv?" + urlencode({"stream": stream, "token": view.token})
         ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
+        # From login's memory of the device's 0x1003 (asked when a stream opens), never
+        # asked here: null until the device has said. A cluster that keeps none (a
+        # front end without login's directory) says null.
+        live_codecs = getattr(self.cluster, "live_codecs", None)
+        codec, audio = live_codecs(d.phone) if live_codecs is not None else (None, None)
         return {
             "ws_flv": ws_base + path,
             "http_flv": base + path,
-            # Known once the device says (0x1003) or the stream starts; the media server
-            # gives browsers AAC audio whatever the device sends.
-            "codec": None,
-            "audio": None,
+            "codec": codec,
+            "audio": audio,
             "expires": iso(datetime.fromtimestamp(view.expires, timezone.utc)),
         }
 

@@ -400,9 +400,18 @@ DOCUMENT: dict[str, Any] = {
                         "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
                         "http_flv": {"type": "string", "description": "http:// (https://) URL"},
                         "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
-                                  "description": "The video codec, null when not known yet"},
+                                  "description": "The video codec the device's audio/video"
+                                                 " attributes (0x1003) announce, null when not"
+                                                 " known: login asks them (0x9003) when a"
+                                                 " stream of the device opens and remembers"
+                                                 " them; this answer never waits for them, and"
+                                                 " many devices never say"},
                         "audio": {"type": "string", "nullable": True, "enum": ["aac", None],
-                                  "description": "The audio browsers get, null when not known"},
+                                  "description": "\"aac\" when the device's attributes announce"
+                                                 " audio the media server gives browsers (as"
+                                                 " AAC, transcoded from G.711, G.726 or"
+                                                 " ADPCM); null when they announce none, or"
+                                                 " are not known (audio may still come)"},
                         "expires": {"type": "string", "format": "date-time",
                                     "description": "When the URLs' token stops working"},
                     }, "required": ["ws_flv", "http_flv", "codec", "audio", "expires"]}),

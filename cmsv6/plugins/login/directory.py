@@ -1,5 +1,6 @@
 """The login server's "memory data": live gateways and media servers, which gateway each
-device is on, and which media server each live stream goes to.
+device is on, which media server each live stream goes to, and devices' audio/video
+attributes (their 0x1003, asked when a stream opens: ``cmsv6.plugins.login.streams``).
 
 Nothing here is read from the database: gateways announce themselves over their AMP link
 (``AnnounceGateway``), report their load and their devices coming and going, and after a
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
-from attrs import define, field
+from attrs import define, field, frozen
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -28,10 +29,14 @@ from twisted.python.failure import Failure
 from cmsv6.address import split_address
 from cmsv6.media.viewing import DEFAULT_LIFETIME, View, sign_view, view_key
 from cmsv6.phone import canonical_phone
+from cmsv6.protocols.jt808.messages.jt1078 import AvAttributes
 from cmsv6.protocols.jt808.retransmit import waits
+from cmsv6.protocols.jt1078.audio import AUDIO_CODECS as SERVED_AUDIO
+from cmsv6.rpc import keys
 from cmsv6.rpc.commands import (
     MAX_CAPACITY,
     MAX_MEDIA_LOAD,
+    VIDEO_CODECS,
     BadRequest,
     CommandTimeout,
     DeviceOffline,
@@ -100,10 +105,19 @@ class MediaEntry:
         return self.streams + self.viewers
 
 
+@frozen
+class AvMemory:
+    """A device's 0x1003 as login remembers it: ``attributes`` None when the device did not
+    answer 0x9003 (or refused it), until ``until`` (the clock's seconds)."""
+
+    attributes: AvAttributes | None
+    until: float
+
+
 class Directory:
     """Live gateways and media servers, online devices, assignments. See the module
-    docstring. ``key_for`` (id → the server's cluster key, from login's master key) signs
-    viewing grants; without it there are none."""
+    docstring. ``key_for`` (identity → the server's cluster key, from login's master key:
+    ``cmsv6.rpc.keys``) signs viewing grants; without it there are none."""
 
     #: Seconds an assignment counts towards a gateway's load before the device shows up.
     PENDING_FOR = 30.0
@@ -115,6 +129,13 @@ class Directory:
     MAX_OPENED = 100_000
     #: Retransmissions a gateway makes of a command (its default).
     COMMAND_RETRIES = 3
+    #: Devices whose 0x1003 attributes are remembered at most; the least recently used go.
+    MAX_AV = 100_000
+    #: Seconds a device's attributes are remembered (they are forgotten sooner when it goes
+    #: offline: it may come back as another unit, or reconfigured).
+    AV_FOR = 3600.0
+    #: Seconds a device that did not answer 0x9003 is not asked again.
+    AV_UNKNOWN_FOR = 600.0
 
     def __init__(
         self,
@@ -133,6 +154,10 @@ class Directory:
         self.previous: OrderedDict[str, str] = OrderedDict()
         #: Called with the chosen gateway's id on every assignment (metrics, tests).
         self.on_assigned: list[Callable[[str, str], None]] = []
+        #: phone → its remembered 0x1003 (least recently used first, ``MAX_AV`` at most).
+        self.av: OrderedDict[str, AvMemory] = OrderedDict()
+        #: phone → the 0x9003 in flight to it (one per device at most).
+        self.av_asking: dict[str, defer.Deferred[AvAttributes | None]] = {}
 
     # -- from the gateways' links ----------------------------------------------------------
 
@@ -195,6 +220,7 @@ class Directory:
             entry.devices.discard(phone)
             if self.devices.get(phone) == entry.id:
                 del self.devices[phone]
+                self.av.pop(phone, None)
         for raw in online:
             phone = canonical_phone(raw)
             other = self.devices.get(phone)
@@ -370,6 +396,38 @@ class Directory:
         while len(previous) > self.MAX_REMEMBERED:
             previous.popitem(last=False)
 
+    # -- devices' audio/video attributes (0x1003) ----------------------------------------------
+
+    def av_memory(self, phone: str) -> AvMemory | None:
+        """What login remembers of the device's 0x1003 (None: nothing, or no longer)."""
+        phone = canonical_phone(phone)
+        memory = self.av.get(phone)
+        if memory is not None and memory.until <= self.clock.seconds():
+            del self.av[phone]
+            return None
+        return memory
+
+    def remember_av(self, phone: str, attributes: AvAttributes | None) -> None:
+        """The device's 0x1003 (None: it did not answer 0x9003), remembered for a while."""
+        phone = canonical_phone(phone)
+        lasts = self.AV_FOR if attributes is not None else self.AV_UNKNOWN_FOR
+        self.av[phone] = AvMemory(attributes, self.clock.seconds() + lasts)
+        self.av.move_to_end(phone)
+        while len(self.av) > self.MAX_AV:
+            self.av.popitem(last=False)
+
+    def live_codecs(self, phone: str) -> tuple[str | None, str | None]:
+        """(video, audio) as the Open API says them, from what login remembers of the
+        device's 0x1003 (never asked here): "h264"/"h265" and "aac" (a codec the media
+        server gives browsers as AAC), None when not known or none."""
+        memory = self.av_memory(phone)
+        attributes = memory.attributes if memory is not None else None
+        if attributes is None:
+            return None, None
+        video = VIDEO_CODECS.get(attributes.video_codec)  # type: ignore[call-overload]
+        # The media server gives browsers AAC: the device's own, or transcoded from it.
+        return video, "aac" if attributes.audio_codec in SERVED_AUDIO else None
+
     # -- Cluster: for the web front end --------------------------------------------------------
 
     def device_gateway(self, phone: str) -> str | None:
@@ -387,7 +445,8 @@ class Directory:
         """A media server for ``stream`` of ``channel`` of ``phone`` and a grant for it,
         signed with that server's viewing key; None if there is no live media server."""
         entry = self.choose_media(phone, channel, stream)
-        key = self.key_for(entry.id) if entry is not None and self.key_for is not None else None
+        key = (self.key_for(keys.identity(keys.MEDIA, entry.id))
+               if entry is not None and self.key_for is not None else None)  # fmt: skip
         if entry is None or key is None:
             return None
         expires = int(self.clock.seconds()) + lifetime

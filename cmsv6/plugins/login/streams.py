@@ -6,6 +6,13 @@ is the device?) → its gateway (``SendMessage``, the path the Open API's comman
 recorded in ``commands`` as the media server's) → 0x9101 → the device's 0x0001 back. Every
 failure is one of the cluster's declared errors, worded to say which device and which
 step, so the media server can tell its viewers.
+
+The answer says the device's codecs, from its 0x1003 audio/video attributes: when login
+does not remember them, it asks 0x9003 just before the 0x9101 (the device answers in
+order, so the 0x1003 is in before the 0x9101's answer) and waits ``ATTRIBUTES_GRACE``
+seconds more for it at most. Many devices do not answer 0x9003, or refuse it: their codecs
+are unknown, which is no error, and they are not asked again for a while
+(``Directory.AV_UNKNOWN_FOR``); a late answer is remembered for the next stream.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cmsv6.address import split_address
@@ -22,6 +30,7 @@ from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.protocols.jt808.messages.jt1078 import (
+    AvAttributes,
     AvTransmissionControl,
     CloseType,
     ControlCommand,
@@ -29,18 +38,28 @@ from cmsv6.protocols.jt808.messages.jt1078 import (
     RequestDataType,
 )
 from cmsv6.rpc.commands import (
+    AUDIO_CODECS,
     MAX_COMMAND_TIMEOUT,
     STREAMS,
+    VIDEO_CODECS,
     BadRequest,
     CommandTimeout,
     DeviceOffline,
     DeviceRefused,
     Unavailable,
+    codec_label,
 )
+
+_log = Logger()
 
 #: Seconds a device has to answer one send of 0x9101/0x9102 when the media server does
 #: not say (the gateway retransmits).
 DEFAULT_TIMEOUT = 10.0
+
+#: Seconds a device has to answer one send of 0x9003 (the gateway retransmits).
+ATTRIBUTES_TIMEOUT = 3.0
+#: Seconds an accepted 0x9101 waits more for the 0x1003 at most.
+ATTRIBUTES_GRACE = 1.0
 
 _RESULTS = {1: "failure", 2: "message error", 3: "not supported"}
 
@@ -60,9 +79,10 @@ def _checked(phone: str, channel: int, stream: str, timeout: float | None) -> tu
 
 
 def open_stream(directory: Directory, media: MediaEntry, phone: str, channel: int, stream: str,
-                address: str, timeout: float | None = None) -> defer.Deferred[None]:  # fmt: skip
+                address: str, timeout: float | None = None) -> defer.Deferred[dict[str, str]]:  # fmt: skip
     """0x9101 to ``phone``: open ``stream`` of ``channel`` (audio and video) to ``address``
-    (the media server's ``host:port``, TCP; UDP port 0). Fires once the device accepted."""
+    (the media server's ``host:port``, TCP; UDP port 0). Fires once the device accepted,
+    with OpenStream's answer: the codecs its 0x1003 says, those known."""
     phone, timeout = _checked(phone, channel, stream, timeout)
     try:
         host, port = split_address(address)
@@ -73,9 +93,89 @@ def open_stream(directory: Directory, media: MediaEntry, phone: str, channel: in
         body = encode_body(request)
     except CodecError as e:  # a host name longer than 255 bytes
         raise BadRequest(f"0x9101 for {address!r} does not encode: {e}") from None
+    attributes = attributes_of(directory, media, phone)
     what = f"0x9101 (open channel {channel} {stream} stream to {address})"
     d = _send(directory, media, phone, 0x9101, body, timeout, what)
-    return d.addCallback(lambda _: directory.stream_opened(media, phone, channel, stream))
+    d.addCallback(lambda _: directory.stream_opened(media, phone, channel, stream))
+    d.addCallback(lambda _: _at_most(attributes, ATTRIBUTES_GRACE, directory))
+    return d.addCallback(codecs)
+
+
+def codecs(attributes: AvAttributes | None) -> dict[str, str]:
+    """OpenStream's answer for ``attributes``: the codecs' names, none when not known."""
+    if attributes is None:
+        return {}
+    return {"video_codec": codec_label(attributes.video_codec, VIDEO_CODECS),
+            "audio_codec": codec_label(attributes.audio_codec, AUDIO_CODECS)}  # fmt: skip
+
+
+def _at_most(d: defer.Deferred[Any], seconds: float, directory: Directory) -> defer.Deferred[Any]:
+    """What ``d`` fires with, or None after ``seconds``."""
+    if d.called:
+        return d
+    out: defer.Deferred[Any] = defer.Deferred()
+    timer = directory.clock.callLater(seconds, out.callback, None)
+
+    def fired(result: Any) -> None:
+        if timer.active():
+            timer.cancel()
+            out.callback(result)
+
+    d.addCallback(fired)
+    return out
+
+
+def attributes_of(directory: Directory, media: MediaEntry, phone: str) -> defer.Deferred[AvAttributes | None]:
+    """The device's 0x1003 attributes: remembered, or asked (0x9003, once at a time per
+    device); fires with None when it does not answer, never fails."""
+    memory = directory.av_memory(phone)
+    if memory is not None:
+        return defer.succeed(memory.attributes)
+    asking = directory.av_asking.get(phone)
+    if asking is None:
+        asking = directory.av_asking[phone] = _ask_attributes(directory, media, phone)
+    mine: defer.Deferred[AvAttributes | None] = defer.Deferred()
+    asking.addCallback(lambda attributes: (mine.callback(attributes), attributes)[1])
+    return mine
+
+
+def _ask_attributes(directory: Directory, media: MediaEntry, phone: str) -> defer.Deferred[AvAttributes | None]:
+    what = "0x9003 (audio/video attributes)"
+    d = directory.send_to_device(phone, 0x9003, b"", ATTRIBUTES_TIMEOUT, by=f"media server {media.id}")
+
+    def answered(reply: dict[str, Any]) -> AvAttributes | None:
+        if reply["msg_id"] == 0x0001:
+            _accepted(reply, phone, 0x9003, what)  # raises DeviceRefused unless result 0
+            raise DeviceRefused(f"device {phone} answered {what} with a general response, not 0x1003")
+        if reply["msg_id"] != 0x1003:
+            raise DeviceRefused(f"device {phone} answered {what} with 0x{reply['msg_id']:04x}")
+        try:
+            attributes = decode_body(0x1003, reply["body"], reply["version"])
+        except CodecError as e:
+            raise DeviceRefused(f"device {phone}'s 0x1003 does not decode ({e}):"
+                                f" {reply['body'][:64].hex()}") from None  # fmt: skip
+        assert isinstance(attributes, AvAttributes)
+        _log.info("device {phone}: video {video}, audio {audio} (its 0x1003)", phone=phone,
+                  video=codec_label(attributes.video_codec, VIDEO_CODECS),
+                  audio=codec_label(attributes.audio_codec, AUDIO_CODECS))  # fmt: skip
+        directory.remember_av(phone, attributes)
+        return attributes
+
+    def unanswered(failure: Failure) -> None:
+        if failure.check(DeviceRefused, CommandTimeout):
+            # Many units do not do 0x9003: their codecs are unknown, and that is all.
+            _log.info("device {phone}: codecs unknown: {why}", phone=phone,
+                      why=failure.getErrorMessage())  # fmt: skip
+            directory.remember_av(phone, None)
+        else:  # offline, its gateway unreachable: ask again next time
+            _log.info("device {phone}: {what} not answered: {why}", phone=phone, what=what,
+                      why=failure.getErrorMessage())  # fmt: skip
+
+    def done(result: Any) -> Any:
+        directory.av_asking.pop(phone, None)
+        return result
+
+    return d.addCallbacks(answered).addErrback(unanswered).addBoth(done)
 
 
 def close_stream(directory: Directory, media: MediaEntry, phone: str, channel: int, stream: str,

@@ -9,8 +9,9 @@ the least loaded one for new viewers.
 
 ``LoginOpener`` is the media server's ``StreamOpener`` in a cluster: ``OpenStream`` asks
 login, which finds the device's gateway and has it send 0x9101 with our
-``public_jt1078``; ``CloseStream`` sends 0x9102. Failures come back as ``OpenFailed``
-saying which device and which step.
+``public_jt1078``, and answers with the codecs the device's 0x1003 says (``Opened``);
+``CloseStream`` sends 0x9102. Failures come back as ``OpenFailed`` saying which device
+and which step.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from twisted.internet import defer, error
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cmsv6.plugins.media.opener import NoOpener, OpenFailed, StreamOpener
+from cmsv6.plugins.media.opener import NoOpener, Opened, OpenFailed, StreamOpener
+from cmsv6.rpc import keys
 from cmsv6.rpc.client import LoginConnection, LoginLinkClient
 from cmsv6.rpc.commands import (
     MAX_COMMAND_TIMEOUT,
@@ -54,7 +56,7 @@ class MediaLoginClient(LoginConnection):
         self.public_jt1078 = public_jt1078
         self.load = load
         super().__init__(media_id, key, logins, reactor, report_every, retry_max,
-                         what=f"media server {media_id}")  # fmt: skip
+                         what=f"media server {media_id}", role=keys.MEDIA)  # fmt: skip
 
     def _load(self) -> tuple[int, int]:
         load = self.load()
@@ -84,11 +86,13 @@ class LoginOpener:
         self.timeout = min(bound / 3, MAX_COMMAND_TIMEOUT)
 
     def open(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
-        return self._call(OpenStream, "open", phone, channel, stream,
-                          address=self.client.public_jt1078)  # fmt: skip
+        """Fires with an ``Opened``: the device's codecs, those login knows."""
+        d = self._call(OpenStream, "open", phone, channel, stream,
+                       address=self.client.public_jt1078)  # fmt: skip
+        return d.addCallback(lambda answer: Opened(answer.get("video_codec"), answer.get("audio_codec")))
 
     def close(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
-        return self._call(CloseStream, "close", phone, channel, stream)
+        return self._call(CloseStream, "close", phone, channel, stream).addCallback(lambda _: None)
 
     def _call(self, command: Any, verb: str, phone: str, channel: int, stream: str,
               **extra: Any) -> defer.Deferred[Any]:  # fmt: skip
@@ -102,7 +106,7 @@ class LoginOpener:
         d = link.callRemote(command, phone=phone, channel=channel, stream=stream,
                             timeout=self.timeout, **extra)  # fmt: skip
         d.addTimeout(self.bound, self.client.clock)
-        return d.addCallbacks(lambda _: None, _worded, errbackArgs=(what, verb))
+        return d.addErrback(_worded, what, verb)
 
 
 def _worded(failure: Failure, what: str, verb: str) -> Failure:

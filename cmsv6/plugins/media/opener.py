@@ -10,11 +10,42 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from attrs import frozen
 from twisted.internet import defer
+
+from cmsv6.protocols.jt1078.audio import AUDIO_CODECS as SERVED_AUDIO
+from cmsv6.rpc.commands import AUDIO_CODECS, VIDEO_CODECS, codec_code
 
 
 class OpenFailed(Exception):
     """A stream that could not be opened; ``str()`` says which device and which step."""
+
+
+@frozen
+class Opened:
+    """What an opener knows of the stream it opened: the codecs the device's 0x1003
+    announces (OpenStream's names: "h264", "g711a"...), None when not known."""
+
+    video_codec: str | None = None
+    audio_codec: str | None = None
+
+    @property
+    def video_type(self) -> int | None:
+        """The payload type video packets should carry (table 12), if known."""
+        return codec_code(self.video_codec, VIDEO_CODECS) if self.video_codec else None
+
+    @property
+    def audio_type(self) -> int | None:
+        """The payload type audio packets should carry (table 12), if known."""
+        return codec_code(self.audio_codec, AUDIO_CODECS) if self.audio_codec else None
+
+    @property
+    def audio(self) -> bool | None:
+        """Whether audio will come that browsers can be given (as AAC): None when the
+        device's codecs are not known."""
+        if self.audio_codec is None:
+            return None
+        return self.audio_type in SERVED_AUDIO
 
 
 class StreamOpener(Protocol):
@@ -23,9 +54,10 @@ class StreamOpener(Protocol):
     def open(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
         """Ask the device (0x9101 with our ``public_jt1078``); fires once the device has
         accepted, or errbacks with an exception whose ``str()`` says which device and which
-        step failed. The result may be None, or carry ``audio`` (True/False: whether the
-        device's 0x1003 attributes say it sends audio) to decide the FLV audio track
-        before the first frames arrive."""
+        step failed. The result may be None, or an ``Opened``: ``audio`` (True/False:
+        whether the device's 0x1003 attributes say it sends audio browsers can get)
+        decides the FLV audio track before the first frames arrive, and the packets'
+        payload types are checked against its codecs."""
         ...
 
     def close(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:

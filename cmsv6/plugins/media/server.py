@@ -44,7 +44,8 @@ from cmsv6.plugins.media.fanout import (
     unauthorized,
 )
 from cmsv6.plugins.media.opener import NoOpener, StreamOpener
-from cmsv6.protocols.jt1078.frames import Frame, FrameDropped
+from cmsv6.protocols.jt808.messages.jt1078 import codec_name
+from cmsv6.protocols.jt1078.frames import Frame, FrameDropped, Track
 from cmsv6.protocols.jt1078.sim import SimIdentity
 
 _log = Logger()
@@ -95,6 +96,9 @@ class MediaServer:
         #: ``transcode_seconds``, ``refused:REASON``...), for the metrics.
         self.counters: defaultdict[str, Any] = defaultdict(int)
         self.stopping = False
+        #: Streams whose device announced its codecs: the payload type each track should
+        #: carry, until a packet says otherwise (then that track is no longer checked).
+        self.announced: dict[DeviceStream, dict[Track, int]] = {}
 
     @property
     def streams(self) -> dict[StreamKey, DeviceStream]:
@@ -202,6 +206,11 @@ class MediaServer:
         audio = getattr(result, "audio", None)
         if isinstance(audio, bool) and not entry.stream.started:
             entry.stream.audio_hint = audio
+        expected = {track: code for track, code in ((Track.VIDEO, getattr(result, "video_type", None)),
+                                                    (Track.AUDIO, getattr(result, "audio_type", None)))
+                    if isinstance(code, int)}  # fmt: skip
+        if expected:
+            self.announced[entry.stream] = expected
         entry.state = "waiting"
         entry.timer = self.reactor.callLater(self.config.open_timeout, self._no_stream, entry)
 
@@ -250,6 +259,7 @@ class MediaServer:
     def _forget(self, entry: _Entry) -> None:
         entry.cancel("timer")
         entry.cancel("linger")
+        self.announced.pop(entry.stream, None)
         if self.entries.get(entry.stream.key) is entry:
             del self.entries[entry.stream.key]
 
@@ -342,7 +352,27 @@ class MediaServer:
         self.counters[f"dropped:{event.why.value}"] += 1
 
     def frame(self, stream: DeviceStream, frame: Frame) -> None:
+        if self.announced:
+            expected = self.announced.get(stream)
+            if expected is not None:
+                self._check_codec(stream, expected, frame)
         stream.push(frame)
+
+    def _check_codec(self, stream: DeviceStream, expected: dict[Track, int], frame: Frame) -> None:
+        """Log once, in words, a packet whose codec is not the one the device announced."""
+        announced = expected.get(frame.track)
+        if announced is None or announced == frame.payload_type:
+            return
+        del expected[frame.track]
+        if not expected:
+            del self.announced[stream]
+        self.counters["codec_mismatches"] += 1
+        key = stream.key
+        _log.warn("device {phone} channel {channel}: its 0x1003 announced {track} in {announced}"
+                  " but its packets carry {actual} (payload type {pt}): going by the packets",
+                  phone=key.phone, channel=key.channel, track=frame.track.value,
+                  announced=codec_name(announced), actual=codec_name(frame.payload_type),
+                  pt=frame.payload_type)  # fmt: skip
 
     # -- stopping --------------------------------------------------------------------------
 

@@ -13,16 +13,23 @@ from twisted.test import iosim
 from cmsv6.media.viewing import View, allows, verify_view, view_key
 from cmsv6.plugins.login.directory import Directory
 from cmsv6.plugins.media.cluster import LoginOpener, MediaLoginClient
-from cmsv6.plugins.media.opener import OpenFailed
+from cmsv6.plugins.media.opener import Opened, OpenFailed
 from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
-from cmsv6.protocols.jt808.messages.jt1078 import AvTransmissionControl, RealtimeAvRequest
+from cmsv6.protocols.jt808.messages.jt1078 import (
+    AvAttributes,
+    AvCodec,
+    AvTransmissionControl,
+    RealtimeAvRequest,
+)
+from cmsv6.rpc import keys
 from cmsv6.rpc.client import LoginLinkClient
 from cmsv6.rpc.commands import (
     AnnounceGateway,
     AnnounceMedia,
     BadRequest,
     CommandTimeout,
+    DevicesChanged,
     OpenStream,
     ReportMediaLoad,
 )
@@ -30,6 +37,11 @@ from tests.plugins.login.test_rpc import FakeGateway, login_link, pair
 from tests.support.cluster import MASTER, connect
 
 PHONE = "13800000001"
+
+
+def media_key(media_id: str) -> bytes:
+    """Media server ``media_id``'s key under MASTER (it proves the role too)."""
+    return keys.server_credential(MASTER, media_id, keys.MEDIA).key
 
 
 def general(msg_id: int, result: int = 0) -> dict[str, Any]:
@@ -51,9 +63,10 @@ class RecordingGateway(FakeGateway):
         if phone not in self.sessions:
             return super().send_command(phone, msg_id, body)
         try:
-            return defer.succeed(self.answer(msg_id))
+            answer = self.answer(msg_id)
         except Exception as e:  # noqa: BLE001 - handed back as the errback
             return defer.fail(e)
+        return answer if isinstance(answer, defer.Deferred) else defer.succeed(answer)
 
 
 class Media:
@@ -65,7 +78,7 @@ class Media:
 
         self.load = {"streams": streams, "viewers": viewers}
         self.client = MediaLoginClient(
-            media_id, key or MASTER.key_for(media_id), ["tcp:127.0.0.1:1"], reactor,  # type: ignore[arg-type]
+            media_id, key or media_key(media_id), ["tcp:127.0.0.1:1"], reactor,
             f"http://{media_id}.example:8081", "10.1.2.3:7612", lambda: self.load,
         )  # fmt: skip
         self.client.clock = task.Clock()
@@ -130,39 +143,55 @@ def test_media_announces_and_login_answers_its_url() -> None:
 
 
 def test_only_the_proven_id_announces_a_media_server() -> None:
-    """A link announces a media server only under the id it proved; a gateway's link, or a
-    gateway's id, cannot announce one (nor a media server's a gateway); an impostor is
-    refused and nothing is announced."""
+    """A link announces a media server only under the id and the role it proved: a
+    gateway's key cannot announce one, not even under its own id while that gateway is
+    offline, nor a media server's key a gateway; a media server's key cannot take the id of
+    a live gateway; an impostor is refused and nothing is announced."""
     directory = Directory(task.Clock(), key_for=MASTER.key_for)
     announce = {"public_web": "http://x:1", "public_jt1078": "10.0.0.1:7612", "streams": 0,
                 "viewers": 0}  # fmt: skip
-    # A gateway's key announcing media-1.
-    client, _, pump = connect(login_link(directory), server_id="gw-1")
     failures: list[Any] = []
+    # gw-1 is offline (never announced); its key announces media-1, then a media server gw-1.
+    client, server, pump = connect(login_link(directory), server_id="gw-1")
     client.callRemote(AnnounceMedia, id="media-1", **announce).addErrback(failures.append)
-    pump.flush()
-    assert failures and failures[0].check(BadRequest)
-    assert "proved 'gw-1', not 'media-1'" in failures[0].getErrorMessage()
-    # The gateway announcing itself, then as a media server under its own id.
-    client.callRemote(AnnounceGateway, id="gw-1", public_jt808="10.0.0.1:7611", cluster="",
-                      capacity=10).addErrback(failures.append)  # fmt: skip
     client.callRemote(AnnounceMedia, id="gw-1", **announce).addErrback(failures.append)
     pump.flush()
-    assert len(failures) == 2 and failures[1].check(BadRequest)
-    assert "gw-1 is a gateway" in failures[1].getErrorMessage()
-    # Another link proving gw-1's id cannot announce a media server while gw-1 is live.
-    other, _, pump2 = connect(login_link(directory), server_id="gw-1")
+    assert len(failures) == 2 and all(f.check(BadRequest) for f in failures)
+    assert "proved the key of gateway 'gw-1', not of a media server 'media-1'" in failures[0].getErrorMessage()
+    assert "proved the key of gateway 'gw-1', not of a media server 'gw-1'" in failures[1].getErrorMessage()
+    assert server.counters["impostor"] == 2 and directory.media == {}
+    # The gateway announcing itself; a media server's key for the same id cannot then take it.
+    client.callRemote(AnnounceGateway, id="gw-1", public_jt808="10.0.0.1:7611", cluster="",
+                      capacity=10).addErrback(failures.append)  # fmt: skip
+    pump.flush()
+    assert len(failures) == 2 and list(directory.gateways) == ["gw-1"]
+    other, _, pump2 = connect(login_link(directory), server_id="media gw-1", key=media_key("gw-1"))
     other.callRemote(AnnounceMedia, id="gw-1", **announce).addErrback(failures.append)
     pump2.flush()
     assert len(failures) == 3 and "gw-1 is a gateway" in failures[2].getErrorMessage()
     assert directory.media == {}
-    # A media server cannot then announce itself as a gateway.
+    # A media server's key cannot announce a gateway, under its own id or another.
     media = Media(directory)
-    media.link.callRemote(AnnounceGateway, id="media-1", public_jt808="10.0.0.1:7611", cluster="",
-                          capacity=10).addErrback(failures.append)  # fmt: skip
+    for gateway_id in ("media-1", "gw-2"):
+        media.link.callRemote(AnnounceGateway, id=gateway_id, public_jt808="10.0.0.1:7611",
+                              cluster="", capacity=10).addErrback(failures.append)  # fmt: skip
     media.pump.flush()
-    assert len(failures) == 4 and "media-1 is a media server" in failures[3].getErrorMessage()
+    assert len(failures) == 5
+    assert "proved the key of media 'media-1', not of a gateway 'media-1'" in failures[3].getErrorMessage()
+    assert "not of a gateway 'gw-2'" in failures[4].getErrorMessage()
     assert list(directory.gateways) == ["gw-1"] and list(directory.media) == ["media-1"]
+
+
+def test_a_gateway_key_is_not_a_media_key() -> None:
+    """A gateway's key (its old key file) proves the gateway and nothing else: as a media
+    server's key for the same id it fails the challenge, and login's viewing grants for a
+    media server are signed with that server's media key, not the gateway's."""
+    directory = Directory(task.Clock(), key_for=MASTER.key_for)
+    gateway_key = MASTER.key_for("gw-1")
+    assert gateway_key is not None and gateway_key != media_key("gw-1")
+    media = Media(directory, "gw-1", key=gateway_key)
+    assert media.announced and media.client.announcements == 0 and directory.media == {}
+    assert media.server.counters["bad proof"] == 1
 
 
 def test_a_link_without_the_key_never_announces() -> None:
@@ -185,7 +214,7 @@ def test_least_loaded_media_server_and_its_grant() -> None:
     idle = Media(directory, "media-b", streams=1, viewers=2)
     view = directory.live_view(PHONE, 2, "sub")
     assert view is not None and (view.media, view.public_web) == ("media-b", "http://media-b.example:8081")
-    key = view_key(MASTER.key_for("media-b"))  # type: ignore[arg-type]
+    key = view_key(media_key("media-b"))
     granted = verify_view(key, view.token, clock.seconds(), "media-b")
     assert granted == View("media-b", PHONE, 2, "sub", view.expires)
     assert allows(granted, PHONE, 2, "sub") and not allows(granted, PHONE, 1, "sub")
@@ -198,7 +227,7 @@ def test_least_loaded_media_server_and_its_grant() -> None:
     # A device streaming to media-b keeps its viewers there.
     gateway = RecordingGateway()
     gateway_with_device(directory, gateway)
-    assert idle.call(idle.opener.open(PHONE, 2, "sub")) is None
+    assert idle.call(idle.opener.open(PHONE, 2, "sub")) == Opened(None, None)
     assert directory.live_view(PHONE, 2, "sub").media == "media-b"  # type: ignore[union-attr]
     assert directory.live_view(PHONE, 1, "sub").media == "media-a"  # type: ignore[union-attr]
 
@@ -212,11 +241,12 @@ def test_open_stream_sends_0x9101_with_the_media_address() -> None:
     gateway = RecordingGateway()
     gateway_with_device(directory, gateway)
     media = Media(directory)
-    assert media.call(media.opener.open(PHONE, 3, "sub")) is None
-    (phone, msg_id, body), = gateway.sent
-    assert (phone, msg_id) == (PHONE, 0x9101)
+    assert media.call(media.opener.open(PHONE, 3, "sub")) == Opened(None, None)
+    (_, asked, _), (phone, msg_id, body) = gateway.sent
+    assert (asked, phone, msg_id) == (0x9003, PHONE, 0x9101)
     assert decode_body(0x9101, body) == RealtimeAvRequest("10.1.2.3", 7612, 0, 3, 0, 1)
-    assert media.call(media.opener.open(PHONE, 1, "main")) is None
+    assert media.call(media.opener.open(PHONE, 1, "main")) == Opened(None, None)
+    assert [m for _, m, _ in gateway.sent] == [0x9003, 0x9101, 0x9101]  # not asked again
     assert decode_body(0x9101, gateway.sent[-1][2]) == RealtimeAvRequest("10.1.2.3", 7612, 0, 1, 0, 0)
     assert media.call(media.opener.close(PHONE, 3, "sub")) is None
     assert gateway.sent[-1][1] == 0x9102
@@ -303,3 +333,108 @@ def test_remembered_streams_are_bounded() -> None:
         directory.stream_opened(entry, PHONE, channel, "main")
     assert list(entry.opened) == [(PHONE, 3, "main"), (PHONE, 4, "main"), (PHONE, 5, "main")]
     assert media.client.announcements == 1
+
+
+def attributes(video: int = AvCodec.H264, audio: int = AvCodec.G711A) -> AvAttributes:
+    return AvAttributes(audio, 1, 0, 1, 320, 0, video, 4, 4)
+
+
+def device_with(attrs: AvAttributes) -> Any:
+    """A device's answer to each message: 0x1003 ``attrs`` to 0x9003, else accepted."""
+
+    def answer(msg_id: int) -> dict[str, Any]:
+        if msg_id == 0x9003:
+            return {"msg_id": 0x1003, "version": 2013, "body": encode_body(attrs)}
+        return general(msg_id)
+
+    return answer
+
+
+def test_open_stream_answers_the_devices_codecs() -> None:
+    """Opening a device's first stream asks its attributes (0x9003, before the 0x9101): the
+    answer names its codecs (audio that browsers can get as AAC); login remembers them
+    (the next stream does not ask, the Open API's live answer says them) until the device
+    goes offline."""
+    directory = Directory(task.Clock(), key_for=MASTER.key_for)
+    gateway = RecordingGateway()
+    gateway_pump = gateway_with_device(directory, gateway)
+    media = Media(directory)
+    assert directory.live_codecs(PHONE) == (None, None)
+    gateway.answer = device_with(attributes())
+    opened = media.call(media.opener.open(PHONE, 1, "main"))
+    assert opened == Opened("h264", "g711a")
+    assert (opened.audio, opened.video_type, opened.audio_type) == (True, 98, 6)
+    assert [m for _, m, _ in gateway.sent] == [0x9003, 0x9101]
+    assert directory.live_codecs(PHONE) == ("h264", "aac")
+    gateway.answer = device_with(attributes(AvCodec.H265, AvCodec.G729))
+    assert media.call(media.opener.open(PHONE, 2, "main")) == Opened("h264", "g711a")
+    assert [m for _, m, _ in gateway.sent] == [0x9003, 0x9101, 0x9101]
+    # Offline: forgotten; asked again, and now the unit says H.265 and G.729.
+    client = gateway_pump.client
+    client.callRemote(DevicesChanged, online=[], offline=[PHONE])
+    client.callRemote(DevicesChanged, online=[PHONE], offline=[])
+    gateway_pump.flush()
+    assert directory.live_codecs(PHONE) == (None, None)
+    opened = media.call(media.opener.open(PHONE, 1, "main"))
+    assert opened == Opened("h265", "code 5") and opened.audio is False
+    assert directory.live_codecs(PHONE) == ("h265", None)
+
+
+def test_a_device_that_does_not_say_its_codecs() -> None:
+    """A device that refuses 0x9003 or does not answer it still streams: its codecs are
+    unknown (None, no error), and it is not asked again for AV_UNKNOWN_FOR seconds; one
+    whose 0x1003 is late does not hold the stream up past ATTRIBUTES_GRACE, and its late
+    answer is remembered."""
+    from cmsv6.plugins.login import streams
+
+    clock = task.Clock()
+    directory = Directory(clock, key_for=MASTER.key_for)
+    gateway = RecordingGateway()
+    gateway_with_device(directory, gateway)
+    media = Media(directory)
+    gateway.answer = lambda msg_id: general(msg_id, result=3 if msg_id == 0x9003 else 0)
+    assert media.call(media.opener.open(PHONE, 1, "main")) == Opened(None, None)
+    assert media.call(media.opener.open(PHONE, 1, "main")) == Opened(None, None)
+    assert [m for _, m, _ in gateway.sent] == [0x9003, 0x9101, 0x9101]
+
+    def silent(msg_id: int) -> Any:
+        if msg_id == 0x9003:
+            raise CommandTimeout("no reply after 3 retransmissions")
+        return general(msg_id)
+
+    gateway.answer = silent
+    clock.advance(directory.AV_UNKNOWN_FOR)
+    assert media.call(media.opener.open(PHONE, 1, "main")) == Opened(None, None)
+    assert [m for _, m, _ in gateway.sent][3:] == [0x9003, 0x9101]
+    # A late 0x1003.
+    late: defer.Deferred[Any] = defer.Deferred()
+    gateway.answer = lambda msg_id: late if msg_id == 0x9003 else general(msg_id)
+    clock.advance(directory.AV_UNKNOWN_FOR)
+    opening = media.opener.open(PHONE, 1, "main")
+    results: list[Any] = []
+    opening.addBoth(results.append)
+    media.pump.flush()
+    PUMPS[0].flush()
+    media.pump.flush()
+    assert results == [] and directory.av_asking
+    clock.advance(streams.ATTRIBUTES_GRACE)
+    media.pump.flush()
+    media.pump.flush()
+    assert results == [Opened(None, None)]
+    late.callback(device_with(attributes())(0x9003))
+    PUMPS[0].flush()
+    assert directory.live_codecs(PHONE) == ("h264", "aac") and not directory.av_asking
+
+
+def test_remembered_attributes_are_bounded() -> None:
+    """Login remembers at most MAX_AV devices' attributes, the least recently told go
+    first, and each for AV_FOR seconds at most."""
+    clock = task.Clock()
+    directory = Directory(clock)
+    directory.MAX_AV = 2
+    for phone in ("13800000001", "13800000002", "13800000003"):
+        directory.remember_av(phone, attributes())
+    assert list(directory.av) == ["13800000002", "13800000003"]
+    assert directory.live_codecs("13800000001") == (None, None)
+    clock.advance(directory.AV_FOR)
+    assert directory.live_codecs("13800000003") == (None, None) and list(directory.av) == ["13800000002"]

@@ -18,8 +18,9 @@ from cmsv6.plugins.media.fanout import (
     StreamKey,
     ViewerError,
 )
-from cmsv6.plugins.media.opener import NoOpener
+from cmsv6.plugins.media.opener import NoOpener, Opened
 from cmsv6.plugins.media.server import MediaServer
+from cmsv6.protocols.jt1078.frames import Track
 from cmsv6.protocols.jt1078.sim import SimIdentity
 from tests.plugins.media.support import (
     PHONE,
@@ -242,3 +243,61 @@ def test_a_good_token_and_bad_urls() -> None:
         with pytest.raises(ViewerError) as e:
             media.authorize(PHONE, channel, stream, good)
         assert e.value.code == CLOSE_BAD_REQUEST
+
+
+def opened_stream(answer: Any) -> tuple[MediaServer, Collector, Any]:
+    """A viewer's stream, opened with the opener's ``answer``; (server, viewer, stream)."""
+    media, opener, _ = server()
+    viewer = Collector()
+    media.watch(viewer, KEY)
+    opener.answers[0].callback(answer)
+    return media, viewer, media.bind(Source(), SimIdentity(SIM), 1)
+
+
+def test_the_devices_audio_decides_the_flv_audio_track_at_once() -> None:
+    """When the device's 0x1003 says audio browsers can get (G.711A), the FLV announces
+    audio from the first keyframe even before any audio frame; when it says a codec that
+    has no transcoder (G.729), the FLV is video only."""
+    media, viewer, stream = opened_stream(Opened("h264", "g711a"))
+    assert stream.audio_hint is True
+    media.frame(stream, frames(clip(1), audio=False)[0])
+    assert stream.muxer is not None and stream.muxer.audio
+    media, viewer, stream = opened_stream(Opened("h264", "code 5"))
+    assert stream.audio_hint is False
+    for frame in frames(clip(1)):
+        media.frame(stream, frame)
+    assert stream.muxer is not None and not stream.muxer.audio
+    assert play(viewer.data).audio_codec is None and media.counters["dropped:audio not announced"] > 0
+
+
+def test_a_packet_in_another_codec_than_announced_wins_and_is_logged_once() -> None:
+    """A device whose 0x1003 says H.265 and G.726 but whose packets carry H.264 and G.711A
+    is played as its packets say (video and AAC audio), and each mismatch is logged once,
+    in words; a device whose packets match is not logged at all."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    said: list[str] = []
+
+    def observer(event: Any) -> None:
+        said.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        media, viewer, stream = opened_stream(Opened("h265", "g726"))
+        for frame in frames(clip(2)):
+            media.frame(stream, frame)
+        matching, _, same = opened_stream(Opened("h264", "g711a"))
+        for frame in frames(clip(1)):
+            matching.frame(same, frame)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    played = play(viewer.data)
+    assert played.video_pts and played.audio_codec == "aac" and played.audio
+    mismatches = [s for s in said if "announced" in s]
+    assert media.counters["codec_mismatches"] == 2 and len(mismatches) == 2
+    assert (f"device {PHONE} channel 1: its 0x1003 announced video in H.265 but its packets"
+            " carry H.264 (payload type 98): going by the packets") in mismatches
+    assert any("announced audio in G.726 but its packets carry G.711A" in s for s in mismatches)
+    assert matching.counters["codec_mismatches"] == 0
+    assert matching.announced == {same: {Track.VIDEO: 98, Track.AUDIO: 6}}
+    assert media.announced == {}
