@@ -142,3 +142,37 @@ def test_least_loaded_media_server_and_a_stream_stays_put(dsn: str, tmp_path: Pa
         assert body["http_flv"].startswith("http://media-a.example:8081/live/"), body
     finally:
         yield cluster.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_live_answer_says_the_codecs_login_remembers(web: Any) -> None:
+    """The live answer's codec and audio come from login's memory of the device's 0x1003:
+    null while it has none, "h264"/"h265" and "aac" (audio the media server gives browsers
+    as AAC) once it has, null audio for a codec it cannot give; never a 0x9003 of its own."""
+    from twisted.internet import task
+
+    from cmsv6.plugins.login.directory import Directory
+    from cmsv6.protocols.jt808.messages.jt1078 import AvAttributes, AvCodec
+    from tests.web.support import NORTH, call, login
+
+    directory = Directory(task.Clock())
+    web.cluster.live_codecs = directory.live_codecs
+    web.cluster.media = "http://media.example:8081/"
+    web.cluster.gateways = {NORTH: "gw-1"}
+    token = yield login(web)
+    path = f"/api/v1/devices/{NORTH}/live"
+
+    @defer.inlineCallbacks
+    def codecs() -> Any:
+        reply = yield call(web, "POST", path, {"channel": 1}, token=token)
+        assert reply.status == 200, reply.body
+        return reply.body["codec"], reply.body["audio"]
+
+    assert (yield codecs()) == (None, None)
+    directory.remember_av(NORTH, AvAttributes(AvCodec.G726, 1, 0, 1, 320, 0, AvCodec.H264, 4, 4))
+    assert (yield codecs()) == ("h264", "aac")
+    directory.remember_av(NORTH, AvAttributes(AvCodec.G729, 1, 0, 1, 320, 0, AvCodec.H265, 4, 4))
+    assert (yield codecs()) == ("h265", None)
+    directory.remember_av(NORTH, None)  # it did not answer 0x9003
+    assert (yield codecs()) == (None, None)
+    assert [m for _, m, _, _ in web.cluster.sent] == []
