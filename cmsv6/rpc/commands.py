@@ -94,8 +94,10 @@ MAX_COMMAND_TIMEOUT = 60.0
 
 
 class Hello(amp.Command):
-    """The connecting side: the server id it proves and its nonce. The answer: the
-    listening side's nonce and its proof, HMAC(key of id, "server" | id | both nonces)."""
+    """The connecting side: the identity it proves (its role and id,
+    ``cmsv6.rpc.keys.identity``: a gateway's id, "media " + a media server's) and its
+    nonce. The answer: the listening side's nonce and its proof, HMAC(key of identity,
+    "server" | identity | both nonces)."""
 
     commandName = b"cmsv6-hello"
     arguments = [(b"id", amp.Unicode()), (b"nonce", amp.String())]
