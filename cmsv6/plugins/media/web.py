@@ -140,8 +140,17 @@ class WsViewer(Viewer):
         self.protocol = protocol
 
     def write(self, data: bytes) -> None:
+        p = self.protocol
+        if (
+            len(data) <= MAX_MESSAGE
+            and p.state == p.STATE_OPEN
+            and p.send_state == p.SEND_STATE_GROUND
+        ):
+            # Every viewer of a stream is sent the same tag: framed once (bench/media_load.py).
+            p.sendPreparedMessage(p.factory.prepared(data))
+            return
         for at in range(0, len(data), MAX_MESSAGE):
-            self.protocol.sendMessage(data[at : at + MAX_MESSAGE], isBinary=True)
+            p.sendMessage(data[at : at + MAX_MESSAGE], isBinary=True)
 
     def close(self, error: ViewerError | None) -> None:
         p = self.protocol
@@ -206,6 +215,15 @@ class FlvSocketFactory(WebSocketServerFactory):
             autoPingTimeout=15,
             openHandshakeTimeout=10,
         )
+        self._prepared: tuple[bytes, Any] | None = None
+
+    def prepared(self, data: bytes) -> Any:
+        """``data`` as a binary WebSocket message, framed once for all the viewers it is
+        offered to in turn (the last one is kept: the fan-out hands the same tag to each)."""
+        last = self._prepared
+        if last is None or last[0] is not data:
+            last = self._prepared = (data, self.prepareMessage(data, isBinary=True))
+        return last[1]
 
 
 # -- the site ---------------------------------------------------------------------------------
