@@ -27,9 +27,19 @@ def master_key() -> Path:
 
 
 def server_key(server_id: str) -> Path:
-    """The key file of server ``server_id`` under the tests' master key."""
+    """The key file of gateway ``server_id`` under the tests' master key."""
     keys.ensure(KEYS, server_id)
     return KEYS / f"{server_id}.key"
+
+
+def media_key(media_id: str) -> Path:
+    """The key file of media server ``media_id`` under the tests' master key (a key proves
+    its server's role: a gateway's key of that id would not do)."""
+    path = KEYS / "media" / f"{media_id}.key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        keys.write(path, keys.server_credential(keys.load(master_key()), media_id, keys.MEDIA))
+    return path
 
 
 def listening(port: int) -> bool:

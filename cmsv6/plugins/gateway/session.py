@@ -50,6 +50,11 @@ _log = Logger()
 RESEND_AFTER = 10.0
 
 
+#: Replies that carry no serial of the command they answer, and the command they answer
+#: (JT/T 1078 5.3.3: 0x1003 answers 0x9003).
+UNNUMBERED_REPLIES = {0x1003: 0x9003}
+
+
 class DeviceSession(TerminalSession):
     def __init__(self, gateway: Gateway, link: Link) -> None:
         super().__init__(gateway, link)
@@ -112,6 +117,10 @@ class DeviceSession(TerminalSession):
     def message_received(self, message: Message, raw: bytes, reassembled: bool = False) -> None:
         h = message.header
         reply_serial = getattr(message.body, "reply_serial", None)
+        asked = UNNUMBERED_REPLIES.get(h.msg_id)
+        if asked is not None and reply_serial is None:
+            # It names no command: it answers the oldest one it can answer.
+            reply_serial = next((s for s, c in self.pending.items() if c.msg_id == asked), None)
         if h.msg_id < 0x8000 and isinstance(reply_serial, int) and reply_serial in self.pending:
             self.gateway.command_replied(self, reply_serial, h, raw)
             if h.msg_id not in self.HANDLERS:

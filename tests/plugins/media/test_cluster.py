@@ -328,8 +328,6 @@ def answer_attributes(device: DeviceProtocol, video: int, audio: int) -> Any:
     return m
 
 
-@pytest.mark.xfail(strict=True, reason="the gateway does not yet take a 0x1003 (which names no"
-                   " serial) as the answer to its 0x9003: /tmp/cmsv6-gateway-0x1003.patch")
 @pytest_twisted.inlineCallbacks
 def test_the_devices_codecs_come_from_its_0x1003(dsn: str, tmp_path: Path) -> None:
     """Opening a device's stream asks its attributes (0x9003) through its gateway: its

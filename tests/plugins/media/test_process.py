@@ -21,7 +21,7 @@ from tests.support.process import (
     TWISTD,
     ServerProcess,
     free_port,
-    server_key,
+    media_key,
     wait_port,
 )
 
@@ -32,7 +32,7 @@ class MediaProcess(ServerProcess):
     def __init__(self, directory: Path, *extra: str) -> None:
         self.directory = directory
         self.jt1078, self.web, self.metrics = free_port(), free_port(), free_port()
-        self.key_file = server_key(MEDIA_ID)
+        self.key_file = media_key(MEDIA_ID)
         self.key = keys.load(str(self.key_file)).key
         self.log = directory / "media.log"
         self.proc = subprocess.Popen(

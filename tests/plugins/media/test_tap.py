@@ -35,22 +35,27 @@ def test_bad_options_are_refused(args: list[str]) -> None:
 
 def test_a_key_is_required_and_must_be_this_servers(tmp_path: Path) -> None:
     """Without a cluster key no token could be checked: the server refuses to start,
-    saying how to make one; another server's key is refused naming it."""
+    saying how to make one; another server's key is refused naming it, and so is a
+    gateway's key of its own id (a key proves the role too)."""
     options = tap.Options()
     options.parseOptions([])
     with pytest.raises(usage.UsageError, match="cmsv6 cluster key media-1"):
         tap.makeService(options, task.Clock())
-    keys.ensure(tmp_path, "media-2")
+    keys.ensure(tmp_path, "gw-1", media=["media-2"])
     options = tap.Options()
     options.parseOptions(["--cluster_key", str(tmp_path / "media-2.key")])
-    with pytest.raises(usage.UsageError, match="media-2's key, not media-1's"):
+    with pytest.raises(usage.UsageError, match="media server media-2's key, not media server media-1's"):
+        tap.makeService(options, task.Clock())
+    options = tap.Options()
+    options.parseOptions(["--id", "gw-1", "--cluster_key", str(tmp_path / "gw-1.key")])
+    with pytest.raises(usage.UsageError, match="gateway gw-1's key, not media server gw-1's.*--media"):
         tap.makeService(options, task.Clock())
 
 
 def test_standalone_service_tree(tmp_path: Path) -> None:
     """Standalone: the server has no opener to ask devices with, and listens for devices
     and viewers (and metrics when asked)."""
-    keys.ensure(tmp_path, "media-1")
+    keys.ensure(tmp_path, media=["media-1"])
     options = tap.Options()
     options.parseOptions(["--cluster_key", str(tmp_path / "media-1.key"),
                           "--metrics", "tcp:0:interface=127.0.0.1"])  # fmt: skip
