@@ -551,10 +551,8 @@ class Api:
         path = f"/live/{d.phone}/{channel}.flv?" + urlencode({"stream": stream, "token": view.token})
         ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
         # From login's memory of the device's 0x1003 (asked when a stream opens), never
-        # asked here: null until the device has said. A cluster that keeps none (a
-        # front end without login's directory) says null.
-        live_codecs = getattr(self.cluster, "live_codecs", None)
-        codec, audio = live_codecs(d.phone) if live_codecs is not None else (None, None)
+        # asked here: null until the device has said.
+        codec, audio = self.cluster.live_codecs(d.phone)
         return {
             "ws_flv": ws_base + path,
             "http_flv": base + path,

@@ -45,5 +45,10 @@ class Cluster(Protocol):
         viewing token for exactly that, signed for that server; None if there is no media
         server. The caller has checked that the user may see the device."""
 
+    def live_codecs(self, phone: str) -> tuple[str | None, str | None]:
+        """(video, audio) of device ``phone`` as the Open API says them ("h264"/"h265",
+        "aac"), from what the cluster remembers of the device's 0x1003; None where not
+        known (the device has not said, or no stream of it was opened yet)."""
+
     def online(self) -> dict[str, str]:
         """phone → gateway id for every online device."""

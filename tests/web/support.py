@@ -56,6 +56,8 @@ class FakeCluster:
         self.sent_2019: list[bytes | None] = []
         self.sent_as: list[tuple[str | None, int | None]] = []
         self.respond: Callable[[str, int, bytes], Any] = self.general_response
+        #: phone → (video, audio) codecs the cluster remembers (``live_codecs``).
+        self.codecs: dict[str, tuple[str | None, str | None]] = {}
 
     @staticmethod
     def general_response(phone: str, msg_id: int, body: bytes) -> dict[str, Any]:
@@ -89,6 +91,9 @@ class FakeCluster:
             return None
         view = View(MEDIA_ID, phone, channel, stream, LIVE_EXPIRES)
         return LiveView(MEDIA_ID, self.media, sign_view(view_key(MEDIA_KEY), view), LIVE_EXPIRES)
+
+    def live_codecs(self, phone: str) -> tuple[str | None, str | None]:
+        return self.codecs.get(phone, (None, None))
 
     def online(self) -> dict[str, str]:
         return dict(self.gateways)
