@@ -47,7 +47,7 @@ def gateway_key(path: str, gateway_id: str) -> bytes:
         raise usage.UsageError(str(e)) from None
     key = credential.key_for(gateway_id)
     if key is None:
-        raise usage.UsageError(f"{path} is {credential.server_id}'s key, not {gateway_id}'s")
+        raise usage.UsageError(f"{path} is {credential.describe()}, not gateway {gateway_id}'s")
     return key
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from twisted.python import usage
 
@@ -67,3 +69,16 @@ def test_database_stops_after_the_other_services() -> None:
     assert stopped == ["port", "sessions"] and not done.called
     closing.callback(None)
     assert stopped == ["port", "sessions", "db"] and done.called
+
+
+def test_a_media_servers_key_is_not_a_gateways(tmp_path: Path) -> None:
+    """A media server's key of the same id is refused, and the message says whose it is."""
+    from cmsv6.rpc import keys
+
+    master = keys.new_master()
+    path = tmp_path / "gw-1.key"
+    keys.write(path, keys.server_credential(master, "gw-1", keys.MEDIA))
+    with pytest.raises(usage.UsageError, match="media server gw-1's key, not gateway gw-1's"):
+        tap.gateway_key(str(path), "gw-1")
+    keys.write(tmp_path / "ok.key", keys.server_credential(master, "gw-1"))
+    assert tap.gateway_key(str(tmp_path / "ok.key"), "gw-1") == master.key_for("gw-1")
