@@ -314,7 +314,8 @@ class MediaConfig:
     login signs say what a viewer may watch)."""
 
     id: str = setting("media-1", Text(empty=False), "media server id (unique in the cluster)")
-    jt1078: str = setting("tcp:7612", Endpoint(), "endpoint for devices' JT/T 1078 streams")
+    jt1078: str = setting("tcp:7612:backlog=1024", Endpoint(),
+                         "endpoint for devices' JT/T 1078 streams")
     public_jt1078: str = setting("127.0.0.1:7612", Address(),
                                  "address devices are told to stream to in 0x9101 (host:port)")
     web: str = setting("tcp:8081", Endpoint(), "endpoint for viewers: WS-FLV and HTTP-FLV")

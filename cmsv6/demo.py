@@ -130,7 +130,7 @@ metrics = "tcp:{p['gateway_metrics']}:interface=127.0.0.1"
 
 [media]
 id = "{MEDIA_ID}"
-jt1078 = "tcp:{p['media_jt1078']}:interface={on}"
+jt1078 = "tcp:{p['media_jt1078']}:backlog=1024:interface={on}"
 public_jt1078 = "{public}:{p['media_jt1078']}"
 web = "tcp:{p['media_web']}:interface={on}"
 public_web = "http://{public}:{p['media_web']}"
