@@ -71,7 +71,7 @@ def test_servers_need_a_key(tmp_path: Path) -> None:
         gateway_tap.makeService(options)
     options = gateway_tap.Options()
     options.parseOptions(["--cluster_key", str(tmp_path / "gw-2.key")])  # it is gw-1
-    with pytest.raises(usage.UsageError, match="gw-2's key, not gw-1's"):
+    with pytest.raises(usage.UsageError, match="gateway gw-2's key, not gateway gw-1's"):
         gateway_tap.makeService(options)
     options = gateway_tap.Options()
     options.parseOptions(["--cluster", ""])
