@@ -325,8 +325,8 @@ class MediaConfig:
                                      "login server AMP endpoint (repeat for active and standby;"
                                      " '' = standalone: no device can be asked to stream)")
     cluster_key: str = setting("", Text(), "this media server's cluster key file ('cmsv6 cluster"
-                               " key ID'); required: viewing tokens are checked with a key"
-                               " derived from it")  # fmt: skip
+                               " key ID --media'); required: viewing tokens are checked with a"
+                               " key derived from it")  # fmt: skip
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")
     linger: float = setting(30.0, Number(float, 0, _SECONDS),
