@@ -69,6 +69,8 @@ def test_three_failed_authentications_close_the_connection(login: Assigner) -> N
     assert (ack.body.reply_serial, ack.body.result) == (serial, 1)
     yield within(dev.lost, "login to close the connection")
     assert login.counters["auth_failed"] == 3 and login.counters["assigned"] == 0
+    # Closed for the failures, not by the authentication deadline, which would close it too.
+    assert login.counters["auth_deadline"] == 0
 
 
 @pytest_twisted.inlineCallbacks
