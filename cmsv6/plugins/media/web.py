@@ -23,15 +23,12 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
-from twisted.protocols import policies
-from twisted.python.failure import Failure
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 
 from cmsv6.plugins.media.fanout import Viewer, ViewerError, bad_request
 from cmsv6.plugins.media.server import MediaServer
+from cmsv6.web.bounded import BoundedSite
 
 _log = Logger()
 
@@ -229,63 +226,16 @@ class FlvSocketFactory(WebSocketServerFactory):
 # -- the site ---------------------------------------------------------------------------------
 
 
-class _Channel(http.HTTPChannel):
-    """An HTTP channel that must send its request's headers within ``HEADER_TIMEOUT``
-    (slowloris); a stream's response then lasts as long as the stream."""
+class ViewerSite(BoundedSite):
+    """At most ``max_connections`` open connections (an upgraded WebSocket still counts),
+    ``HEADER_TIMEOUT`` seconds for a request's headers, and no idle timeout: an HTTP-FLV
+    response lasts as long as its stream."""
 
-    _header_call: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:  # noqa: N802
-        super().connectionMade()
-        self._header_call = self.callLater(HEADER_TIMEOUT, self._headers_late)
-
-    def allHeadersReceived(self) -> None:  # noqa: N802
-        self._stop_waiting()
-        super().allHeadersReceived()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
-        self._stop_waiting()
-        super().connectionLost(reason)
-
-    def _stop_waiting(self) -> None:
-        call, self._header_call = self._header_call, None
-        if call is not None and call.active():
-            call.cancel()
-
-    def _headers_late(self) -> None:
-        self._header_call = None
-        self.timeoutConnection()
-
-
-class _Open:
-    def __init__(self) -> None:
-        self.protocols: set[Any] = set()
-
-    def registerProtocol(self, p: Any) -> None:  # noqa: N802
-        self.protocols.add(p)
-
-    def unregisterProtocol(self, p: Any) -> None:  # noqa: N802
-        self.protocols.discard(p)
-
-
-class ViewerSite(server.Site):
-    """At most ``max_connections`` open connections (an upgraded WebSocket still counts)."""
-
-    protocol = _Channel
+    header_timeout = HEADER_TIMEOUT
 
     def __init__(self, root: resource.Resource, max_connections: int, reactor: Any) -> None:
-        # No idle timeout: an HTTP-FLV response lasts as long as its stream.
         super().__init__(root, timeout=None, reactor=reactor)
         self.max_connections = max_connections
-        self.open = _Open()
-        self.refused = 0
-
-    def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
-        if len(self.open.protocols) >= self.max_connections:
-            self.refused += 1
-            return None
-        channel = super().buildProtocol(addr)
-        return policies.ProtocolWrapper(self.open, channel)  # type: ignore[arg-type]
 
 
 def make_site(media: MediaServer, reactor: Any) -> ViewerSite:
