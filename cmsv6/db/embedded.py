@@ -137,8 +137,10 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.data / "pg_hba.conf", "postgres", "postgres")
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the server, unless it runs already (then ``started`` stays False)."""
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the server, unless it runs already (then ``started`` stays False). pg_ctl
+        returns as soon as the server is ready: the timeout is for a loaded machine, where
+        a new cluster's first start took over 30 s."""
         if self.running:
             return
         self._run(
@@ -149,7 +151,7 @@ class EmbeddedPostgres:
         self.started = True
         self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = self._run(
