@@ -3,7 +3,6 @@ watches it over HTTP-FLV, Prometheus reads the counters, and SIGTERM closes view
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +16,18 @@ from tests.plugins.media.loopback import dvr, http_viewer, ws_viewer
 from tests.plugins.media.support import PHONE, clip, frames, packets, play, token, wire
 from tests.plugins.media.test_loopback import play_ok
 from tests.support.device import until, within
-from tests.support.process import (
-    TWISTD,
-    ServerProcess,
-    free_port,
-    media_key,
-    wait_port,
-)
+from tests.support.process import MediaProcess, media_key
 
 MEDIA_ID = "media-proc"
 
 
-class MediaProcess(ServerProcess):
+class StandaloneMedia(MediaProcess):
+    """``twistd media`` with no login server, started at once."""
+
     def __init__(self, directory: Path, *extra: str) -> None:
-        self.directory = directory
-        self.jt1078, self.web, self.metrics = free_port(), free_port(), free_port()
-        self.key_file = media_key(MEDIA_ID)
-        self.key = keys.load(str(self.key_file)).key
-        self.log = directory / "media.log"
-        self.proc = subprocess.Popen(
-            [
-                TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "media",
-                "--id", MEDIA_ID,
-                "--jt1078", f"tcp:{self.jt1078}:interface=127.0.0.1",
-                "--web", f"tcp:{self.web}:interface=127.0.0.1",
-                "--metrics", f"tcp:{self.metrics}:interface=127.0.0.1",
-                "--cluster_key", str(self.key_file),
-                *extra,
-            ],  # fmt: skip
-            stdin=subprocess.DEVNULL,
-        )
-        wait_port(self.web)
-        wait_port(self.jt1078)
+        super().__init__(directory, [], MEDIA_ID, *extra)
+        self.key = keys.load(str(media_key(MEDIA_ID))).key
+        self.start()
 
     def url(self, channel: int = 1) -> str:
         tok = token(channel=channel, media=MEDIA_ID, key=self.key)
@@ -63,7 +42,7 @@ def test_twistd_media_serves_a_pushed_stream(tmp_path: Path) -> None:
     viewer of a channel nobody pushes is told there is no login server to ask."""
     from twisted.internet import reactor
 
-    media = MediaProcess(tmp_path, "--linger", "60")
+    media = StandaloneMedia(tmp_path, "--linger", "60")
     try:
         sent = frames(clip())
         half = next(i for i, f in enumerate(sent) if f.timestamp - sent[0].timestamp >= 1500)
