@@ -328,25 +328,21 @@ def _names(cls: type) -> str:
     return ", ".join(f.name for f in attrs.fields(cls))
 
 
+#: What a field of a plain type takes, in words.
+_TYPE_WORDS: dict[Any, str] = {
+    int: "an integer", str: "a string", bytes: "hex digits", float: "a number",
+    datetime: "an ISO 8601 time", date: "an ISO 8601 date",
+}  # fmt: skip
+
+
 def _describe(hint: Any) -> str:
     """What a field of this type takes, in words."""
     options = [h for h in get_args(hint) if h is not type(None)] if _is_union(hint) else [hint]
     words = []
     for h in options:
-        origin = get_origin(h)
-        if h is int:
-            words.append("an integer")
-        elif h is str:
-            words.append("a string")
-        elif h is bytes:
-            words.append("hex digits")
-        elif h is float:
-            words.append("a number")
-        elif h is datetime:
-            words.append("an ISO 8601 time")
-        elif h is date:
-            words.append("an ISO 8601 date")
-        elif origin is tuple:
+        if h in _TYPE_WORDS:
+            words.append(_TYPE_WORDS[h])
+        elif get_origin(h) is tuple:
             words.append("a list")
         elif attrs.has(h):
             words.append(f"an object ({_names(h)})")
