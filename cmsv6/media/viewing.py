@@ -9,7 +9,7 @@ other key is handed out, and a grant for one media server is worthless on anothe
 
     token = base64url(JSON grant) "." base64url(HMAC-SHA256(view key, JSON grant))
 
-The token is short (under 200 characters) and URL-safe: it goes in the query string
+The token is short (a few hundred characters at most) and URL-safe: it goes in the query string
 (``?token=``), which a browser's WebSocket and ``ffplay`` can both send.
 """
 
@@ -40,13 +40,19 @@ class ViewRefused(Exception):
 @frozen
 class View:
     """What a token grants: ``stream`` of ``channel`` of device ``phone``, on media server
-    ``media``, until ``expires`` (Unix seconds)."""
+    ``media``, until ``expires`` (Unix seconds).
+
+    ``stream`` is "main" or "sub" for live video, "playback" for a recording played back,
+    "talk" for talk-back. ``params`` (JSON-able, signed with the rest) says what exactly
+    for those: a playback's session id, time range, mode and speed; a talk-back's session
+    id and whether it is a broadcast."""
 
     media: str
     phone: str
     channel: int
     stream: str
     expires: int
+    params: dict[str, Any] | None = None
 
 
 def view_key(server_key: bytes) -> bytes:
@@ -65,10 +71,11 @@ def _unb64(text: str) -> bytes:
 
 def sign_view(key: bytes, view: View) -> str:
     """The token for ``view``, signed with ``key`` (``view_key`` of the media server's)."""
-    grant = json.dumps(
-        {"m": view.media, "p": view.phone, "c": view.channel, "s": view.stream, "e": view.expires},
-        separators=(",", ":"), sort_keys=True,
-    ).encode("utf-8")  # fmt: skip
+    fields: dict[str, Any] = {"m": view.media, "p": view.phone, "c": view.channel,
+                              "s": view.stream, "e": view.expires}  # fmt: skip
+    if view.params is not None:
+        fields["x"] = view.params
+    grant = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode("utf-8")
     return f"{_b64(grant)}.{_b64(hmac.new(key, grant, hashlib.sha256).digest())}"
 
 
@@ -89,8 +96,11 @@ def verify_view(key: bytes, token: str, now: float, media: str) -> View:
         raise ViewRefused("viewing token not signed for this media server")
     try:
         fields: Any = json.loads(grant)
+        params = fields.get("x")
+        if params is not None and not isinstance(params, dict):
+            raise TypeError("params")
         view = View(str(fields["m"]), str(fields["p"]), int(fields["c"]), str(fields["s"]),
-                    int(fields["e"]))  # fmt: skip
+                    int(fields["e"]), params)  # fmt: skip
     except (ValueError, KeyError, TypeError):
         raise ViewRefused("malformed viewing token") from None
     if view.media != media:

@@ -272,6 +272,66 @@ class CloseStream(amp.Command):
     errors = {**COMMON_ERRORS, DeviceRefused: b"DEVICE_REFUSED"}
 
 
+class SendForMedia(amp.Command):
+    """A media server's message to a device, through login and the device's gateway (the
+    path ``SendMessage`` takes), answered with the device's reply as ``SendMessage``'s is.
+
+    The media server encodes the body itself (0x9201 playback with its own
+    ``public_jt1078``, 0x9202 playback control, 0x9101 talk-back, 0x9102, 0x9003); login
+    sends only ``MEDIA_DOWNLINKS`` for a link that proved a media server's key, records
+    it as the media server's, and errors as ``OpenStream``'s (without DeviceRefused: the
+    media server reads the reply itself)."""
+
+    arguments = [
+        (b"phone", amp.Unicode()),
+        (b"msg_id", amp.Integer()),
+        (b"body", amp.String()),
+        (b"timeout", amp.Float(optional=True)),
+    ]
+    response = [
+        (b"msg_id", amp.Integer()),
+        (b"version", amp.Integer()),
+        (b"body", amp.String()),
+    ]
+    errors = COMMON_ERRORS
+
+
+#: What a media server may send to devices (``SendForMedia``): attributes, live and
+#: talk-back streams (0x9101, 0x9102), playback and its control (0x9201, 0x9202).
+MEDIA_DOWNLINKS = frozenset({0x9003, 0x9101, 0x9102, 0x9201, 0x9202})
+
+
+class NoSuchPlayback(Exception):
+    """The media server holds no playback session of that id (never opened, or over)."""
+
+
+class ControlPlayback(amp.Command):
+    """Login → media server: control playback session ``session`` (the id login put in the
+    playback's viewing token) for the Open API, as the viewer's own WebSocket controls do.
+
+    ``action``: one of ``PLAYBACK_ACTIONS``; ``speed`` (1, 2, 4, 8, 16) for
+    "fast_forward" and "rewind"; ``time`` (ISO 8601) for "seek". The answer comes once the
+    device accepted the 0x9202."""
+
+    arguments = [
+        (b"session", amp.Unicode()),
+        (b"action", amp.Unicode()),
+        (b"speed", amp.Integer(optional=True)),
+        (b"time", amp.Unicode(optional=True)),
+    ]
+    response: list = []
+    errors = {**COMMON_ERRORS, DeviceRefused: b"DEVICE_REFUSED", NoSuchPlayback: b"NO_SUCH_PLAYBACK"}
+
+
+#: Playback controls (0x9202 commands 0 to 6), by the names the Open API and the viewer's
+#: WebSocket use: resume (0, also "play"), pause (1), stop (2), fast_forward (3),
+#: rewind (4, keyframes backwards), seek (5, to ``time``), keyframes (6, keyframes only).
+PLAYBACK_ACTIONS = {"resume": 0, "play": 0, "pause": 1, "stop": 2, "fast_forward": 3,
+                    "rewind": 4, "seek": 5, "keyframes": 6}  # fmt: skip
+#: Fast-forward and rewind multiples, as 0x9201/0x9202 codes (1=x1 ... 5=x16).
+PLAYBACK_SPEEDS = {1: 1, 2: 2, 4: 3, 8: 4, 16: 5}
+
+
 #: Live streams: the names the Open API and the media server use, as 0x9101/0x9102 codes.
 STREAMS = {"main": 0, "sub": 1}
 #: The largest number a media server may announce of its streams or viewers.

@@ -42,6 +42,7 @@ from cmsv6.rpc.commands import (
     OpenStream,
     ReportLoad,
     ReportMediaLoad,
+    SendForMedia,
     Unavailable,
 )
 from cmsv6.rpc.link import ClusterLink
@@ -144,6 +145,13 @@ class LoginLocator(amp.CommandLocator):
         media = self.directory.require_media(self.link)
         d = streams.close_stream(self.directory, media, phone, channel, stream, timeout)
         return d.addCallback(lambda _: {})
+
+    @SendForMedia.responder
+    @_declared("media server's message")
+    def send_for_media(self, phone: str, msg_id: int, body: bytes,
+                       timeout: float | None = None) -> Any:  # fmt: skip
+        media = self.directory.require_media(self.link)
+        return streams.send_for_media(self.directory, media, phone, msg_id, body, timeout)
 
     @ReportLoad.responder
     @_declared("load report")

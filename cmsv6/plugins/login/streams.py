@@ -28,7 +28,6 @@ from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.plugins.login.directory import Directory, MediaEntry
 from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.errors import CodecError
-from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.protocols.jt808.messages.jt1078 import (
     AvAttributes,
     AvTransmissionControl,
@@ -40,6 +39,7 @@ from cmsv6.protocols.jt808.messages.jt1078 import (
 from cmsv6.rpc.commands import (
     AUDIO_CODECS,
     MAX_COMMAND_TIMEOUT,
+    MEDIA_DOWNLINKS,
     STREAMS,
     VIDEO_CODECS,
     BadRequest,
@@ -49,6 +49,7 @@ from cmsv6.rpc.commands import (
     Unavailable,
     codec_label,
 )
+from cmsv6.rpc.replies import accepted
 
 _log = Logger()
 
@@ -60,8 +61,6 @@ DEFAULT_TIMEOUT = 10.0
 ATTRIBUTES_TIMEOUT = 3.0
 #: Seconds an accepted 0x9101 waits more for the 0x1003 at most.
 ATTRIBUTES_GRACE = 1.0
-
-_RESULTS = {1: "failure", 2: "message error", 3: "not supported"}
 
 
 def _checked(phone: str, channel: int, stream: str, timeout: float | None) -> tuple[str, float]:
@@ -145,7 +144,7 @@ def _ask_attributes(directory: Directory, media: MediaEntry, phone: str) -> defe
 
     def answered(reply: dict[str, Any]) -> AvAttributes | None:
         if reply["msg_id"] == 0x0001:
-            _accepted(reply, phone, 0x9003, what)  # raises DeviceRefused unless result 0
+            accepted(reply, phone, 0x9003, what)  # raises DeviceRefused unless result 0
             raise DeviceRefused(f"device {phone} answered {what} with a general response, not 0x1003")
         if reply["msg_id"] != 0x1003:
             raise DeviceRefused(f"device {phone} answered {what} with 0x{reply['msg_id']:04x}")
@@ -189,27 +188,30 @@ def close_stream(directory: Directory, media: MediaEntry, phone: str, channel: i
     return _send(directory, media, phone, 0x9102, encode_body(control), timeout, what)
 
 
+def send_for_media(directory: Directory, media: MediaEntry, phone: str, msg_id: int, body: bytes,
+                   timeout: float | None = None) -> defer.Deferred[dict[str, Any]]:  # fmt: skip
+    """``SendForMedia``: ``body`` as message ``msg_id`` to ``phone`` for ``media``; fires
+    with the device's reply (``{"msg_id", "version", "body"}``) for the media server to
+    read. Only ``MEDIA_DOWNLINKS`` are sent."""
+    if msg_id not in MEDIA_DOWNLINKS:
+        allowed = ", ".join(f"0x{m:04x}" for m in sorted(MEDIA_DOWNLINKS))
+        raise BadRequest(f"a media server sends only {allowed}, not 0x{msg_id & 0xFFFF:04x}")
+    if not valid_phone(phone):
+        raise BadRequest(f"{phone[:40]!r} is not a device's phone")
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    if not 0 < timeout <= MAX_COMMAND_TIMEOUT:
+        raise BadRequest(f"a timeout is more than 0 and at most {MAX_COMMAND_TIMEOUT:g} s")
+    phone = canonical_phone(phone)
+    what = f"0x{msg_id:04x} (from media server {media.id})"
+    d = directory.send_to_device(phone, msg_id, body, timeout, by=f"media server {media.id}")
+    return d.addErrback(_failed, phone, what)
+
+
 def _send(directory: Directory, media: MediaEntry, phone: str, msg_id: int, body: bytes,
           timeout: float, what: str) -> defer.Deferred[None]:  # fmt: skip
     d = directory.send_to_device(phone, msg_id, body, timeout, by=f"media server {media.id}")
-    return d.addCallbacks(_accepted, _failed, callbackArgs=(phone, msg_id, what),
+    return d.addCallbacks(accepted, _failed, callbackArgs=(phone, msg_id, what),
                           errbackArgs=(phone, what))  # fmt: skip
-
-
-def _accepted(reply: dict[str, Any], phone: str, msg_id: int, what: str) -> None:
-    """The device's general response: result 0, or DeviceRefused saying what it said."""
-    if reply["msg_id"] != 0x0001:
-        raise DeviceRefused(f"device {phone} answered {what} with 0x{reply['msg_id']:04x},"
-                            " not a general response")  # fmt: skip
-    try:
-        answer = decode_body(0x0001, reply["body"], reply["version"])
-    except CodecError as e:
-        raise DeviceRefused(f"device {phone} answered {what} with a general response that does"
-                            f" not decode ({e}): {reply['body'][:64].hex()}") from None  # fmt: skip
-    if not isinstance(answer, TerminalResponse) or answer.result != 0:
-        result = getattr(answer, "result", None)
-        meaning = _RESULTS.get(result, "unknown result")  # type: ignore[arg-type]
-        raise DeviceRefused(f"device {phone} refused {what}: result {result} ({meaning})")
 
 
 def _failed(failure: Failure, phone: str, what: str) -> Failure:

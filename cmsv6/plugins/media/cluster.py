@@ -36,6 +36,7 @@ from cmsv6.rpc.commands import (
     DeviceRefused,
     OpenStream,
     ReportMediaLoad,
+    SendForMedia,
     Unavailable,
 )
 
@@ -94,17 +95,25 @@ class LoginOpener:
     def close(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
         return self._call(CloseStream, "close", phone, channel, stream).addCallback(lambda _: None)
 
+    def send(self, phone: str, msg_id: int, body: bytes) -> defer.Deferred[Any]:
+        """``SendForMedia``: fires with the device's reply ``{"msg_id", "version", "body"}``."""
+        return self._remote(SendForMedia, f"device {phone}", f"send 0x{msg_id:04x}",
+                            phone=phone, msg_id=msg_id, body=body)  # fmt: skip
+
     def _call(self, command: Any, verb: str, phone: str, channel: int, stream: str,
               **extra: Any) -> defer.Deferred[Any]:  # fmt: skip
         what = f"device {phone} channel {channel} ({stream} stream)"
+        return self._remote(command, what, f"{verb} the stream", phone=phone, channel=channel,
+                            stream=stream, **extra)  # fmt: skip
+
+    def _remote(self, command: Any, what: str, verb: str, **arguments: Any) -> defer.Deferred[Any]:
         link = self.client.link
         if link is None:
             return defer.fail(OpenFailed(
-                f"{what}: cannot {verb} the stream: no login server reachable"
+                f"{what}: cannot {verb}: no login server reachable"
                 f" (tried {', '.join(self.client.endpoint.names)})"
             ))  # fmt: skip
-        d = link.callRemote(command, phone=phone, channel=channel, stream=stream,
-                            timeout=self.timeout, **extra)  # fmt: skip
+        d = link.callRemote(command, timeout=self.timeout, **arguments)
         d.addTimeout(self.bound, self.client.clock)
         return d.addErrback(_worded, what, verb)
 
@@ -114,12 +123,12 @@ def _worded(failure: Failure, what: str, verb: str) -> Failure:
     if failure.check(DeviceOffline, DeviceRefused, CommandTimeout, BadRequest, Unavailable):
         return Failure(OpenFailed(f"{what}: {failure.getErrorMessage()}"))
     if failure.check(defer.TimeoutError, defer.CancelledError):
-        return Failure(OpenFailed(f"{what}: login did not answer the request to {verb} the stream"))
+        return Failure(OpenFailed(f"{what}: login did not answer the request to {verb}"))
     if failure.check(error.ConnectionLost, error.ConnectionDone):
         return Failure(OpenFailed(f"{what}: the link to login closed before it answered the"
-                                  f" request to {verb} the stream"))  # fmt: skip
+                                  f" request to {verb}"))  # fmt: skip
     _log.failure("{verb} {what} through login", failure, verb=verb, what=what)
-    return Failure(OpenFailed(f"{what}: asking login to {verb} the stream failed:"
+    return Failure(OpenFailed(f"{what}: asking login to {verb} failed:"
                               f" {failure.getErrorMessage()}"))  # fmt: skip
 
 

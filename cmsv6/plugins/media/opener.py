@@ -64,6 +64,14 @@ class StreamOpener(Protocol):
         """Ask the device to stop the stream (0x9102)."""
         ...
 
+    def send(self, phone: str, msg_id: int, body: bytes) -> defer.Deferred[Any]:
+        """Send message ``msg_id`` (one of ``cmsv6.rpc.commands.MEDIA_DOWNLINKS``: the
+        media server encodes 0x9201, 0x9202, a talk-back 0x9101... itself) to the device;
+        fires with its reply ``{"msg_id", "version", "body"}`` (read it with
+        ``cmsv6.rpc.replies.accepted``), or errbacks with an ``OpenFailed`` whose ``str()``
+        says which device and which step failed."""
+        ...
+
 
 class NoOpener:
     """Standalone (no ``[media] login``): no device can be asked to stream."""
@@ -76,3 +84,9 @@ class NoOpener:
 
     def close(self, phone: str, channel: int, stream: str) -> defer.Deferred[Any]:
         return defer.succeed(None)
+
+    def send(self, phone: str, msg_id: int, body: bytes) -> defer.Deferred[Any]:
+        return defer.fail(OpenFailed(
+            f"device {phone}: no login server configured ([media] login), so 0x{msg_id:04x}"
+            " cannot be sent to it"
+        ))  # fmt: skip

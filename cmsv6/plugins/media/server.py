@@ -20,7 +20,7 @@ viewers.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.internet import defer
@@ -99,6 +99,15 @@ class MediaServer:
         #: Streams whose device announced its codecs: the payload type each track should
         #: carry, until a packet says otherwise (then that track is no longer checked).
         self.announced: dict[DeviceStream, dict[Track, int]] = {}
+        #: Sessions that take device connections before live streams do (playback,
+        #: talk-back): each is asked ``(connection, identity, channel)`` and answers the
+        #: stream it takes that channel for, or None. A stream so taken that has a
+        #: ``source_lost(connection, reason)`` method is told when the connection goes.
+        self.claimants: list[Callable[[Any, SimIdentity, int], DeviceStream | None]] = []
+        #: Called on ``stop()`` (the sessions the claimants keep end their viewers).
+        self.on_stop: list[Callable[[], None]] = []
+        #: Added to ``load()``: each gives ``{"streams": n, "viewers": n}`` of its own.
+        self.loads: list[Callable[[], dict[str, int]]] = []
 
     @property
     def streams(self) -> dict[StreamKey, DeviceStream]:
@@ -106,7 +115,11 @@ class MediaServer:
 
     def load(self) -> dict[str, int]:
         """What login is told: device streams received and viewers served."""
-        return {"streams": len(self.entries), "viewers": len(self.viewers)}
+        load = {"streams": len(self.entries), "viewers": len(self.viewers)}
+        for more in self.loads:
+            for name, n in more().items():
+                load[name] = load.get(name, 0) + n
+        return load
 
     def now(self) -> float:
         return float(self.reactor.seconds())
@@ -300,6 +313,10 @@ class MediaServer:
     def bind(self, connection: Any, identity: SimIdentity, channel: int) -> DeviceStream:
         """The stream a connection's frames of ``channel`` go to: the oldest one waiting
         for this device and channel, or a new one nobody asked for."""
+        for claim in self.claimants:
+            claimed = claim(connection, identity, channel)
+            if claimed is not None:
+                return claimed
         candidates = [canonical_phone(c) for c in identity.candidates()]
         waiting = [e for e in self.entries.values()
                    if e.stream.key.phone in candidates and e.stream.key.channel == channel
@@ -336,6 +353,10 @@ class MediaServer:
 
     def unbound(self, connection: Any, stream: DeviceStream, reason: str) -> None:
         """A connection that fed ``stream`` is gone: its viewers are told."""
+        lost = getattr(stream, "source_lost", None)
+        if lost is not None:
+            lost(connection, reason)
+            return
         entry = self.entries.get(stream.key)
         if entry is None or entry.stream is not stream or stream.source is not connection:
             return
@@ -379,6 +400,11 @@ class MediaServer:
     def stop(self) -> None:
         """Every viewer told the server is going away; every device connection closed."""
         self.stopping = True
+        for hook in list(self.on_stop):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - the rest still stops
+                _log.failure("media server: a stop hook failed")
         for entry in list(self.entries.values()):
             self._forget(entry)
             entry.stream.end(ViewerError(CLOSE_GOING_AWAY, 503, "the media server is stopping"))

@@ -243,6 +243,12 @@ def make_site(media: MediaServer, reactor: Any) -> ViewerSite:
     ws = WebSocketResource(FlvSocketFactory(media, reactor))
     root = resource.Resource()
     root.putChild(b"live", LiveResource(media, ws))
+    # Recordings played back (``/playback/...``) and talk-back (``/talk/...``): their
+    # sessions register with ``media`` (claimants, stop hooks, load) when they are made.
+    from cmsv6.plugins.media import playback, talk
+
+    root.putChild(b"playback", playback.resource(media, reactor))
+    root.putChild(b"talk", talk.resource(media, reactor))
     # Connections a little past max_viewers: a refused viewer is told why, not cut off.
     return ViewerSite(root, media.config.max_viewers + 16, reactor)
 
