@@ -392,7 +392,7 @@ class DeviceStream:
         except FlvError:
             pass  # an empty frame in a codec the muxer takes
         audio = self.audio_hint if self.audio_hint is not None else self._audio_type is not None
-        self.muxer = FlvMuxer(audio=audio)
+        self.muxer = self.make_muxer(audio)
         self.header = self.muxer.header()
         held, self._held, self._held_bytes = self._held, [], 0
         _log.info("{key}: streaming, {what}", key=self.key,
@@ -406,6 +406,10 @@ class DeviceStream:
                 self._video(frame)
             else:
                 self._audio(frame)
+
+    def make_muxer(self, audio: bool) -> FlvMuxer:
+        """The stream's muxer (a playback's brings its own timeline)."""
+        return FlvMuxer(audio=audio)
 
     def _video(self, frame: Frame) -> None:
         assert self.muxer is not None
