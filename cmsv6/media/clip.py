@@ -4,6 +4,8 @@ A picture that moves (a scrolling diagonal gradient) with a clock burnt in (seco
 frame of the clip, ``SS.FF``, big enough to read in a CIF sub-stream), in H.264 as DVRs
 encode it: libx264 baseline (no B-frames), an IDR picture every ``gop`` frames with its
 SPS/PPS in front, at ``fps``; and a tone (1 kHz) in G.711A, 40 ms (320 bytes) a frame.
+With ``codec="h265"`` the same pictures are H.265 as H.265 cameras send them: libx265,
+no B-frames, a closed GOP of ``gop`` frames, VPS/SPS/PPS in front of every IRAP picture.
 Both come as ``ClipFrame`` values — (timestamp in ms from the clip's start, JT/T 1078 data
 type, payload) — ready to be cut into packets.
 
@@ -43,7 +45,9 @@ BIT_RATE = 400_000  # per CIF picture area; D1 gets four times as much
 _MAGIC = b"cmsv6 clip 1\n"
 _RECORD = struct.Struct(">IBI")  # timestamp (ms), data type, payload length
 _KINDS = frozenset((DataType.I_FRAME, DataType.P_FRAME, DataType.AUDIO))
-_MEMO: dict[tuple[int, ...], Clip] = {}
+_MEMO: dict[tuple[object, ...], Clip] = {}
+#: The video codecs a clip comes in, and their JT/T 1078 payload types.
+CODECS = {"h264": AvCodec.H264, "h265": AvCodec.H265}
 
 # A 3x5 font: each glyph five rows of three bits, the high bit leftmost.
 _FONT = {
@@ -117,21 +121,26 @@ def load_clip(
     gop: int = GOP,
     tone: int = TONE,
     cache_dir: str | os.PathLike[str] | None = None,
+    codec: str = "h264",
 ) -> Clip:
-    """The clip, encoded once per process (and once per ``cache_dir``)."""
-    key = (width, height, seconds, fps, gop, tone)
+    """The clip, encoded once per process (and once per ``cache_dir``), in ``codec``
+    ("h264" or "h265")."""
+    if codec not in CODECS:
+        raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+    key = (width, height, seconds, fps, gop, tone, codec)
     clip = _MEMO.get(key)
     if clip is not None:
         return clip
     path = None
     if cache_dir is not None:
+        suffix = "" if codec == "h264" else f"-{codec}"
         path = (
             Path(cache_dir)
-            / f"clip-{width}x{height}-{seconds}s-{fps}fps-{gop}gop-{tone}hz.bin"
+            / f"clip-{width}x{height}-{seconds}s-{fps}fps-{gop}gop-{tone}hz{suffix}.bin"
         )
-        clip = _read(path, width, height, fps, seconds * 1000)
+        clip = _read(path, width, height, fps, seconds * 1000, CODECS[codec])
     if clip is None:
-        clip = encode_clip(width, height, seconds, fps, gop, tone)
+        clip = encode_clip(width, height, seconds, fps, gop, tone, codec)
         if path is not None:
             _write(path, clip)
     _MEMO[key] = clip
@@ -145,32 +154,45 @@ def encode_clip(
     fps: int = FPS,
     gop: int = GOP,
     tone: int = TONE,
+    codec: str = "h264",
 ) -> Clip:
     """Encode the clip (what ``load_clip`` does once)."""
     if width % 16 or height % 16:
         raise ValueError(f"{width}x{height} is not whole macroblocks (16x16)")
-    video = tuple(_video(width, height, seconds * fps, fps, gop))
+    if codec not in CODECS:
+        raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+    video = tuple(_video(width, height, seconds * fps, fps, gop, codec))
     audio = tuple(_audio(seconds, tone))
-    return Clip(width, height, fps, seconds * 1000, video, audio)
+    return Clip(width, height, fps, seconds * 1000, video, audio, CODECS[codec])
 
 
 # -- pictures -------------------------------------------------------------------------------
 
 
-def _video(width: int, height: int, frames: int, fps: int, gop: int) -> list[ClipFrame]:
-    ctx = av.CodecContext.create("libx264", "w")
+def _video(width: int, height: int, frames: int, fps: int, gop: int, codec: str = "h264") -> list[ClipFrame]:
+    ctx = av.CodecContext.create("libx265" if codec == "h265" else "libx264", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
     ctx.time_base = Fraction(1, fps)
     ctx.framerate = fps
     ctx.bit_rate = BIT_RATE * (width * height) // (CIF[0] * CIF[1])
-    ctx.options = {
-        "profile": "baseline",
-        "bframes": "0",
-        "g": str(gop),
-        "sc_threshold": "0",  # no IDR pictures but every gop frames
-        "preset": "ultrafast",
-        "tune": "zerolatency",
-    }
+    if codec == "h265":
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            # IRAP pictures every gop frames and only then, no GOP reaching into the
+            # next one, the parameter sets in front of each, no banner SEI, quiet
+            "x265-params": f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0"
+            ":repeat-headers=1:info=0:log-level=error",
+        }
+    else:
+        ctx.options = {
+            "profile": "baseline",
+            "bframes": "0",
+            "g": str(gop),
+            "sc_threshold": "0",  # no IDR pictures but every gop frames
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+        }
     x, y, scale = clock_box(width, height)
     out: list[ClipFrame] = []
     for i in range(frames + 1):
@@ -260,7 +282,9 @@ def _write(path: Path, clip: Clip) -> None:
         raise
 
 
-def _read(path: Path, width: int, height: int, fps: int, duration: int) -> Clip | None:
+def _read(
+    path: Path, width: int, height: int, fps: int, duration: int, payload_type: int = AvCodec.H264
+) -> Clip | None:
     """The cached clip, or None when there is none or the file is not one we wrote."""
     try:
         data = path.read_bytes()
@@ -283,4 +307,4 @@ def _read(path: Path, width: int, height: int, fps: int, duration: int) -> Clip 
         at += size
     if not video or not audio or video[0].data_type != DataType.I_FRAME:
         return None
-    return Clip(width, height, fps, duration, tuple(video), tuple(audio))
+    return Clip(width, height, fps, duration, tuple(video), tuple(audio), payload_type)

@@ -153,3 +153,38 @@ def test_cached_once_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         cached.name
     ]
     assert clip_module._read(cached, 352, 288, 25, 1000) == first
+
+
+def test_h265_variant_is_the_same_clip_in_hevc() -> None:
+    """``codec="h265"``: the same pictures (the clock reads the same) in H.265 without
+    B-frames, an IRAP picture with VPS/SPS/PPS in front exactly every GOP, labelled
+    payload type 99; FFmpeg decodes every picture and sees the same keyframes."""
+    c = encode_clip(seconds=2, gop=GOP, codec="h265")
+    assert c.video_payload_type == 99
+    assert [f.timestamp for f in c.video] == [i * 40 for i in range(2 * 25)]
+    keys = [i for i, f in enumerate(c.video) if f.data_type == DataType.I_FRAME]
+    assert keys == list(range(0, 2 * 25, GOP))
+    for i, f in enumerate(c.video):
+        types = [(n[0] >> 1) & 0x3F for n in split_annexb(f.payload)]
+        assert ({32, 33, 34} <= set(types)) == (i in keys)
+        assert any(16 <= t <= 23 for t in types) == (i in keys)
+    ctx = av.CodecContext.create("hevc", "r")
+    decoded = [p for f in c.video for p in ctx.decode(av.Packet(f.payload))] + ctx.decode(None)
+    assert len(decoded) == 2 * 25 and {(p.width, p.height) for p in decoded} == {(352, 288)}
+    assert [i for i, p in enumerate(decoded) if p.key_frame] == keys
+    assert reads(decoded[37], clock_text(37 * 40)) > 0.95
+
+
+def test_h265_is_cached_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The H.264 and H.265 clips of one size are two cache files, each read back as the
+    codec it was; an unknown codec is refused in words."""
+    monkeypatch.setattr(clip_module, "_MEMO", {})
+    h264 = load_clip(seconds=1, cache_dir=tmp_path)
+    h265 = load_clip(seconds=1, cache_dir=tmp_path, codec="h265")
+    assert len(list(tmp_path.iterdir())) == 2 and h264.video != h265.video
+    monkeypatch.setattr(clip_module, "_MEMO", {})
+    monkeypatch.setattr(clip_module, "encode_clip", lambda *a: pytest.fail("encoded again"))
+    assert load_clip(seconds=1, cache_dir=tmp_path, codec="h265") == h265
+    assert load_clip(seconds=1, cache_dir=tmp_path).video_payload_type == 98
+    with pytest.raises(ValueError, match="'vp8' is not one of h264, h265"):
+        load_clip(seconds=1, codec="vp8")

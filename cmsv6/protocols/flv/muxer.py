@@ -1,4 +1,4 @@
-"""H.264 access units and AAC frames in, FLV tags out, sans-IO.
+"""H.264 and H.265 access units and AAC frames in, FLV tags out, sans-IO.
 
 What browsers' FLV players (mpegts.js, flv.js) need, and what this gives them:
 
@@ -10,8 +10,16 @@ What browsers' FLV players (mpegts.js, flv.js) need, and what this gives them:
 * Timestamps never go backwards (``Timeline``): a unit's clock that jumps or wraps is
   re-anchored, so a player's buffer never sees time reverse.
 
-H.265 is not muxed yet: ``UnsupportedCodec`` says so in words the server can send the
-viewer, rather than a stream no player can decode.
+H.265 is muxed as enhanced FLV (Enhanced RTMP v1, "Defining Additional Video Codecs"):
+video tags with an ExVideoTagHeader (the IsExHeader bit, a PacketType, FourCC ``hvc1``),
+a SequenceStart carrying the HEVC decoder configuration record from VPS/SPS/PPS, and
+CodedFramesX (no B-frames: composition time 0) with 4-byte NAL lengths; keyframes are
+IRAP pictures. ``onMetaData``'s ``videocodecid`` is then the FourCC as a number, as that
+specification says. Players that read it: FFmpeg (ffplay), VLC, mpegts.js in Chromium
+with HEVC decoding. A muxer is for one video codec (``codec``, set before ``header()``).
+
+Other codecs raise ``UnsupportedCodec`` in words the server can send the viewer, rather
+than a stream no player can decode.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from cmsv6.protocols.flv.h264 import (
     split_annexb,
     to_avcc,
 )
+from cmsv6.protocols.flv import hevc
 from cmsv6.protocols.flv.tags import TagType, file_header, script_tag, tag
 
 #: JT/T 1078 table 12 video coding types.
@@ -38,6 +47,15 @@ H265 = 99
 #: FLV codec ids.
 CODEC_AVC = 7
 SOUND_AAC = 10
+#: Enhanced FLV: the FourCC of H.265, and it as onMetaData's videocodecid.
+FOURCC_HEVC = b"hvc1"
+VIDEOCODECID_HEVC = int.from_bytes(FOURCC_HEVC, "big")
+#: Enhanced FLV: the IsExHeader bit of a video tag's first byte, and PacketTypes.
+EX_HEADER = 0x80
+PACKET_SEQUENCE_START = 0
+PACKET_CODED_FRAMES_X = 3
+#: The names of the video codecs a muxer takes.
+CODEC_NAMES = {H264: "H.264", H265: "H.265"}
 
 #: A step larger than this (ms) between two frames of one track is a clock jump.
 MAX_GAP = 10_000
@@ -128,19 +146,23 @@ class FlvMuxer:
     announce audio.
     """
 
-    def __init__(self, audio: bool = False, timeline: Timeline | None = None) -> None:
+    def __init__(self, audio: bool = False, timeline: Timeline | None = None, codec: int = H264) -> None:
         self.audio = audio
+        #: The video codec (H264 or H265): set it before ``header()``.
+        self.codec = codec
         self.timeline = timeline or Timeline()
         self.counters = MuxCounters()
         self._sps: tuple[bytes, ...] = ()
         self._pps: tuple[bytes, ...] = ()
+        self._vps: tuple[bytes, ...] = ()
         self._config: bytes | None = None
         self._started = False
         self._aac_config: bytes | None = None
 
     def header(self) -> bytes:
         """The file header and the ``onMetaData`` tag."""
-        meta: dict[str, object] = {"duration": 0, "hasVideo": True, "videocodecid": CODEC_AVC}
+        codec_id = VIDEOCODECID_HEVC if self.codec == H265 else CODEC_AVC
+        meta: dict[str, object] = {"duration": 0, "hasVideo": True, "videocodecid": codec_id}
         meta["hasAudio"] = self.audio
         if self.audio:
             meta["audiocodecid"] = SOUND_AAC
@@ -151,16 +173,18 @@ class FlvMuxer:
     def video(self, access_unit: bytes, timestamp: int, codec: int = H264) -> list[FlvTag]:
         """The tags for one picture (Annex B) at the unit's ``timestamp`` (ms).
 
-        Raises UnsupportedCodec for anything but H.264, BadFrame for a frame with no NAL
-        unit. A picture before the stream has started (an IDR with its SPS/PPS) is skipped.
+        Raises UnsupportedCodec for anything but H.264 and H.265, BadFrame for a frame with
+        no NAL unit or in another codec than the stream's. A picture before the stream has
+        started (an IDR with its SPS/PPS; for H.265, an IRAP picture with its VPS/SPS/PPS)
+        is skipped.
         """
-        if codec != H264:
-            if codec == H265:
-                raise UnsupportedCodec(
-                    "the unit sends H.265 video, which this server cannot stream yet;"
-                    " ask for the sub-stream or set the unit to H.264"
-                )
-            raise UnsupportedCodec(f"video coding type {codec} is not H.264")
+        if codec not in CODEC_NAMES:
+            raise UnsupportedCodec(f"video coding type {codec} is neither H.264 nor H.265")
+        if codec != self.codec:
+            raise BadFrame(f"{CODEC_NAMES[codec]} video in a stream that started in"
+                           f" {CODEC_NAMES[self.codec]}")  # fmt: skip
+        if codec == H265:
+            return self._hevc(access_unit, timestamp)
         nals = split_annexb(access_unit)
         if not nals:
             raise BadFrame(f"video frame of {len(access_unit)} bytes has no H.264 NAL unit")
@@ -195,6 +219,51 @@ class FlvMuxer:
         data = to_avcc([n for n in nals if nal_type(n) not in (NAL_SPS, NAL_PPS, NAL_AUD)])
         frame_type = 1 if keyframe else 2
         body = bytes(((frame_type << 4) | CODEC_AVC, 1, 0, 0, 0)) + data
+        ts = self._time("video", timestamp) if not out else out[-1].timestamp
+        out.append(FlvTag(TagType.VIDEO, ts, tag(TagType.VIDEO, ts, body), keyframe))
+        self.counters.video_tags += 1
+        return out
+
+    def _hevc(self, access_unit: bytes, timestamp: int) -> list[FlvTag]:
+        nals = split_annexb(access_unit)
+        if not nals:
+            raise BadFrame(f"video frame of {len(access_unit)} bytes has no H.265 NAL unit")
+        types = [hevc.nal_type(n) for n in nals]
+        out: list[FlvTag] = []
+        vps = tuple(n for n, t in zip(nals, types) if t == hevc.NAL_VPS)
+        sps = tuple(n for n, t in zip(nals, types) if t == hevc.NAL_SPS)
+        pps = tuple(n for n, t in zip(nals, types) if t == hevc.NAL_PPS)
+        pictures = sum(t in hevc.VCL for t in types)
+        keyframe = any(t in hevc.IRAP for t in types)
+        if vps or sps or pps:
+            self._vps = vps or self._vps
+            self._sps = sps or self._sps
+            self._pps = pps or self._pps
+            if self._vps and self._sps and self._pps:
+                try:
+                    config = hevc.hevc_decoder_configuration(self._vps, self._sps, self._pps)
+                except ValueError as e:
+                    raise BadFrame(f"unusable VPS/SPS/PPS: {e}") from None
+                if config != self._config:
+                    self._config = config
+                    first = EX_HEADER | (1 << 4) | PACKET_SEQUENCE_START
+                    body = bytes((first,)) + FOURCC_HEVC + config
+                    ts = self._time("video", timestamp)
+                    out.append(
+                        FlvTag(TagType.VIDEO, ts, tag(TagType.VIDEO, ts, body), True, True)
+                    )
+                    self.counters.configs += 1
+        if not pictures:
+            return out
+        if not self._started:
+            if not (keyframe and self._config is not None):
+                self.counters.skipped += 1
+                return out
+            self._started = True
+        skip = (hevc.NAL_VPS, hevc.NAL_SPS, hevc.NAL_PPS, hevc.NAL_AUD)
+        data = to_avcc([n for n, t in zip(nals, types) if t not in skip])
+        first = EX_HEADER | ((1 if keyframe else 2) << 4) | PACKET_CODED_FRAMES_X
+        body = bytes((first,)) + FOURCC_HEVC + data
         ts = self._time("video", timestamp) if not out else out[-1].timestamp
         out.append(FlvTag(TagType.VIDEO, ts, tag(TagType.VIDEO, ts, body), keyframe))
         self.counters.video_tags += 1

@@ -66,6 +66,7 @@ def dvr_packets(
     channel: int = 1,
     clock: dict[int, int] | None = None,
     max_body: int = 950,
+    payload_type: int = 98,
 ) -> list[Packet]:
     """The packets a DVR sends for these access units: ≤``max_body``-byte pieces, one
     sequence counter, the unit's clock in ms (``clock`` maps a frame number to its own
@@ -82,6 +83,7 @@ def dvr_packets(
             last_i_frame_interval=0,
             last_frame_interval=STEP,
             sequence=seq,
+            payload_type=payload_type,
         )
         pieces = split_frame(template, au.data, max_body)
         seq = (seq + len(pieces)) & 0xFFFF
@@ -171,3 +173,71 @@ def reference_pictures(units: tuple[AccessUnit, ...]) -> tuple[bytes, ...]:
         out += [_pixels(f) for f in ctx.decode(av.Packet(au.data))]
     out += [_pixels(f) for f in ctx.decode(None)]
     return tuple(out)
+
+
+@cache
+def hevc_clip(frames: int = 75, gop: int = 25, width: int = 160, height: int = 128,
+              pix_fmt: str = "yuv420p") -> tuple[AccessUnit, ...]:  # fmt: skip
+    """The same kind of pictures in H.265 as cameras send it (libx265): no B-frames, a
+    closed GOP of ``gop``, VPS/SPS/PPS in front of every IRAP picture."""
+    assert "libx265" in av.codecs_available
+    ctx = av.CodecContext.create("libx265", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
+    ctx.time_base = Fraction(1, FPS)
+    ctx.framerate = FPS
+    ctx.options = {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "x265-params": f"bframes=0:keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0"
+        ":repeat-headers=1:info=0:log-level=error",
+    }
+    out: list[AccessUnit] = []
+    for i in range(frames + 1):
+        if i == frames:
+            packets = ctx.encode(None)
+        else:
+            frame = av.VideoFrame(width, height, pix_fmt)
+            for n, plane in enumerate(frame.planes):
+                plane.update(bytes((x * (n + 3) + 5 * i) & 0xFF for x in range(plane.buffer_size)))
+            frame.pts = i
+            packets = ctx.encode(frame)
+        out += [AccessUnit(bytes(p), int(p.pts), bool(p.is_keyframe)) for p in packets]
+    return tuple(out)
+
+
+@cache
+def reference_hevc(units: tuple[AccessUnit, ...]) -> tuple[bytes, ...]:
+    """The H.265 clip's pictures as FFmpeg decodes its Annex B directly, in order."""
+    ctx = av.CodecContext.create("hevc", "r")
+    out = []
+    for au in units:
+        out += [_pixels(f) for f in ctx.decode(av.Packet(au.data))]
+    out += [_pixels(f) for f in ctx.decode(None)]
+    return tuple(out)
+
+
+def ffmpeg_hvcc(units: Iterable[AccessUnit]) -> bytes:
+    """The hvcC box FFmpeg's MP4 muxer writes (tag hvc1) for this Annex B stream, as the
+    raw H.265 demuxer gives it: FFmpeg's own reading of the parameter sets."""
+    source = av.open(io.BytesIO(b"".join(au.data for au in units)), format="hevc")
+    out = io.BytesIO()
+    mp4 = av.open(out, "w", format="mp4")
+    stream = mp4.add_stream_from_template(source.streams.video[0])
+    stream.codec_tag = "hvc1"
+    stream.time_base = Fraction(1, FPS)
+    n = 0
+    for packet in source.demux():
+        if packet.size == 0:
+            continue
+        packet.pts = packet.dts = n
+        packet.time_base = Fraction(1, FPS)
+        packet.stream = stream
+        mp4.mux(packet)
+        n += 1
+    mp4.close()
+    source.close()
+    data = out.getvalue()
+    at = data.find(b"hvcC")
+    assert at > 4, "FFmpeg wrote no hvcC box"
+    size = int.from_bytes(data[at - 4 : at], "big")
+    return data[at + 4 : at - 4 + size]

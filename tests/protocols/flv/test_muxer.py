@@ -263,13 +263,14 @@ def _adts_frame(config: bytes, raw: bytes) -> bytes:
     ) + raw
 
 
-def test_h265_gets_a_clear_error() -> None:
-    """An H.265 stream raises UnsupportedCodec with words for the viewer, not garbage."""
+def test_other_codecs_get_a_clear_error() -> None:
+    """A codec FLV output does not carry raises UnsupportedCodec with words for the viewer;
+    H.265 in a stream started in H.264 (and the reverse) is a frame skipped, not garbage."""
     mux = FlvMuxer()
-    with pytest.raises(UnsupportedCodec, match="H.265"):
-        mux.video(b"\x00\x00\x00\x01\x40\x01\x0c", 0, codec=H265)
-    with pytest.raises(UnsupportedCodec, match="not H.264"):
+    with pytest.raises(UnsupportedCodec, match="neither H.264 nor H.265"):
         mux.video(b"\x00\x00\x00\x01\x65", 0, codec=100)
+    with pytest.raises(BadFrame, match="H.265 video in a stream that started in H.264"):
+        mux.video(b"\x00\x00\x00\x01\x40\x01\x0c", 0, codec=H265)
     with pytest.raises(BadFrame):
         mux.video(b"no start code", 0)
     assert mux.counters.video_tags == 0
