@@ -22,6 +22,7 @@ from twisted.logger import (
 )
 from twisted.python.failure import Failure
 
+from cmsv6.sim.audio import CODECS
 from cmsv6.sim.device import DeviceConfig
 from cmsv6.sim.fleet import Fleet, FleetConfig, phones
 from cmsv6.sim.route import Area
@@ -53,6 +54,23 @@ def _channels(value: str) -> int:
     x = int(value)
     if not 0 <= x <= 255:
         raise argparse.ArgumentTypeError(f"{value} is not a channel count (0-255)")
+    return x
+
+
+def _channel_list(value: str) -> frozenset[int]:
+    try:
+        channels = frozenset(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a list of channels (2,3)") from None
+    if not all(1 <= c <= 255 for c in channels):
+        raise argparse.ArgumentTypeError(f"{value!r}: channels are 1-255")
+    return channels
+
+
+def _packet_number(value: str) -> int:
+    x = int(value)
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a packet number (1, 2...; 0: none)")
     return x
 
 
@@ -118,6 +136,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-header", choices=AUDIO_HEADERS, default="hisilicon",
                    help="G.711A frames with the HiSilicon header 00 01 LL 00, or bare "
                    "(default %(default)s)")
+    p.add_argument("--audio-codec", choices=tuple(CODECS), default="g711a",
+                   help="the cameras' audio codec, as 0x1003 says it: live and talk-back "
+                   "audio is sent in it and talk-back decoded from it (default %(default)s)")
+    p.add_argument("--no-audio-output", action="store_true",
+                   help="the devices have no loudspeaker: 0x1003 says so, and talk-back and "
+                   "broadcast are refused")
+    p.add_argument("--h265-channels", type=_channel_list, default=frozenset(),
+                   help="channels that stream H.265, e.g. 2 or 2,3 (default: none, all H.264)")
+    p.add_argument("--recording-days", type=_count, default=3,
+                   help="days of recordings the devices list for 0x9205 (default 3)")
+    p.add_argument("--lose-packet", type=_packet_number, default=0,
+                   help="testing: leave packet N out of the first send of every sub-packaged "
+                   "reply, so the server must ask for it again with 0x8003 (default 0: none)")
     p.add_argument("--video-pace", type=_positive, default=1.0,
                    help="clip seconds sent per second: 1 is real time, more fast-forwards "
                    "(default 1)")
@@ -148,6 +179,11 @@ def config_from_args(args: argparse.Namespace) -> FleetConfig:
         reconnect_max=args.reconnect_max,
         area=Area(lat, lon),
         channels=args.channels,
+        audio_codec=args.audio_codec,
+        audio_output=not args.no_audio_output,
+        h265_channels=args.h265_channels,
+        recording_days=args.recording_days,
+        lose_packet=args.lose_packet,
     )
     video = VideoConfig(
         audio_header=args.audio_header,

@@ -31,6 +31,7 @@ from random import Random
 from typing import Any, Callable, Protocol
 
 from attrs import define, field, frozen
+from twisted.logger import Logger
 
 from cmsv6.protocols.jt808.codec import Message, decode_body, encode_body, encode_packets
 from cmsv6.protocols.jt808.fields import BEIJING
@@ -58,8 +59,15 @@ from cmsv6.protocols.jt808.messages.jt1078 import (
     AvTransmissionControl,
     ControlCommand,
     LiveStream,
+    PlaybackControl,
+    PlaybackMode,
+    PlaybackRequest,
+    PlaybackSpeed,
+    PtzDirection,
+    QueryResources,
     RealtimeAvRequest,
     RequestDataType,
+    ResourceList,
 )
 from cmsv6.protocols.jt808.messages.location import (
     ALARM_EMERGENCY,
@@ -88,8 +96,12 @@ from cmsv6.protocols.jt808.messages.params import (
     SetParameters,
 )
 from cmsv6.protocols.jt808.retransmit import Retransmission
+from cmsv6.sim import recordings
 from cmsv6.sim.address import host_port, parse_server, tcp_endpoint
+from cmsv6.sim.audio import CODECS, payload_type
 from cmsv6.sim.route import Area, Vehicle
+
+_log = Logger()
 
 # Message ids the device sends and tracks.
 REGISTER, AUTHENTICATE, HEARTBEAT, LOGOUT = 0x0100, 0x0102, 0x0002, 0x0003
@@ -175,6 +187,23 @@ class DeviceConfig:
     photo_size: tuple[int, int] = (2048, 6144)
     #: Camera channels (1..channels); 0: no cameras (0x9003, 0x9101, 0x9102 unsupported).
     channels: int = 4
+    #: The cameras' audio codec (``cmsv6.sim.audio.CODECS``): 0x1003 says it, the audio
+    #: sent up (live, playback, talk-back) is in it, and talk-back is decoded from it.
+    audio_codec: str = "g711a"
+    #: Whether the unit has a loudspeaker (0x1003): without, talk-back and broadcast are
+    #: refused.
+    audio_output: bool = True
+    #: Channels that stream H.265 (the others H.264).
+    h265_channels: frozenset[int] = frozenset()
+    #: Days of recordings on the unit's storage (0x9205).
+    recording_days: int = 3
+    #: Tests: packet N (from 1) of every sub-packaged reply is left out of its first send,
+    #: so the platform must ask for it again (0x8003); 0 sends everything.
+    lose_packet: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.audio_codec not in CODECS:
+            raise ValueError(f"audio codec {self.audio_codec!r} is not one of {sorted(CODECS)}")
 
 
 @define
@@ -246,6 +275,14 @@ class DeviceEvents:
 
     def stream_control(self, device: Device, control: AvTransmissionControl) -> None:
         """A 0x9102 the device accepted (and answered): close, pause, resume or switch."""
+
+    def playback_requested(self, device: Device, request: PlaybackRequest) -> None:
+        """A 0x9201 the device accepted (and answered): play that recording back."""
+
+    def playback_control(self, device: Device, control: PlaybackControl) -> bool:
+        """A 0x9202 for a channel the device has: act on it; False when the channel has no
+        playback (or the control cannot be followed), and the device answers 1 (failed)."""
+        return False
 
 
 def beijing(seconds: float) -> datetime:
@@ -345,6 +382,7 @@ class Device:
         "_extra_params",
         "_session_authenticated",
         "_connected_to",
+        "ptz",
         "index",
         "refusal",
     )
@@ -412,6 +450,8 @@ class Device:
         self._extra_params: dict[int, Any] | None = None
         self._session_authenticated = False
         self._connected_to = server
+        #: Each camera's pan/tilt/zoom state, by channel, as 0x9301-0x9306 left it.
+        self.ptz: dict[int, Ptz] = {}
         #: The owner's number for this device.
         self.index = 0
         #: Why the platform last refused the device, in words; None once it gets in.
@@ -885,12 +925,22 @@ class Device:
         self._send(0x0001, encode_body(TerminalResponse(h.serial, h.msg_id, result), self.version))
 
     def _reply(self, msg_id: int, body: Any) -> None:
-        """An untracked reply, sub-packaged if it does not fit one frame."""
-        frames = encode_packets(self._header(msg_id, self._serial), body)
+        """An untracked reply, sub-packaged if it does not fit one frame (then kept for
+        0x8003 re-requests; ``lose_packet`` leaves one packet out of this first send)."""
+        first = self._serial
+        frames = encode_packets(self._header(msg_id, first), body)
         self._take_serial(len(frames))
+        lose = 0
+        if len(frames) > 1:
+            if self._multipart is None:
+                self._multipart = []
+            self._multipart.append(_Multipart(-1, first, frames))
+            del self._multipart[:-MAX_MULTIPART]
+            lose = self.config.lose_packet
         if self._link is not None:
-            for frame in frames:
-                self._link.send(frame)
+            for i, frame in enumerate(frames, 1):
+                if i != lose:
+                    self._link.send(frame)
 
     def _wake_at(self, when: float) -> None:
         if when < self.wake:
@@ -1046,21 +1096,30 @@ class Device:
 
     # -- cameras (JT/T 1078); the streams themselves are the owner's (cmsv6.sim.video) ----
 
+    def video_codec(self, channel: int) -> int:
+        """The table 12 code of what a channel's camera encodes (H.264 or H.265)."""
+        return AvCodec.H265 if channel in self.config.h265_channels else AvCodec.H264
+
     def attributes(self) -> AvAttributes:
-        """The 0x1003 of the simulated cameras: G.711A 8 kHz mono 16-bit in 40 ms frames
-        (320 samples), H.264; no loudspeaker."""
+        """The 0x1003 of the simulated cameras: the configured audio codec at 8 kHz mono
+        16-bit in 40 ms frames (320 samples), a loudspeaker unless ``audio_output`` is off;
+        H.265 when any channel sends it, else H.264."""
         channels = self.config.channels
+        h265 = any(1 <= c <= channels for c in self.config.h265_channels)
         return AvAttributes(
-            audio_codec=AvCodec.G711A,
+            audio_codec=payload_type(self.config.audio_codec),
             audio_channels=1,
             audio_sample_rate=AudioSampleRate.HZ_8000,
             audio_sample_bits=1,  # 16 bits
             audio_frame_length=320,
-            audio_output=0,
-            video_codec=AvCodec.H264,
+            audio_output=1 if self.config.audio_output else 0,
+            video_codec=AvCodec.H265 if h265 else AvCodec.H264,
             max_audio_channels=channels,
             max_video_channels=channels,
         )
+
+    def _has_channel(self, channel: int) -> bool:
+        return 1 <= channel <= self.config.channels
 
     def _on_query_av(self, h: Header, body: Any, now: float) -> None:
         if not self.config.channels:
@@ -1072,12 +1131,14 @@ class Device:
         if not self.config.channels:
             self._respond(h, RESULT_UNSUPPORTED)
             return
-        if body.data_type not in _SERVED:  # talk-back, broadcast, pass-through
+        talk = body.data_type in (RequestDataType.TALK, RequestDataType.BROADCAST)
+        if not (body.data_type in _SERVED or (talk and self.config.audio_output)):
+            # pass-through; talk-back and broadcast without a loudspeaker
             self._respond(h, RESULT_UNSUPPORTED)
             return
         if (
-            not 1 <= body.channel <= self.config.channels
-            or body.stream_type not in (LiveStream.MAIN, LiveStream.SUB)
+            not self._has_channel(body.channel)
+            or (not talk and body.stream_type not in (LiveStream.MAIN, LiveStream.SUB))
             or not body.server_ip
             or not body.tcp_port
         ):
@@ -1090,11 +1151,105 @@ class Device:
         if not self.config.channels:
             self._respond(h, RESULT_UNSUPPORTED)
             return
-        if not 1 <= body.channel <= self.config.channels or body.command > ControlCommand.CLOSE_TALK:
+        if not self._has_channel(body.channel) or body.command > ControlCommand.CLOSE_TALK:
             self._respond(h, RESULT_FAILED)
             return
         self._respond(h)
         self.events.stream_control(self, body)
+
+    # -- recordings (JT/T 1078 5.6) -------------------------------------------------------
+
+    def recordings(self, query: QueryResources, now: float) -> list[Any]:
+        """The 0x1205 items answering a 0x9205 (``cmsv6.sim.recordings``)."""
+        c = self.config
+        return recordings.query(self.phone, c.channels, c.recording_days, query, now)
+
+    def _on_query_recordings(self, h: Header, body: QueryResources, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        self._reply(0x1205, ResourceList(h.serial, self.recordings(body, now)))
+
+    def _on_playback(self, h: Header, body: PlaybackRequest, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        if (
+            not self._has_channel(body.channel)
+            or not body.server_ip
+            or not body.tcp_port
+            or body.start is None
+            or (body.end is not None and body.end <= body.start)
+            or body.mode > PlaybackMode.SINGLE_FRAME
+            or body.speed > PlaybackSpeed.X16
+        ):
+            self._respond(h, RESULT_FAILED)
+            return
+        self._respond(h)
+        self.events.playback_requested(self, body)
+
+    def _on_playback_control(self, h: Header, body: PlaybackControl, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        ok = self._has_channel(body.channel) and self.events.playback_control(self, body)
+        self._respond(h, RESULT_OK if ok else RESULT_FAILED)
+
+    # -- pan/tilt/zoom (JT/T 1078 5.7) ----------------------------------------------------
+
+    def _on_ptz(self, h: Header, body: Any, now: float) -> None:
+        if not self.config.channels:
+            self._respond(h, RESULT_UNSUPPORTED)
+            return
+        if not self._has_channel(body.channel):
+            self._respond(h, RESULT_FAILED)
+            return
+        state = self.ptz.setdefault(body.channel, Ptz())
+        what = state.apply(h.msg_id, body)
+        _log.info("{phone} channel {channel}: {what}", phone=self.phone, channel=body.channel,
+                  what=what)
+        self._respond(h)
+
+
+_DIRECTIONS = {0: "stop", 1: "up", 2: "down", 3: "left", 4: "right"}
+
+
+@define
+class Ptz:
+    """A camera's pan/tilt/zoom state: what turns now and how often each knob was moved
+    (``focus``, ``iris`` and ``zoom`` count steps: +1 up/in, -1 down/out)."""
+
+    direction: int = PtzDirection.STOP
+    speed: int = 0
+    focus: int = 0
+    iris: int = 0
+    zoom: int = 0
+    wiper: bool = False
+    infrared: bool = False
+    #: The last command, in words.
+    last: str = ""
+
+    def apply(self, msg_id: int, body: Any) -> str:
+        """Take a 0x9301-0x9306 body; what it did, in words."""
+        if msg_id == 0x9301:
+            self.direction, self.speed = body.direction, body.speed
+            way = _DIRECTIONS.get(body.direction, f"direction {body.direction}")
+            what = "rotation stopped" if way == "stop" else f"rotate {way} at speed {body.speed}"
+        elif msg_id in (0x9302, 0x9303, 0x9306):
+            name = {0x9302: "focus", 0x9303: "iris", 0x9306: "zoom"}[msg_id]
+            step = 1 if body.adjust == 0 else -1
+            setattr(self, name, getattr(self, name) + step)
+            words = {"focus": ("focus far", "focus near"), "iris": ("iris open", "iris close"),
+                     "zoom": ("zoom in", "zoom out")}[name]
+            what = words[0] if step > 0 else words[1]
+        else:
+            name = "wiper" if msg_id == 0x9304 else "infrared"
+            on = body.action == 1
+            setattr(self, name, on)
+            label = "wiper" if name == "wiper" else "infrared light"
+            what = f"{label} {'on' if on else 'off'}"
+        self.last = what
+        return what
 
 
 #: 0x9101 data types the cameras serve.
@@ -1137,4 +1292,8 @@ _HANDLERS: dict[int, Callable[[Device, Header, Any, float], None]] = {
     0x9003: Device._on_query_av,
     0x9101: Device._on_realtime_av,
     0x9102: Device._on_av_control,
+    0x9205: Device._on_query_recordings,
+    0x9201: Device._on_playback,
+    0x9202: Device._on_playback_control,
+    **{msg_id: Device._on_ptz for msg_id in range(0x9301, 0x9307)},
 }

@@ -26,6 +26,7 @@ from cmsv6.protocols.jt808.messages.core import (
     RESULT_UNSUPPORTED,
     PlatformResponse,
     RegisterResponse,
+    ResendRequest,
 )
 from cmsv6.protocols.jt808.messages.location import Location
 from cmsv6.protocols.jt808.messages.multimedia import MultimediaUploadResponse
@@ -73,6 +74,10 @@ class FakePlatform(Factory):
         self.packets: list[tuple[str, int, int, int, int]] = []
         #: The devices' answers: ``(phone key, Message)``.
         self.replies: deque[tuple[str, Message]] = deque(maxlen=MAX_REPLIES)
+        #: Seconds without a missing sub-package before it is asked for (again) with 0x8003.
+        self.resend_after = 0.5
+        #: The 0x8003 sent: ``(phone key, first serial, indexes)``.
+        self.resend_requests: list[tuple[str, int, tuple[int, ...]]] = []
 
     def buildProtocol(self, addr: Any) -> FakePlatformProtocol:
         return FakePlatformProtocol(self)
@@ -93,6 +98,7 @@ class FakePlatformProtocol(Protocol):
         self._deframer = Deframer()
         self._reassembler: Reassembler | None = None
         self._serial = 0
+        self._overdue: Any = None
 
     @property
     def phone(self) -> str | None:
@@ -103,6 +109,8 @@ class FakePlatformProtocol(Protocol):
         self.platform.open += 1
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._overdue is not None and self._overdue.active():
+            self._overdue.cancel()
         self.platform.open -= 1
         phone = self.phone
         if phone is not None and self.platform.sessions.get(phone) is self:
@@ -131,6 +139,30 @@ class FakePlatformProtocol(Protocol):
     def _answer(self, h: Header, result: int = RESULT_OK) -> None:
         self.send_message(PlatformResponse(h.serial, h.msg_id, result))
 
+    def _resend(self, first_serial: int, indexes: tuple[int, ...]) -> None:
+        assert self.header is not None
+        self.platform.resend_requests.append((phone_key(self.header.phone), first_serial, indexes))
+        self.send_message(ResendRequest(first_serial, indexes))
+
+    def _watch(self) -> None:
+        """Ask again for packets still missing ``resend_after`` seconds on (needs a clock
+        that can call later)."""
+        clock = self.platform.clock
+        if clock is None or (self._overdue is not None and self._overdue.active()):
+            return
+        self._overdue = clock.callLater(self.platform.resend_after, self._check_overdue)
+
+    def _check_overdue(self) -> None:
+        self._overdue = None
+        if self._reassembler is None or self.transport is None:
+            return
+        now = self.platform.clock.seconds()  # type: ignore[union-attr]
+        self._reassembler.expire(now, 60.0)
+        for missing in self._reassembler.overdue(now, self.platform.resend_after):
+            self._resend(missing.first_serial, missing.indexes)
+        if self._reassembler.pending_bytes:
+            self._watch()
+
     def _frame(self, frame: Frame) -> None:
         h = frame.header
         self.header = h
@@ -144,6 +176,10 @@ class FakePlatformProtocol(Protocol):
             now = p.clock.seconds() if p.clock is not None else 0.0
             whole = self._reassembler.add(frame, now)
             if whole is None:
+                missing = self._reassembler.ask_now(frame, now)
+                if missing is not None:
+                    self._resend(missing.first_serial, missing.indexes)
+                self._watch()
                 return
             h = whole.header
             message = Message(h, decode_body(h.msg_id, whole.body, h.version))
@@ -174,7 +210,7 @@ class FakePlatformProtocol(Protocol):
         elif h.msg_id == 0x0801:
             p.assembled.append((phone, h.msg_id, body))
             self.send_message(MultimediaUploadResponse(body.media_id))
-        elif h.msg_id in (0x0001, 0x0104, 0x0201, 0x0805, 0x1003):
+        elif h.msg_id in (0x0001, 0x0104, 0x0201, 0x0805, 0x1003, 0x1205):
             p.replies.append((phone, message))
         else:
             self._answer(h, RESULT_UNSUPPORTED)

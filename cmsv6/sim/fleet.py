@@ -29,10 +29,16 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cmsv6.protocols.jt808.messages.jt1078 import AvTransmissionControl, RealtimeAvRequest
+from cmsv6.protocols.jt808.messages.jt1078 import (
+    AvTransmissionControl,
+    PlaybackControl,
+    PlaybackRequest,
+    RealtimeAvRequest,
+)
 from cmsv6.sim.device import Counters, Device, DeviceConfig, DeviceEvents, position_of
 from cmsv6.sim.protocol import DeviceFactory, DeviceProtocol
-from cmsv6.sim.video import Streamer, VideoConfig
+from cmsv6.sim.streamer import Streamer
+from cmsv6.sim.video import VideoConfig
 
 _log = Logger()
 
@@ -139,10 +145,24 @@ class _Events(DeviceEvents):
     def stream_requested(self, device: Device, request: RealtimeAvRequest) -> None:
         if self._fleet._stopping:
             return
-        self._fleet.streamer.open(device.phone, device.version, request)
+        self._fleet.streamer.open(
+            device.phone, device.version, request, device.config.audio_codec,
+            device.video_codec(request.channel),
+        )
 
     def stream_control(self, device: Device, control: AvTransmissionControl) -> None:
         self._fleet.streamer.control(device.phone, control)
+
+    def playback_requested(self, device: Device, request: PlaybackRequest) -> None:
+        if self._fleet._stopping:
+            return
+        self._fleet.streamer.playback(
+            device.phone, device.version, request, device.config.audio_codec,
+            device.video_codec(request.channel),
+        )
+
+    def playback_control(self, device: Device, control: PlaybackControl) -> bool:
+        return self._fleet.streamer.playback_control(device.phone, control)
 
 
 class Fleet:

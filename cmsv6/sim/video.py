@@ -25,31 +25,26 @@ real time.
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cmsv6.media.clip import CIF, FPS, GOP, Clip, ClipFrame, load_clip
+from cmsv6.media.clip import FPS, ClipFrame
 from cmsv6.protocols.jt808.fields import bcd_encode
 from cmsv6.protocols.jt808.messages.jt1078 import (
-    AvTransmissionControl,
+    AvCodec,
     CloseType,
-    ControlCommand,
     LiveStream,
     RealtimeAvRequest,
     RequestDataType,
 )
 from cmsv6.protocols.jt1078.packet import DataType, Packet, build_packet, split_frame
-from cmsv6.sim.address import tcp_endpoint
 
 _log = Logger()
 
@@ -64,7 +59,6 @@ SERVED = {
 SUB = (176, 144, 15)
 #: Distinct reasons a stream ended that are kept for the status line (others are counted).
 MAX_REASONS = 64
-_OTHER = "other reasons"
 
 
 @frozen
@@ -223,45 +217,44 @@ class _Position:
         self.loop, self.index = loop, index
 
 
-class Camera:
-    """One channel's live stream; the producer of its connection (``IPushProducer``)."""
+class Sender:
+    """A connection a unit opens to the media server on a request (a live stream, a
+    playback, a talk-back) and sends packets on; the producer of its connection
+    (``IPushProducer``). Subclasses say what to send (``run``) and what to do with what
+    comes back (``received``); ``kind`` names them in the log and ``registry`` is the
+    streamer's table they are kept in, by (phone, channel)."""
+
+    kind = "stream"
+    registry = "cameras"
 
     def __init__(
-        self,
-        streamer: Streamer,
-        phone: str,
-        version: int,
-        request: RealtimeAvRequest,
+        self, streamer: Any, phone: str, version: int, channel: int, address: str
     ) -> None:
         self.streamer = streamer
         self.phone = phone
-        self.channel = request.channel
-        self.address = f"{request.server_ip}:{request.tcp_port}"
-        self.stream_type = request.stream_type
-        self.send_video, self.send_audio = SERVED[RequestDataType(request.data_type)]
+        self.channel = channel
+        self.address = address
         digits = sim_digits(phone, version)
         self.sim_size = len(digits) // 2
-        self._sim_channel = bcd_encode(digits, self.sim_size) + bytes((request.channel,))
+        self._sim_channel = bcd_encode(digits, self.sim_size) + bytes((channel,))
         self.state = CONNECTING
-        self.paused = False  # by 0x9102
         self.held = False  # by the transport: it cannot take more now
         self.connecting: Deferred[Any] | None = None
         self.transport: Any = None
         self.bytes = 0
-        self._t0 = 0.0
-        self._video = _Position(streamer.video_track(self.stream_type, self.sim_size))
-        self._audio = _Position(streamer.audio_track(self.sim_size))
         self._sequence = 0
-        self._last_i: int | None = None
-        self._last_frame: int | None = None
         self._by_request = False
         self._close_reason = "closed"
-        #: Whether the connection was made (the camera counts among the open streams).
+        #: Whether the connection was made (it counts among the open streams).
         self.streamed = False
 
-    def clip_time(self, now: float) -> int:
-        """ms of clip since the stream began."""
-        return int((now - self._t0) * 1000 * self.streamer.config.pace)
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.phone, self.channel)
+
+    def describe(self) -> str:
+        """What is being sent, for the log: "streaming video and audio to ..."."""
+        return f"{self.kind} to {self.address}"
 
     # -- the connection -------------------------------------------------------------------
 
@@ -272,10 +265,16 @@ class Camera:
         self.state = STREAMING
         self.transport = transport
         self.streamed = True
-        self._t0 = now
+        self.begin(now)
         transport.registerProducer(self, True)
         self.streamer.started(self)
         self.run(now)
+
+    def begin(self, now: float) -> None:
+        """The connection is up (before the first ``run``)."""
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the media server: dropped unless a subclass listens."""
 
     def lost(self, reason: Failure) -> None:
         if self.state == CLOSED:
@@ -301,7 +300,7 @@ class Camera:
             self.streamer.finished(self, why, failed=True)
 
     def close(self, why: str) -> None:
-        """End the stream (a 0x9102, a new 0x9101 for the channel, the fleet stopping)."""
+        """End it (a control, a new request for the channel, the fleet stopping)."""
         if self.state in (CLOSING, CLOSED):
             return
         self._by_request = True
@@ -323,12 +322,93 @@ class Camera:
         self.held = True
 
     def resumeProducing(self) -> None:
-        if self.held:
-            self.held = False
-            self._skip_to(self.clip_time(self.streamer.now()))
+        self.held = False
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows
+
+    # -- sending --------------------------------------------------------------------------
+
+    def run(self, now: float) -> None:
+        """Send what is due."""
+
+    def stamped(self, cut: Cut, timestamp: int, intervals: bytes | None, out: list[bytes]) -> int:
+        """A frame's packets stamped for this connection, added to ``out``; their size."""
+        size = 0
+        for template in cut.packets:
+            packet = stamp(
+                template, self.sim_size, self._sequence, self._sim_channel, timestamp, intervals
+            )
+            self._sequence = (self._sequence + 1) & 0xFFFF
+            out.append(packet)
+            size += len(packet)
+        return size
+
+    def write(self, out: list[bytes], video_bytes: int) -> None:
+        if out:
+            data = b"".join(out)
+            self.bytes += len(data)
+            self.streamer.sent(len(data), video_bytes)
+            self.transport.write(data)
+
+
+def intervals(timestamp: int, last_i: int | None, last_frame: int | None) -> bytes:
+    """A video packet's last I-frame and last frame intervals (ms, two WORDs; 0 when there
+    was none, and the distance either way: a rewind goes back in time)."""
+    i = 0 if last_i is None else min(0xFFFF, abs(timestamp - last_i))
+    f = 0 if last_frame is None else min(0xFFFF, abs(timestamp - last_frame))
+    return i.to_bytes(2, "big") + f.to_bytes(2, "big")
+
+
+class Camera(Sender):
+    """One channel's live stream."""
+
+    def __init__(
+        self,
+        streamer: Any,
+        phone: str,
+        version: int,
+        request: RealtimeAvRequest,
+        audio_codec: str = "g711a",
+        video_codec: int = AvCodec.H264,
+    ) -> None:
+        super().__init__(
+            streamer, phone, version, request.channel, f"{request.server_ip}:{request.tcp_port}"
+        )
+        self.stream_type = request.stream_type
+        self.send_video, self.send_audio = SERVED[RequestDataType(request.data_type)]
+        self.video_codec = video_codec
+        self.paused = False  # by 0x9102
+        self._t0 = 0.0
+        self._video = _Position(streamer.video_track(self.stream_type, self.sim_size, video_codec))
+        self._audio = _Position(streamer.audio_track(self.sim_size, audio_codec))
+        self._last_i: int | None = None
+        self._last_frame: int | None = None
+
+    def describe(self) -> str:
+        what = " and ".join(
+            w for w, on in (("video", self.send_video), ("audio", self.send_audio)) if on
+        )
+        track = self._video.track
+        stream = "main" if self.stream_type == LiveStream.MAIN else "sub"
+        return (
+            f"streaming {what} to {self.address} ({stream} stream {track.size[0]}x"
+            f"{track.size[1]} at {track.fps} fps, SIM of {self.sim_size} bytes)"
+        )
+
+    def clip_time(self, now: float) -> int:
+        """ms of clip since the stream began."""
+        return int((now - self._t0) * 1000 * self.streamer.config.pace)
+
+    def begin(self, now: float) -> None:
+        self._t0 = now
+
+    # -- IPushProducer --------------------------------------------------------------------
+
+    def resumeProducing(self) -> None:
+        if self.held:
+            self.held = False
+            self._skip_to(self.clip_time(self.streamer.now()))
 
     # -- 0x9102 ---------------------------------------------------------------------------
 
@@ -346,7 +426,9 @@ class Camera:
             return
         self.stream_type = stream_type
         at = self._video.due
-        self._video = _Position(self.streamer.video_track(stream_type, self.sim_size))
+        self._video = _Position(
+            self.streamer.video_track(stream_type, self.sim_size, self.video_codec)
+        )
         self._video.seek(at, keyframe=True)
         self._last_i = self._last_frame = None
 
@@ -378,288 +460,52 @@ class Camera:
             self._skip_to(at)
         out: list[bytes] = []
         video_bytes = 0
-        size = self.sim_size
-        sim_channel = self._sim_channel
         while True:
             tv = video.due if self.send_video else None
             ta = audio.due if self.send_audio else None
             if tv is not None and tv <= at and (ta is None or tv <= ta):
                 cut = video.track.cuts[video.index]
-                last_i = self._last_i
-                last_frame = self._last_frame
-                intervals = (
-                    min(0xFFFF, 0 if last_i is None else tv - last_i).to_bytes(2, "big")
-                    + min(0xFFFF, 0 if last_frame is None else tv - last_frame).to_bytes(2, "big")
+                video_bytes += self.stamped(
+                    cut, tv, intervals(tv, self._last_i, self._last_frame), out
                 )
-                for template in cut.packets:
-                    packet = stamp(template, size, self._sequence, sim_channel, tv, intervals)
-                    self._sequence = (self._sequence + 1) & 0xFFFF
-                    out.append(packet)
-                    video_bytes += len(packet)
                 if cut.data_type == DataType.I_FRAME:
                     self._last_i = tv
                 self._last_frame = tv
                 video.advance()
             elif ta is not None and ta <= at:
-                for template in audio.track.cuts[audio.index].packets:
-                    out.append(stamp(template, size, self._sequence, sim_channel, ta, None))
-                    self._sequence = (self._sequence + 1) & 0xFFFF
+                self.stamped(audio.track.cuts[audio.index], ta, None, out)
                 audio.advance()
             else:
                 break
-        if out:
-            data = b"".join(out)
-            self.bytes += len(data)
-            self.streamer.sent(len(data), video_bytes)
-            self.transport.write(data)
+        self.write(out, video_bytes)
 
 
 class _StreamProtocol(Protocol):
-    """A camera's connection: nothing is expected from the media server, and what comes
-    is dropped."""
+    """A sender's connection: what the media server sends goes to ``received``."""
 
-    def __init__(self, camera: Camera) -> None:
-        self.camera = camera
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
 
     def connectionMade(self) -> None:
-        self.camera.connected(self.transport, self.camera.streamer.now())
+        self.sender.connected(self.transport, self.sender.streamer.now())
 
     def dataReceived(self, data: bytes) -> None:
-        pass
+        try:
+            self.sender.received(data)
+        except Exception:  # noqa: BLE001 - logged; the connection is closed
+            _log.failure("{phone} channel {channel}: reading failed",
+                         phone=self.sender.phone, channel=self.sender.channel)
+            self.sender.close("reading failed")
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self.camera.lost(reason)
+        self.sender.lost(reason)
 
 
-class _StreamFactory(Factory):
+class StreamFactory(Factory):
     noisy = False
 
-    def __init__(self, camera: Camera) -> None:
-        self.camera = camera
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
 
     def buildProtocol(self, addr: object) -> _StreamProtocol:
-        return _StreamProtocol(self.camera)
-
-
-# -- every camera of a fleet ----------------------------------------------------------------
-
-
-class Streamer:
-    """A fleet's cameras, on one timer.
-
-    ``endpoint`` turns a client endpoint string into an endpoint; ``counters`` gets
-    ``streams_open``, ``streams_opened``, ``stream_failures``, ``stream_bytes`` and
-    ``video_bytes``; ``idle`` is called whenever a camera's connection is gone (the fleet
-    waits for that to stop). ``load`` gives the clip of a stream type (0 main, 1 sub).
-    """
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        config: VideoConfig,
-        endpoint: Callable[[str], IStreamClientEndpoint],
-        counters: Any,
-        idle: Callable[[], None] = lambda: None,
-        load: Callable[[int], Clip] | None = None,
-    ) -> None:
-        if config.audio_header not in AUDIO_HEADERS:
-            raise ValueError(f"audio header {config.audio_header!r} is not one of {AUDIO_HEADERS}")
-        if not config.pace > 0:
-            raise ValueError(f"video pace {config.pace} is not a positive number")
-        self.config = config
-        self.counters = counters
-        self.cameras: dict[tuple[str, int], Camera] = {}
-        #: Why streams ended other than by request (failures), most recent reasons kept.
-        self.endings: Counter[str] = Counter()
-        self._clock = clock
-        self._endpoint = endpoint
-        self._idle = idle
-        self._load = load or self._load_clip
-        self._clips: dict[int, Clip] = {}
-        self._tracks: dict[tuple[str, int, int], Track] = {}
-        self._loop: LoopingCall | None = None
-        self._streaming = 0
-
-    def now(self) -> float:
-        return self._clock.seconds()
-
-    @property
-    def busy(self) -> int:
-        """Cameras whose connection is not gone yet."""
-        return len(self.cameras)
-
-    # -- the clip ---------------------------------------------------------------------------
-
-    def _load_clip(self, stream_type: int) -> Clip:
-        cache = self.config.cache_dir
-        if stream_type == LiveStream.MAIN:
-            return load_clip(*CIF, fps=FPS, gop=GOP, cache_dir=cache)
-        width, height, fps = SUB
-        return load_clip(width, height, fps=fps, gop=2 * fps, cache_dir=cache)
-
-    def clip(self, stream_type: int) -> Clip:
-        key = LiveStream.MAIN if stream_type == LiveStream.MAIN else LiveStream.SUB
-        clip = self._clips.get(key)
-        if clip is None:
-            clip = self._clips[key] = self._load(key)
-        return clip
-
-    def video_track(self, stream_type: int, sim_size: int) -> Track:
-        key = ("video", stream_type, sim_size)
-        track = self._tracks.get(key)
-        if track is None:
-            c = self.clip(stream_type)
-            track = self._tracks[key] = cut_track(
-                c.video, c.video_payload_type, c.duration, sim_size, None, c.fps,
-                (c.width, c.height),
-            )
-        return track
-
-    def audio_track(self, sim_size: int) -> Track:
-        key = ("audio", 0, sim_size)
-        track = self._tracks.get(key)
-        if track is None:
-            c = self.clip(LiveStream.MAIN)
-            wrap = hisilicon if self.config.audio_header == "hisilicon" else None
-            track = self._tracks[key] = cut_track(
-                c.audio, c.audio_payload_type, c.duration, sim_size, wrap
-            )
-        return track
-
-    # -- requests ---------------------------------------------------------------------------
-
-    def open(self, phone: str, version: int, request: RealtimeAvRequest) -> None:
-        """Stream a channel as a 0x9101 asks (the device has checked and answered it)."""
-        key = (phone, request.channel)
-        old = self.cameras.get(key)
-        if old is not None:
-            old.close("replaced by a new 0x9101")
-        camera = Camera(self, phone, version, request)
-        self.cameras[key] = camera
-        address = tcp_endpoint(request.server_ip, request.tcp_port)
-        try:
-            d = self._endpoint(address).connect(_StreamFactory(camera))
-        except Exception as e:  # noqa: BLE001 - a bad address in the request: the stream fails
-            camera.connect_failed(Failure(e))
-            return
-        if camera.state == CONNECTING:
-            camera.connecting = d
-        d.addCallbacks(self._connect_done, camera.connect_failed, callbackArgs=(camera,))
-
-    def _connect_done(self, protocol: Any, camera: Camera) -> None:
-        camera.connecting = None
-
-    def control(self, phone: str, body: AvTransmissionControl) -> None:
-        """Act on a 0x9102 (the device has checked and answered it)."""
-        camera = self.cameras.get((phone, body.channel))
-        if camera is None:
-            return
-        command = body.command
-        if command == ControlCommand.CLOSE:
-            if camera.stop_media(body.close_type):
-                camera.close("closed by 0x9102")
-        elif command == ControlCommand.SWITCH_STREAM:
-            camera.switch(body.switch_stream)
-        elif command == ControlCommand.PAUSE:
-            camera.pause()
-        elif command == ControlCommand.RESUME:
-            camera.resume(self.now())
-        # CLOSE_TALK: no camera talks back.
-
-    def stop(self) -> None:
-        """Close every stream (the fleet is stopping)."""
-        for camera in list(self.cameras.values()):
-            camera.close("the simulator stopped")
-
-    def abort(self) -> None:
-        for camera in list(self.cameras.values()):
-            camera.abort()
-
-    # -- what cameras report ----------------------------------------------------------------
-
-    def started(self, camera: Camera) -> None:
-        self.counters.streams_open += 1
-        self.counters.streams_opened += 1
-        self._streaming += 1
-        what = " and ".join(
-            w for w, on in (("video", camera.send_video), ("audio", camera.send_audio)) if on
-        )
-        track = camera._video.track
-        _log.info(
-            "{phone} channel {channel}: streaming {what} to {address}"
-            " ({stream} stream {width}x{height} at {fps} fps, SIM of {size} bytes)",
-            phone=camera.phone,
-            channel=camera.channel,
-            what=what,
-            address=camera.address,
-            stream="main" if camera.stream_type == LiveStream.MAIN else "sub",
-            width=track.size[0],
-            height=track.size[1],
-            fps=track.fps,
-            size=camera.sim_size,
-        )
-        if self._loop is None:
-            self._loop = LoopingCall(self._tick)
-            self._loop.clock = self._clock
-            self._loop.start(self.config.tick, now=False)
-
-    def sent(self, size: int, video: int) -> None:
-        self.counters.stream_bytes += size
-        self.counters.video_bytes += video
-
-    def finished(self, camera: Camera, why: str, failed: bool) -> None:
-        key = (camera.phone, camera.channel)
-        if self.cameras.get(key) is camera:
-            del self.cameras[key]
-        if camera.streamed:
-            self.counters.streams_open -= 1
-            self._streaming -= 1
-        if failed:
-            self.counters.stream_failures += 1
-            if why not in self.endings and len(self.endings) >= MAX_REASONS:
-                why_kept = _OTHER
-            else:
-                why_kept = why
-            self.endings[why_kept] += 1
-        _log.info(
-            "{phone} channel {channel}: stream ended, {why} ({size} bytes sent)",
-            phone=camera.phone,
-            channel=camera.channel,
-            why=why,
-            size=camera.bytes,
-        )
-        if self._streaming == 0 and self._loop is not None:
-            if self._loop.running:
-                self._loop.stop()
-            self._loop = None
-        self._idle()
-
-    def _tick(self) -> None:
-        now = self.now()
-        for camera in list(self.cameras.values()):
-            try:
-                camera.run(now)
-            except Exception:  # noqa: BLE001 - logged; one camera's bug stops that camera only
-                self.counters.errors += 1
-                _log.failure(
-                    "{phone} channel {channel}: sending failed",
-                    phone=camera.phone,
-                    channel=camera.channel,
-                )
-                camera.close("sending failed")
-
-    #: Reasons the status line names at most.
-    SHOWN = 3
-
-    def status(self) -> str:
-        """The status line's streams part: ``| streams 2 open, 1.2 MB video sent`` and,
-        when streams ended by themselves, ``| streams ended: 1 (why ×1)``."""
-        c = self.counters
-        line = f" | streams {c.streams_open} open, {c.video_bytes / 1e6:.1f} MB video sent"
-        if self.endings:
-            common = self.endings.most_common()
-            shown = ", ".join(f"{why} ×{n}" for why, n in common[: self.SHOWN])
-            if len(common) > self.SHOWN:
-                shown += f", {len(common) - self.SHOWN} more reasons"
-            line += f" | streams ended: {c.stream_failures} ({shown})"
-        return line
+        return _StreamProtocol(self.sender)

@@ -44,8 +44,8 @@ from cmsv6.protocols.jt1078.stream import MediaStream, SimSeen
 from cmsv6.sim.device import Counters, DeviceConfig
 from cmsv6.sim.fakeplatform import FakePlatform, phone_key
 from cmsv6.sim.fleet import Fleet, FleetConfig
+from cmsv6.sim.streamer import Streamer
 from cmsv6.sim.video import (
-    Streamer,
     VideoConfig,
     cut_track,
     hisilicon,
@@ -172,8 +172,9 @@ def online(channels: int = 4) -> DeviceRig:
         (RealtimeAvRequest("10.0.0.9", 7612, 0, 0, 0, 0), 1),  # channels count from 1
         (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 0, 2), 1),  # no stream type 2
         (RealtimeAvRequest("10.0.0.9", 0, 7613, 1, 0, 0), 1),  # UDP only
-        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 2, 0), 3),  # talk-back
-        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 4, 0), 3),  # broadcast
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 2, 0), 0),  # talk-back
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 4, 0), 0),  # broadcast
+        (RealtimeAvRequest("10.0.0.9", 7612, 0, 1, 5, 0), 3),  # pass-through
         (AvTransmissionControl(2, 2), 0),
         (AvTransmissionControl(5, 0), 1),
         (AvTransmissionControl(1, 5), 1),
@@ -181,8 +182,8 @@ def online(channels: int = 4) -> DeviceRig:
 )
 def test_the_device_answers_video_commands(body: Any, result: int) -> None:
     """0x9101 and 0x9102 get a 0x0001: 0 and the stream is acted on; 1 for a channel the
-    device does not have (it has 4) or a request it cannot follow; 3 for talk-back and
-    broadcast, which its cameras do not do."""
+    device does not have (it has 4) or a request it cannot follow; 3 for pass-through,
+    which its cameras do not do."""
     rig = online()
     h = rig.platform(body)
     (answer,) = rig.link.take()
@@ -246,7 +247,7 @@ class Rig:
         self.idle = 0
         self.streamer = Streamer(
             self.clock, VideoConfig(audio_header=audio_header), self.endpoint, self.counters,
-            idle=self._idle, load=lambda kind: clips[kind],
+            idle=self._idle, load=lambda kind, codec: clips[kind],
         )
 
     def _idle(self) -> None:
@@ -522,7 +523,7 @@ async def test_a_device_streams_over_loopback(tmp_path: Path, version: int, head
         await until(lambda: phone_key(PHONE) in platform.sessions, "the device to log in")
         platform.send(PHONE, QueryAvAttributes())
         await until(lambda: reply(platform, PHONE, 0x1003), "the 0x1003")
-        assert reply(platform, PHONE, 0x1003) == AvAttributes(6, 1, 0, 1, 320, 0, 98, 2, 2)
+        assert reply(platform, PHONE, 0x1003) == AvAttributes(6, 1, 0, 1, 320, 1, 98, 2, 2)
 
         where = ("127.0.0.1", media_port.getHost().port, 0)
         refused = platform.send(PHONE, RealtimeAvRequest(*where, 3, 0, 0))
