@@ -12,6 +12,10 @@ login, which finds the device's gateway and has it send 0x9101 with our
 ``public_jt1078``, and answers with the codecs the device's 0x1003 says (``Opened``);
 ``CloseStream`` sends 0x9102. Failures come back as ``OpenFailed`` saying which device
 and which step.
+
+Login calls the media server back on the same link (``MediaLocator``): ``ControlPlayback``
+controls a playback session of ``cmsv6.plugins.media.playback`` by its id, for the Open
+API.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any, Callable, Mapping
 
 from twisted.application import service
 from twisted.internet import defer, error
+from twisted.protocols import amp
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cmsv6.plugins.media.opener import NoOpener, Opened, OpenFailed, StreamOpener
+from cmsv6.plugins.media.playback import BadControl, ControlFailed, ControlTimeout, playbacks_of
 from cmsv6.rpc import keys
 from cmsv6.rpc.client import LoginConnection, LoginLinkClient
 from cmsv6.rpc.commands import (
@@ -32,8 +38,10 @@ from cmsv6.rpc.commands import (
     BadRequest,
     CloseStream,
     CommandTimeout,
+    ControlPlayback,
     DeviceOffline,
     DeviceRefused,
+    NoSuchPlayback,
     OpenStream,
     ReportMediaLoad,
     SendForMedia,
@@ -46,18 +54,58 @@ _log = Logger()
 Load = Callable[[], Mapping[str, int]]
 
 
+class MediaLocator(amp.CommandLocator):
+    """What login may ask of the media server ``media``: controlling its playbacks."""
+
+    def __init__(self, media: Any) -> None:
+        super().__init__()
+        self.media = media
+
+    @ControlPlayback.responder
+    def control_playback(self, session: str, action: str, speed: int | None = None,
+                         time: str | None = None) -> defer.Deferred[Any]:  # fmt: skip
+        try:
+            d = playbacks_of(self.media).control(session, action, speed, time)
+        except Exception as e:  # noqa: BLE001 - mapped to a declared error below
+            d = defer.fail(e)
+        return d.addCallbacks(lambda _: {}, _control_error, errbackArgs=(session, action))
+
+
+def _control_error(failure: Failure, session: str, action: str) -> Failure:
+    """ControlPlayback's declared errors, in the playback's words."""
+    words = str(failure.value) or failure.getErrorMessage()
+    if failure.check(NoSuchPlayback, DeviceRefused):
+        return failure
+    if failure.check(BadControl):
+        return Failure(BadRequest(words))
+    if failure.check(ControlTimeout):
+        return Failure(CommandTimeout(words))
+    if failure.check(OpenFailed):
+        return Failure(Unavailable(words))
+    if not failure.check(ControlFailed):
+        _log.failure("playback {session}: {action} for login", failure, session=session[:8],
+                     action=action)  # fmt: skip
+    return Failure(Unavailable(words))
+
+
 class MediaLoginClient(LoginConnection):
     """The media server's link to login (see the module docstring); ``load()`` gives its
-    current streams and viewers."""
+    current streams and viewers; ``media`` (the ``MediaServer``) answers login's
+    ``ControlPlayback``."""
 
     def __init__(self, media_id: str, key: bytes, logins: list[str], reactor: Any,
                  public_web: str, public_jt1078: str, load: Load,
-                 report_every: float = 2.0, retry_max: float = 1.0) -> None:  # fmt: skip
+                 report_every: float = 2.0, retry_max: float = 1.0,
+                 media: Any = None) -> None:  # fmt: skip
         self.public_web = public_web
         self.public_jt1078 = public_jt1078
         self.load = load
+        self.media = media
         super().__init__(media_id, key, logins, reactor, report_every, retry_max,
                          what=f"media server {media_id}", role=keys.MEDIA)  # fmt: skip
+
+    def locator_for(self, link: LoginLinkClient) -> Any:
+        return MediaLocator(self.media) if self.media is not None else None
 
     def _load(self) -> tuple[int, int]:
         load = self.load()
@@ -143,5 +191,5 @@ def login_service(conf: Any, server: Any, reactor: Any) -> tuple[service.IServic
 
     key = media_key(conf.cluster_key, conf.id)
     client = MediaLoginClient(conf.id, key, list(conf.login), reactor, conf.public_web,
-                              conf.public_jt1078, server.load)  # fmt: skip
+                              conf.public_jt1078, server.load, media=server)  # fmt: skip
     return client, LoginOpener(client, bound=conf.open_timeout)
