@@ -16,7 +16,8 @@ skipped while the transport holds the unit back), times the speed:
 * fast-forward at ×1/×2 every picture, at ×4 and more keyframes only (as units do), no
   sound;
 * keyframe rewind: keyframes going back in time at ×speed, no sound; it holds once it
-  has sent the keyframe at the recording's ``start``;
+  has sent the keyframe at the recording's ``start`` (asked for in the 0x9201, it goes
+  from ``end`` back to ``start``);
 * keyframes: keyframes only at ×1;
 * single frame: the keyframe at ``start``, then it holds.
 
@@ -117,8 +118,10 @@ class Playback(Sender):
         self.mode = _MODES.get(PlaybackMode(request.mode), NORMAL)
         self.speed = SPEEDS.get(request.speed, 1)
         self.paused = False
-        #: Where the recording's time line is (ms since the epoch).
-        self.position = float(self.start)
+        #: Where the recording's time line is (ms since the epoch): a rewind asked for in
+        #: the 0x9201 goes from the end back to the start.
+        rewind_from_end = self.mode == REWIND and self.end is not None
+        self.position = float(self.end if rewind_from_end else self.start)  # type: ignore[arg-type]
         #: The next keyframe to send in the keyframe modes (its time).
         self._next_key = 0
         self._last_i: int | None = None
@@ -275,8 +278,10 @@ class Playback(Sender):
         at = int(self.position)
         size = 0
         while self._next_key >= at:
-            if self._next_key < key_at_or_before(self._track, self.start):
-                self.paused = True  # back at the beginning: hold
+            floor = key_at_or_before(self._track, self.start)
+            if self._next_key < floor:
+                self.paused = True  # back at the beginning: hold there
+                self.position = float(floor)
                 break
             self._video.seek(self._next_key)
             size += self._picture(self._video.index, self._next_key, out)
