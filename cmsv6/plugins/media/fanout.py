@@ -13,8 +13,14 @@ turns them into FLV tags once, whoever watches:
 * The last GOP (from the last keyframe; the sequence headers kept apart) is kept, up to
   ``gop_limit`` bytes, so that a viewer who joins gets the header, the sequence headers
   and a keyframe at once, and plays at once.
-* H.265 (or any codec FLV output does not carry) ends the stream for every viewer with
-  the muxer's words (``UnsupportedCodec``).
+* H.265 is served as it comes, as enhanced FLV (``hvc1``). A viewer who asked for H.264
+  (``Viewer.codec == "h264"``, for players without HEVC) watches the same stream when the
+  device sends H.264; when it sends H.265, a ``TranscodedStream`` made with the first such
+  viewer: one ``cmsv6.media.transcode.VideoTranscoder`` (a thread) turns the pictures into
+  H.264 for all of them, the audio going along in step, and is stopped when the last of
+  them leaves or the stream ends.
+* Any other codec ends the stream for every viewer with the muxer's words
+  (``UnsupportedCodec``).
 
 ``Viewer`` is one viewer's end: whatever connection it sits behind (WS-FLV, HTTP-FLV)
 registers it as its transport's push producer, so it knows when the connection is full.
@@ -36,7 +42,10 @@ from attrs import frozen
 from twisted.logger import Logger
 
 from cmsv6.media.audio import AudioTranscoder, TranscodeError
+from cmsv6.media.transcode import Picture, VideoTranscoder
 from cmsv6.protocols.flv.muxer import (
+    H264,
+    H265,
     BadFrame,
     FlvError,
     FlvMuxer,
@@ -46,6 +55,7 @@ from cmsv6.protocols.flv.muxer import (
 from cmsv6.protocols.flv.tags import TagType
 from cmsv6.protocols.jt1078.audio import AUDIO_CODECS
 from cmsv6.protocols.jt1078.frames import Frame, Track
+from cmsv6.protocols.jt1078.packet import DataType
 
 if TYPE_CHECKING:
     from cmsv6.plugins.media.ingest import IngestProtocol
@@ -59,6 +69,8 @@ AUDIO_WAIT = 300
 MAX_SKIPS = 3
 #: Seconds between two log lines about one stream's audio frames that did not transcode.
 AUDIO_LOG_EVERY = 30.0
+#: What a viewer may ask for (``codec=``): H.264 whatever the device sends.
+VIEWER_CODECS = ("h264",)
 
 
 @frozen
@@ -92,7 +104,7 @@ CLOSE_FORBIDDEN = 4003  # the token grants another device, channel or stream
 CLOSE_BAD_REQUEST = 4004  # not /live/{phone}/{channel}.flv?stream=main|sub&token=...
 CLOSE_TOO_SLOW = 4008  # the viewer could not keep up
 CLOSE_TOO_MANY = 4029  # max_viewers reached
-CLOSE_UNSUPPORTED = 4015  # the device sends a codec FLV output does not carry (H.265)
+CLOSE_UNSUPPORTED = 4015  # the device sends a codec FLV output does not carry
 CLOSE_DEVICE = 4502  # the device could not be asked, did not stream, or stopped
 CLOSE_INTERNAL = 4500  # a fault of this server's
 
@@ -134,6 +146,8 @@ class Viewer:
         self.sent = 0
         self.started = False
         self.ended = False
+        #: "h264": H.264 whatever the device sends (transcoded from H.265); None: as sent.
+        self.codec: str | None = None
         #: Called once when the viewer has ended (the server forgets it).
         self.on_end: Callable[[Viewer], None] | None = None
 
@@ -266,8 +280,12 @@ class DeviceStream:
         counters: dict[str, Any],
         clock: Callable[[], float],
         audio: bool | None = None,
+        reactor: Any = None,
     ) -> None:
         self.key = key
+        #: For the video transcoder's thread to hand its pictures back (None: no H.264
+        #: for viewers of H.265).
+        self.reactor = reactor
         self.gop_limit = gop_limit
         self.counters = counters
         self.clock = clock
@@ -293,10 +311,24 @@ class DeviceStream:
         self._audio_logged = float("-inf")
         self.failed: ViewerError | None = None
         self.frames = 0
+        #: The device's video codec (JT/T 1078 payload type), once the stream started.
+        self.video_codec: int | None = None
+        #: The H.264 for viewers who asked for it, while the device sends H.265.
+        self.derived: TranscodedStream | None = None
 
     @property
     def started(self) -> bool:
         return self.header is not None
+
+    @property
+    def root(self) -> DeviceStream:
+        """The stream the device feeds (this one; a transcoded stream's is its parent's)."""
+        return self
+
+    @property
+    def watched(self) -> bool:
+        """Whether anybody watches this stream or what is transcoded from it."""
+        return bool(self.viewers) or (self.derived is not None and bool(self.derived.viewers))
 
     # -- viewers ---------------------------------------------------------------------------
 
@@ -307,6 +339,16 @@ class DeviceStream:
         """A viewer joins: it starts at once if the stream has (from the last keyframe)."""
         if self.failed is not None:
             viewer.end(self.failed)
+            return
+        if viewer.codec == "h264" and self.video_codec == H265:
+            derived = self._derived()
+            if derived is None:
+                viewer.end(ViewerError(CLOSE_UNSUPPORTED, 415,
+                                       f"{self.key} sends H.265, which this stream cannot"
+                                       " transcode to H.264; leave codec=h264 out to watch"
+                                       " it as H.265"))  # fmt: skip
+            else:
+                derived.add(viewer)
             return
         viewer.stream = self
         self.viewers.add(viewer)
@@ -329,9 +371,36 @@ class DeviceStream:
         later are told at once."""
         if self.failed is None:
             self.failed = error
+        derived, self.derived = self.derived, None
+        if derived is not None:
+            derived.fail(error)
         for viewer in list(self.viewers):
             viewer.end(error)
         self.viewers.clear()
+
+    # -- H.264 for viewers of H.265 --------------------------------------------------------
+
+    def _derived(self) -> TranscodedStream | None:
+        """The transcoded stream, made now if there is none; None (and the viewer told
+        why) when this server cannot make one."""
+        if self.derived is None:
+            if self.reactor is None:
+                return None
+            self.derived = TranscodedStream(self, self.reactor)
+            _log.info("{key}: transcoding H.265 to H.264 for the viewers who asked for it",
+                      key=self.key)  # fmt: skip
+        return self.derived
+
+    def derived_gone(self, derived: TranscodedStream) -> None:
+        """The transcoded stream has no viewer left: it is stopped."""
+        if self.derived is derived:
+            self.derived = None
+            derived.stop()
+            _log.info("{key}: transcoding stopped (no viewer asks for H.264)", key=self.key)
+
+    def _forward(self, frame: Frame) -> None:
+        if self.derived is not None:
+            self.derived.take(frame)
 
     def end(self, error: ViewerError) -> None:
         """The stream is over (the device stopped, or the server closes it)."""
@@ -352,8 +421,10 @@ class DeviceStream:
             self._before_start(frame)
         elif track is Track.VIDEO:
             self._video(frame)
+            self._forward(frame)
         else:
             self._audio(frame)
+            self._forward(frame)
 
     def _drop(self, why: str, n: int = 1) -> None:
         self.counters[f"dropped:{why}"] += n
@@ -393,10 +464,16 @@ class DeviceStream:
             pass  # an empty frame in a codec the muxer takes
         audio = self.audio_hint if self.audio_hint is not None else self._audio_type is not None
         self.muxer = self.make_muxer(audio)
+        self.video_codec = self.muxer.codec = video.payload_type
         self.header = self.muxer.header()
         held, self._held, self._held_bytes = self._held, [], 0
-        _log.info("{key}: streaming, {what}", key=self.key,
-                  what="video and audio (AAC)" if audio else "video only")
+        _log.info("{key}: streaming {codec}, {what}", key=self.key,
+                  codec="H.265" if video.payload_type == H265 else "H.264",
+                  what="video and audio (AAC)" if audio else "video only")  # fmt: skip
+        if self.video_codec == H265:
+            for viewer in [v for v in self.viewers if v.codec == "h264"]:
+                self.viewers.discard(viewer)
+                self.add(viewer)
         for viewer in list(self.viewers):
             self._begin(viewer)
         for frame in held:
@@ -406,6 +483,7 @@ class DeviceStream:
                 self._video(frame)
             else:
                 self._audio(frame)
+            self._forward(frame)
 
     def make_muxer(self, audio: bool) -> FlvMuxer:
         """The stream's muxer (a playback's brings its own timeline)."""
@@ -515,3 +593,55 @@ class DeviceStream:
                 _log.failure("{key}: viewer {peer} failed; closing it", key=self.key,
                              peer=viewer.peer)
                 viewer.end(ViewerError(CLOSE_INTERNAL, 500, "internal error sending the stream"))
+
+
+class TranscodedStream(DeviceStream):
+    """H.264 for the viewers of an H.265 device stream who asked for it: the parent's
+    pictures through one ``VideoTranscoder``, its audio frames along with them (so that
+    they stay in step), muxed and fanned out as any device stream's. Made with the first
+    such viewer, stopped when the last one leaves or the parent ends."""
+
+    def __init__(self, parent: DeviceStream, reactor: Any) -> None:
+        audio = parent.muxer.audio if parent.muxer is not None else parent.audio_hint
+        super().__init__(parent.key, parent.gop_limit, parent.counters, parent.clock, audio)
+        self.parent = parent
+        self.video_transcoder = VideoTranscoder(reactor, self._transcoded, name=str(parent.key))
+        self._seconds = 0.0
+
+    @property
+    def root(self) -> DeviceStream:
+        return self.parent
+
+    def take(self, frame: Frame) -> None:
+        """One of the parent's frames (H.265 pictures, audio)."""
+        if frame.track is Track.VIDEO:
+            if not self.video_transcoder.feed(frame.payload, frame.timestamp or 0):
+                self._drop("not transcoded to H.264")
+        elif frame.track is Track.AUDIO:
+            if not self.video_transcoder.along(frame):
+                self._drop("not transcoded to H.264")
+
+    def _transcoded(self, items: list[Any]) -> None:
+        seconds = self.video_transcoder.seconds
+        self.counters["video_transcode_seconds"] += seconds - self._seconds
+        self._seconds = seconds
+        for item in items:
+            if isinstance(item, Picture):
+                kind = DataType.I_FRAME if item.keyframe else DataType.P_FRAME
+                self.push(Frame(self.key.channel, int(kind), item.timestamp, item.data, H264))
+            else:
+                self.push(item)
+
+    def remove(self, viewer: Viewer) -> None:
+        super().remove(viewer)
+        if not self.viewers:
+            self.parent.derived_gone(self)
+
+    def fail(self, error: ViewerError) -> None:
+        super().fail(error)
+        self.stop()
+
+    def stop(self) -> None:
+        """End the transcoder's thread and what this stream holds."""
+        self.video_transcoder.stop()
+        self.finish_audio()

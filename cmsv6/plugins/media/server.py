@@ -179,8 +179,9 @@ class MediaServer:
         if stream is None:
             return
         stream.remove(viewer)
-        entry = self.entries.get(stream.key)
-        if entry is not None and entry.stream is stream and not stream.viewers:
+        root = stream.root  # a viewer of H.264 transcoded from it watches it too
+        entry = self.entries.get(root.key)
+        if entry is not None and entry.stream is root and not root.watched:
             self._linger(entry)
 
     def _linger(self, entry: _Entry) -> None:
@@ -193,7 +194,8 @@ class MediaServer:
     # -- opening and closing device streams ------------------------------------------------
 
     def _new_stream(self, key: StreamKey, audio: bool | None = None) -> DeviceStream:
-        return DeviceStream(key, self.config.viewer_queue, self.counters, self.now, audio)
+        return DeviceStream(key, self.config.viewer_queue, self.counters, self.now, audio,
+                            reactor=self.reactor)
 
     def _open(self, key: StreamKey) -> _Entry:
         entry = _Entry(self._new_stream(key))

@@ -1,6 +1,11 @@
 """Viewers' endpoint: WS-FLV and HTTP-FLV on one path.
 
-``GET /live/{phone}/{channel}.flv?stream=main|sub&token=TOKEN``
+``GET /live/{phone}/{channel}.flv?stream=main|sub&codec=h264&token=TOKEN``
+
+Without ``codec`` the video is the device's: H.264, or H.265 as enhanced FLV (``hvc1``:
+ffplay, VLC, Chromium with HEVC decoding). ``codec=h264`` asks for H.264 whatever the
+device sends: H.265 is transcoded, once per device stream for all such viewers. Any other
+``codec`` is refused (400, or close code 4004) in words.
 
 * With ``Upgrade: websocket``: WS-FLV. The FLV byte stream comes in binary messages (one
   tag or so each; players do not care where messages split it). A refused or ended
@@ -26,7 +31,7 @@ from autobahn.websocket.types import ConnectionRequest
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from cmsv6.plugins.media.fanout import Viewer, ViewerError, bad_request
+from cmsv6.plugins.media.fanout import VIEWER_CODECS, Viewer, ViewerError, bad_request
 from cmsv6.plugins.media.server import MediaServer
 from cmsv6.web.bounded import BoundedSite
 
@@ -49,6 +54,18 @@ def parse_request(path: str, params: dict[str, list[str]]) -> tuple[str, str, st
     stream = (params.get("stream") or ["main"])[0]
     token = (params.get("token") or [""])[0]
     return m.group(1), m.group(2), stream, token
+
+
+def parse_codec(params: dict[str, list[str]]) -> str | None:
+    """The codec a viewer's URL asks for (None: the device's); ViewerError if unknown."""
+    codec = (params.get("codec") or [""])[0]
+    if not codec:
+        return None
+    if codec.lower() not in VIEWER_CODECS:
+        raise bad_request(f"codec {codec[:20]!r} is not one this server gives: ask for"
+                          f" {' or '.join(VIEWER_CODECS)}, or leave codec out for the"
+                          " device's own")  # fmt: skip
+    return codec.lower()
 
 
 # -- HTTP-FLV ---------------------------------------------------------------------------------
@@ -113,6 +130,7 @@ class LiveResource(resource.Resource):
         viewer = HttpViewer(request, self.media.config.viewer_queue)
         try:
             key = self.media.authorize(*parse_request(path, params))
+            viewer.codec = parse_codec(params)
         except ViewerError as e:
             self.media.counters[f"refused:{e.status}"] += 1
             _log.info("HTTP-FLV viewer {peer} refused: {e}", peer=viewer.peer, e=e)
@@ -163,11 +181,13 @@ class FlvSocket(WebSocketServerProtocol):
     factory: FlvSocketFactory
     refused: ViewerError | None = None
     viewer: WsViewer | None = None
+    codec: str | None = None
 
     def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
         media = self.factory.media
         try:
             self.stream_key = media.authorize(*parse_request(request.path, request.params))
+            self.codec = parse_codec(request.params)
         except ViewerError as e:
             media.counters[f"refused:{e.status}"] += 1
             _log.info("WS-FLV viewer {peer} refused: {e}", peer=self.peer, e=e)
@@ -181,6 +201,7 @@ class FlvSocket(WebSocketServerProtocol):
             return
         media = self.factory.media
         self.viewer = WsViewer(self, media.config.viewer_queue)
+        self.viewer.codec = self.codec
         # The HTTP channel that served the upgrade is the transport's producer: the viewer
         # takes its place so that the transport pauses it when its send buffer is full.
         try:

@@ -161,8 +161,12 @@ def vps_max_sub_layers(nal: bytes) -> int:
 
 
 _ARRAY = Struct(
-    "header" / BitStruct("completeness" / Flag, "reserved" / Const(0, BitsInteger(1)),
-                         "nal_type" / BitsInteger(6)),  # fmt: skip
+    "header"
+    / BitStruct(
+        "completeness" / Flag,
+        "reserved" / Const(0, BitsInteger(1)),
+        "nal_type" / BitsInteger(6),
+    ),
     "nalus" / PrefixedArray(Int16ub, Prefixed(Int16ub, GreedyBytes)),
 )
 

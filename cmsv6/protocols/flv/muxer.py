@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from attrs import define, frozen
 
+from cmsv6.protocols.flv import hevc
 from cmsv6.protocols.flv.h264 import (
     NAL_AUD,
     NAL_IDR,
@@ -37,7 +38,6 @@ from cmsv6.protocols.flv.h264 import (
     split_annexb,
     to_avcc,
 )
-from cmsv6.protocols.flv import hevc
 from cmsv6.protocols.flv.tags import TagType, file_header, script_tag, tag
 
 #: JT/T 1078 table 12 video coding types.

@@ -1,5 +1,6 @@
 """One device stream's FLV fanned out to viewers (no sockets): what every viewer gets,
-what one who joins late gets, what a slow one gets, and what happens to H.265."""
+what one who joins late gets, what a slow one gets, and what happens to a codec FLV does
+not carry."""
 
 from __future__ import annotations
 
@@ -130,16 +131,17 @@ def test_a_unit_changing_audio_codec_gets_a_new_transcoder() -> None:
     assert stream.counters["dropped:audio not decodable"] == 0
 
 
-def test_h265_closes_every_viewer_with_the_reason() -> None:
-    """H.265 from the device: each viewer is closed with the unsupported-codec code and
-    words naming H.265 and the device; one who comes later is told at once."""
+def test_a_codec_flv_does_not_carry_closes_every_viewer_with_the_reason() -> None:
+    """AVS from the device (payload type 100): each viewer is closed with the
+    unsupported-codec code and words naming the codec and the device; one who comes later
+    is told at once. (H.265 is served: tests/plugins/media/test_hevc_fanout.py.)"""
     stream = device_stream()
     viewer = Collector()
     stream.add(viewer)
-    for f in frames(clip(), video_type=99)[:30]:
+    for f in frames(clip(), video_type=100)[:30]:
         stream.push(f)
     assert viewer.closed and viewer.error is not None
-    assert viewer.error.code == CLOSE_UNSUPPORTED and "H.265" in viewer.error.reason
+    assert viewer.error.code == CLOSE_UNSUPPORTED and "video coding type 100" in viewer.error.reason
     assert PHONE in viewer.error.reason
     later = Collector()
     stream.add(later)
