@@ -330,6 +330,8 @@ PLAYBACK_ACTIONS = {"resume": 0, "play": 0, "pause": 1, "stop": 2, "fast_forward
                     "rewind": 4, "seek": 5, "keyframes": 6}  # fmt: skip
 #: Fast-forward and rewind multiples, as 0x9201/0x9202 codes (1=x1 ... 5=x16).
 PLAYBACK_SPEEDS = {1: 1, 2: 2, 4: 3, 8: 4, 16: 5}
+#: Playback modes (0x9201), by the names the Open API and the playback token's params use.
+PLAYBACK_MODES = {"normal": 0, "fast_forward": 1, "rewind": 2, "keyframes": 3, "single_frame": 4}
 
 
 #: Live streams: the names the Open API and the media server use, as 0x9101/0x9102 codes.

@@ -1,8 +1,11 @@
 """The Open API (JSON over HTTP): login, devices, positions, alarms, commands, live video,
+the recordings on a device and their playback, talk-back, PTZ and audio/video control,
 the photos and files devices upload, and the audit log (admins). docs/api.md describes it
 for its users; ``cmsv6.web.openapi`` is its OpenAPI document.
 
-Times are ISO 8601; a time without an offset is taken as UTC; times in answers are UTC.
+Times are ISO 8601; a time without an offset is taken as UTC; times in answers are UTC,
+but for what a device's recordings say: the device keeps them in its own +08:00 (JT/T
+1078 BCD times carry no zone), and they are answered so, the offset explicit.
 Lists that can be long are paged: an answer's ``next`` is passed back as ``after`` (or, for
 plain lists, a ``Link: <...>; rel="next"`` header names the next page). Message and
 parameter ids are written "0x0001" in answers and taken as "0x0001" or a number in requests.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -34,21 +38,43 @@ from cmsv6.db.media import MediaFile
 from cmsv6.db.positions import Position
 from cmsv6.db.users import User
 from cmsv6.db.service import Database
+from cmsv6.plugins.gateway.alarms import ALARM_BITS, VIDEO_ALARM_BITS
 from cmsv6.protocols.jt808.codec import decode_body
 from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.protocols.jt808.jsonable import jsonable
+from cmsv6.protocols.jt808.messages.jt1078 import AvAttributes, Resource, ResourceList
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.rpc.commands import (
+    AUDIO_CODECS,
     MAX_COMMAND_TIMEOUT,
+    PLAYBACK_ACTIONS,
+    PLAYBACK_MODES,
+    PLAYBACK_SPEEDS,
+    VIDEO_CODECS,
     BadRequest,
     CommandTimeout,
     DeviceOffline,
+    DeviceRefused,
+    NoSuchPlayback,
     Unavailable,
+    codec_label,
 )
+from cmsv6.rpc.replies import accepted
 from cmsv6.web.auth import Authenticator, bearer_token
-from cmsv6.web.cluster import Cluster
-from cmsv6.web.commands import BadCommand, channel_of, encode_command, needs_control
+from cmsv6.web.cluster import Cluster, LiveView
+from cmsv6.web.commands import (
+    RECORD_MEDIA,
+    RECORD_STORAGE,
+    RECORD_STREAMS,
+    BadCommand,
+    Encoded,
+    channel_of,
+    encode_command,
+    needs_control,
+)
 from cmsv6.web.openapi import DOCUMENT
+from cmsv6.web.playback import PlaybackSessions
 from cmsv6.web.routing import (
     ApiError,
     FileResponse,
@@ -209,6 +235,8 @@ class Api:
         #: Where the gateways write uploaded files (their ``media_dir``): only files in it
         #: are served, whatever a row's path says.
         self.media_dir = Path(media_dir)
+        #: The playback sessions handed out: which media server holds each.
+        self.playbacks = PlaybackSessions()
 
     def routes(self) -> list[Route]:
         return [
@@ -223,6 +251,13 @@ class Api:
             Route("GET", "/api/v1/media/{file_id}", self.media_file),
             Route("POST", "/api/v1/devices/{phone}/commands", self.command),
             Route("POST", "/api/v1/devices/{phone}/live", self.live),
+            Route("GET", "/api/v1/devices/{phone}/recordings", self.recordings),
+            Route("POST", "/api/v1/devices/{phone}/playback", self.playback),
+            Route("POST", "/api/v1/playback/{session}/control", self.playback_control),
+            Route("POST", "/api/v1/devices/{phone}/talk", self.talk),
+            Route("POST", "/api/v1/devices/{phone}/ptz", self.ptz),
+            Route("GET", "/api/v1/devices/{phone}/av-attributes", self.av_attributes),
+            Route("POST", "/api/v1/devices/{phone}/av-control", self.av_control),
             Route("GET", "/api/v1/alarms", self.alarms),
             Route("POST", "/api/v1/alarms/{alarm_id}", self.handle_alarm),
             Route("GET", "/api/v1/audit", self.audit),
@@ -463,13 +498,7 @@ class Api:
         user = await self.auth.user(request)
         d = await self._device(user, phone)
         command = json_body(request)
-        # Encoded for both versions: the gateway sends the one of the device's live session
-        # (the version in the database is only the one it registered with).
-        try:
-            encoded = encode_command(command, 2013)
-            encoded_2019 = encode_command(command, 2019)
-        except BadCommand as e:
-            raise bad_request(str(e), "bad_command") from None
+        encoded, _ = _encoded(command)
         channel = channel_of(encoded)
         if channel is not None:
             _check_channel(d, channel)
@@ -478,13 +507,31 @@ class Api:
                 or not 1 <= timeout <= MAX_COMMAND_TIMEOUT):
             raise bad_request(f"timeout must be between 1 and {MAX_COMMAND_TIMEOUT:g} seconds",
                               "bad_command")  # fmt: skip
+        command_id, _, reply = await self._send(user, d, command, float(timeout))
+        out = reply_json(reply)
+        await self._finish(command_id, "replied", out)
+        return {"command": command_id, "status": "replied", "reply": out}
+
+    async def _send(self, user: User, d: Device, command: dict[str, Any], timeout: float,
+                    what: str = "") -> tuple[int, int, dict[str, Any]]:  # fmt: skip
+        """Encode ``command`` (``cmsv6.web.commands``), check its channel and the user's
+        right to send it, record it in ``commands``, send it and wait up to ``timeout`` s
+        for the device's reply: (the command's id, its message id, the reply). Every failure is an ApiError
+        in words (``what`` names the command in them) and recorded as the command's
+        outcome; the caller records a reply's."""
+        # Encoded for both versions: the gateway sends the one of the device's live session
+        # (the version in the database is only the one it registered with).
+        encoded, encoded_2019 = _encoded(command)
+        channel = channel_of(encoded)
+        if channel is not None:
+            _check_channel(d, channel)
         await self._may_control(user, d, encoded)
         command_id = await command_store.start_command(
             self.db, user, d.id, d.phone, encoded.msg_id, command, self.now()
         )
         try:
-            reply = await self.cluster.send_to_device(
-                d.phone, encoded.msg_id, encoded.body, float(timeout),
+            reply: dict[str, Any] = await self.cluster.send_to_device(
+                d.phone, encoded.msg_id, encoded.body, timeout,
                 body_2019=encoded_2019.body, by=user.name, command=command_id,
             )  # the gateway marks this row sent rather than adding its own
         except DeviceOffline:
@@ -492,7 +539,10 @@ class Api:
             raise ApiError(409, "device_offline", f"device {d.phone} is offline") from None
         except CommandTimeout:
             await self._finish(command_id, "timeout", None)
-            raise ApiError(504, "timeout", f"device {d.phone} did not answer") from None
+            message = f"device {d.phone} did not answer"
+            if what:
+                message += f" {what} within {timeout:g} s"
+            raise ApiError(504, "timeout", message) from None
         except BadRequest as e:
             await self._finish(command_id, "failed", {"error": str(e)})
             raise bad_request(f"the gateway refused the command: {e}", "bad_command") from None
@@ -503,9 +553,33 @@ class Api:
             _log.failure("command {id} to {phone} failed", id=command_id, phone=d.phone)
             await self._finish(command_id, "failed", {"error": str(e)})
             raise ApiError(502, "failed", "the command could not be sent") from None
-        out = reply_json(reply)
-        await self._finish(command_id, "replied", out)
-        return {"command": command_id, "status": "replied", "reply": out}
+        return command_id, encoded.msg_id, reply
+
+    def _timeout(self, request: server.Request) -> float:
+        """The ``timeout`` query argument (seconds), or the default."""
+        text = query_arg(request, "timeout")
+        if text is None:
+            return self.command_timeout
+        try:
+            timeout = float(text)
+        except ValueError:
+            timeout = 0.0
+        if not 1 <= timeout <= MAX_COMMAND_TIMEOUT:
+            raise bad_request(f"timeout must be between 1 and {MAX_COMMAND_TIMEOUT:g} seconds")
+        return timeout
+
+    async def _acknowledged(self, user: User, d: Device, command: dict[str, Any], what: str,
+                            timeout: float | None = None) -> Any:  # fmt: skip
+        """Send ``command`` and answer ``{"command": id, "ok": true}`` once the device's
+        general response says yes; 502 device_refused in words if it says no."""
+        command_id, msg_id, reply = await self._send(user, d, command,
+                                                     timeout or self.command_timeout, what)  # fmt: skip
+        await self._finish(command_id, "replied", reply_json(reply))
+        try:
+            accepted(reply, d.phone, msg_id, what)
+        except DeviceRefused as e:
+            raise ApiError(502, "device_refused", str(e)) from None
+        return {"command": command_id, "ok": True}
 
     async def _may_control(self, user: User, d: Device, encoded: Any) -> None:
         """ApiError 403 (audited) if the command can take the device off the platform and
@@ -547,19 +621,341 @@ class Api:
             raise ApiError(503, "media_unavailable", "no media server is available")
         if self.cluster.device_gateway(d.phone) is None:
             raise ApiError(409, "device_offline", f"device {d.phone} is offline")
-        base = view.public_web.rstrip("/")
         path = f"/live/{d.phone}/{channel}.flv?" + urlencode({"stream": stream, "token": view.token})
-        ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
+        ws_url, http_url = _urls(view, path)
         # From login's memory of the device's 0x1003 (asked when a stream opens), never
         # asked here: null until the device has said.
         codec, audio = self.cluster.live_codecs(d.phone)
         return {
-            "ws_flv": ws_base + path,
-            "http_flv": base + path,
+            "ws_flv": ws_url,
+            "http_flv": http_url,
             "codec": codec,
             "audio": audio,
-            "expires": iso(datetime.fromtimestamp(view.expires, timezone.utc)),
+            "expires": _expires(view),
         }
+
+    # -- recordings, playback, talk-back, PTZ, audio/video control (JT/T 1078) -------------
+
+    async def recordings(self, request: server.Request, phone: str) -> Any:
+        """The recordings on the device matching the query (0x9205 → its 0x1205)."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        channel = _int_arg(request, "channel", 0, 255, 0)
+        end_text, start_text = query_arg(request, "to"), query_arg(request, "from")
+        end = parse_time(end_text, "to") if end_text else self.now()
+        start = parse_time(start_text, "from") if start_text else end - timedelta(days=1)
+        if start >= end:
+            raise bad_request("from must be before to")
+        command: dict[str, Any] = {"type": "query_recordings", "channel": channel,
+                                   "from": device_time(start), "to": device_time(end)}  # fmt: skip
+        for name in ("alarm", "media", "stream", "storage"):
+            value = query_arg(request, name)
+            if value is not None:
+                command[name] = value
+        timeout = self._timeout(request)
+        what = "the recording query (0x9205)"
+        command_id, msg_id, reply = await self._send(user, d, command, timeout, what)
+        await self._finish(command_id, "replied", reply_json(reply))
+        if reply["msg_id"] == 0x0001:
+            self._refused(reply, d, msg_id, what)
+            raise ApiError(502, "no_list", f"device {d.phone} acknowledged {what} with a general"
+                           " response (0x0001), not the list (0x1205): a device that sends the"
+                           " list after its acknowledgement is not supported yet")  # fmt: skip
+        if reply["msg_id"] != 0x1205:
+            raise ApiError(502, "bad_reply", f"device {d.phone} answered {what} with"
+                           f" 0x{reply['msg_id']:04x}, not the list (0x1205)")  # fmt: skip
+        try:
+            answer = decode_body(0x1205, reply["body"], reply["version"])
+        except CodecError as e:
+            raise ApiError(502, "bad_reply", f"device {d.phone}'s list (0x1205) does not decode:"
+                           f" {e}") from None  # fmt: skip
+        assert isinstance(answer, ResourceList)
+        return {"recordings": [recording_json(r) for r in answer.items],
+                "device_time_zone": "+08:00", "command": command_id}  # fmt: skip
+
+    def _refused(self, reply: dict[str, Any], d: Device, msg_id: int, what: str) -> None:
+        """502 device_refused in words unless the general response ``reply`` says yes."""
+        try:
+            accepted(reply, d.phone, msg_id, what)
+        except DeviceRefused as e:
+            raise ApiError(502, "device_refused", str(e)) from None
+
+    async def playback(self, request: server.Request, phone: str) -> Any:
+        """Where to play a recording back: a media server (the least loaded), a new playback
+        session on it, and URLs carrying a token for exactly that session."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        body = json_body(request)
+        channel = body.get("channel")
+        if isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 64:
+            raise bad_request("channel must be an integer from 1 to 64")
+        _check_channel(d, channel)
+        start = _body_time(body, "from")
+        end = _body_time(body, "to") if body.get("to") is not None else None
+        if end is not None and start >= end:
+            raise bad_request("from must be before to")
+        mode = _body_choice(body, "mode", PLAYBACK_MODES, "normal")
+        speed = body.get("speed", 1)
+        if isinstance(speed, bool) or speed not in PLAYBACK_SPEEDS:
+            raise bad_request(f"speed must be one of {', '.join(map(str, PLAYBACK_SPEEDS))}"
+                              f" (times normal speed), got {_shown(speed)}")  # fmt: skip
+        media = _body_choice(body, "media", PLAYBACK_MEDIA, "audio_video")
+        stream = _body_choice(body, "stream", RECORD_STREAMS, "any")
+        storage = _body_choice(body, "storage", RECORD_STORAGE, "any")
+        if self.cluster.device_gateway(d.phone) is None:
+            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+        session = self.playbacks.new_id()
+        params = {"id": session, "from": device_time(start),
+                  "to": device_time(end) if end is not None else None, "mode": mode,
+                  "speed": speed, "media": media, "stream": stream, "storage": storage}  # fmt: skip
+        view = self.cluster.media_view(d.phone, channel, "playback", params)
+        if view is None:
+            raise ApiError(503, "media_unavailable", "no media server is available")
+        self.playbacks.add(session, view.media, d.phone, channel, self.clock.seconds())
+        ws_url, http_url = _urls(view, f"/playback/{d.phone}/{channel}.flv?"
+                                 + urlencode({"token": view.token}))  # fmt: skip
+        return {
+            "ws_flv": ws_url,
+            "http_flv": http_url,
+            "playback": session,
+            "control": f"/api/v1/playback/{session}/control",
+            "codec": self.cluster.live_codecs(d.phone)[0],
+            "expires": _expires(view),
+        }
+
+    async def playback_control(self, request: server.Request, session: str) -> Any:
+        """Pause, resume, stop, fast-forward, rewind, keyframes or seek a playback session,
+        on the media server that holds it (``ControlPlayback``), for a user who may still
+        see its device."""
+        user = await self.auth.user(request)
+        found = self.playbacks.get(session, self.clock.seconds()) if len(session) <= 64 else None
+        gone = not_found("no such playback session (never made, over, or made by another"
+                         " login server: ask for the playback again)")  # fmt: skip
+        if found is None:
+            raise gone
+        try:
+            d = await self._device(user, found.phone)
+        except ApiError:
+            raise gone from None
+        body = json_body(request)
+        action = _body_choice(body, "action", PLAYBACK_ACTIONS)
+        speed = body.get("speed")
+        if action in ("fast_forward", "rewind") and speed is None:
+            raise bad_request(f"{action} needs a speed: one of {', '.join(map(str, PLAYBACK_SPEEDS))}")
+        if speed is not None and (isinstance(speed, bool) or speed not in PLAYBACK_SPEEDS):
+            raise bad_request(f"speed must be one of {', '.join(map(str, PLAYBACK_SPEEDS))}"
+                              f" (times normal speed), got {_shown(speed)}")  # fmt: skip
+        time = None
+        if action == "seek":
+            time = device_time(_body_time(body, "time"))
+        elif body.get("time") is not None:
+            raise bad_request("time is for seek only")
+        try:
+            await self.cluster.control_playback(found.media, found.id, action, speed, time)
+        except NoSuchPlayback:
+            raise not_found(f"media server {found.media} has no playback {found.id} any more"
+                            " (it ended, or every viewer left)") from None  # fmt: skip
+        except DeviceRefused as e:
+            raise ApiError(502, "device_refused", str(e)) from None
+        except DeviceOffline:
+            raise ApiError(409, "device_offline", f"device {d.phone} is offline") from None
+        except CommandTimeout as e:
+            raise ApiError(504, "timeout", f"device {d.phone} did not answer the playback"
+                           f" control (0x9202): {e}") from None  # fmt: skip
+        except BadRequest as e:
+            raise bad_request(f"the media server refused the control: {e}") from None
+        except Unavailable as e:
+            raise ApiError(503, "media_unavailable", f"media server {found.media}, which holds"
+                           f" playback {found.id}, is unavailable: {e}") from None  # fmt: skip
+        return {"ok": True}
+
+    async def talk(self, request: server.Request, phone: str) -> Any:
+        """Where to talk to the driver (or broadcast to the vehicle): the media server's
+        talk-back WebSocket with a token for a new session, and the audio format it takes."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        body = json_body(request)
+        channel = body.get("channel", 1)
+        if isinstance(channel, bool) or not isinstance(channel, int) or not 1 <= channel <= 255:
+            raise bad_request("channel must be an integer from 1 to 255")
+        if channel not in TALK_CHANNELS:
+            _check_channel(d, channel)
+        broadcast = body.get("broadcast", False)
+        if not isinstance(broadcast, bool):
+            raise bad_request("broadcast must be true or false")
+        if self.cluster.device_gateway(d.phone) is None:
+            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+        _, attributes = self.cluster.av_attributes(d.phone)
+        if attributes is not None and not attributes.audio_output:
+            raise ApiError(409, "no_audio_output", f"device {d.phone} has no audio output (its"
+                           " audio/video attributes, 0x1003, say so): nobody in the vehicle"
+                           " would hear talk-back or a broadcast")  # fmt: skip
+        session = self.playbacks.new_id()
+        view = self.cluster.media_view(d.phone, channel, "talk",
+                                       {"id": session, "broadcast": broadcast})  # fmt: skip
+        if view is None:
+            raise ApiError(503, "media_unavailable", "no media server is available")
+        ws_url, _ = _urls(view, f"/talk/{d.phone}/{channel}?" + urlencode({"token": view.token}))
+        codec = codec_label(attributes.audio_codec, AUDIO_CODECS) if attributes is not None else None
+        return {"ws": ws_url, "audio_codec": codec, "format": dict(TALK_FORMAT),
+                "expires": _expires(view)}  # fmt: skip
+
+    async def ptz(self, request: server.Request, phone: str) -> Any:
+        """Turn, focus, zoom a camera, its iris, wiper or infrared light (0x9301-0x9306)."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        body = json_body(request)
+        command = {**body, "type": "ptz"}
+        return await self._acknowledged(user, d, command, f"the PTZ command ({_shown(body.get('action'))})")
+
+    async def av_control(self, request: server.Request, phone: str) -> Any:
+        """0x9102 on a running stream: switch it to main/sub, pause, resume, close it, or
+        close talk-back."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        body = json_body(request)
+        command = {**body, "type": "av_control"}
+        return await self._acknowledged(user, d, command, "the audio/video control (0x9102)")
+
+    async def av_attributes(self, request: server.Request, phone: str) -> Any:
+        """The device's audio/video attributes, asked now (0x9003 → its 0x1003), with codec
+        names; login remembers them (for the live and talk answers)."""
+        user = await self.auth.user(request)
+        d = await self._device(user, phone)
+        what = "the audio/video attribute query (0x9003)"
+        command_id, msg_id, reply = await self._send(user, d, {"type": "query_av_attributes"},
+                                                     self._timeout(request), what)  # fmt: skip
+        await self._finish(command_id, "replied", reply_json(reply))
+        if reply["msg_id"] == 0x0001:
+            self._refused(reply, d, msg_id, what)
+            raise ApiError(502, "bad_reply", f"device {d.phone} answered {what} with a general"
+                           " response, not its attributes (0x1003)")  # fmt: skip
+        if reply["msg_id"] != 0x1003:
+            raise ApiError(502, "bad_reply", f"device {d.phone} answered {what} with"
+                           f" 0x{reply['msg_id']:04x}, not 0x1003")  # fmt: skip
+        try:
+            attributes = decode_body(0x1003, reply["body"], reply["version"])
+        except CodecError as e:
+            raise ApiError(502, "bad_reply", f"device {d.phone}'s 0x1003 does not decode: {e}") from None
+        assert isinstance(attributes, AvAttributes)
+        self.cluster.remember_av(d.phone, attributes)
+        return {**attributes_json(attributes), "command": command_id}
+
+
+def _encoded(command: dict[str, Any]) -> tuple[Encoded, Encoded]:
+    """``command`` encoded for a 2013 and a 2019 session; 400 bad_command in words."""
+    try:
+        return encode_command(command, 2013), encode_command(command, 2019)
+    except BadCommand as e:
+        raise bad_request(str(e), "bad_command") from None
+
+
+def _urls(view: LiveView, path: str) -> tuple[str, str]:
+    """The WebSocket and HTTP URLs of ``path`` on the media server of ``view`` (wss:// and
+    https:// when its public_web is https)."""
+    base = view.public_web.rstrip("/")
+    ws_base = "wss" + base[5:] if base.startswith("https") else "ws" + base[4:]
+    return ws_base + path, base + path
+
+
+def _expires(view: LiveView) -> str | None:
+    return iso(datetime.fromtimestamp(view.expires, timezone.utc))
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int_arg(request: server.Request, name: str, low: int, high: int, default: int) -> int:
+    text = query_arg(request, name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise bad_request(f"{name} must be an integer from {low} to {high}, got {_shown(text)}")
+    return int(text)
+
+
+def _body_time(body: dict[str, Any], name: str) -> datetime:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise bad_request(f"{name} must be an ISO 8601 time, got {_shown(value)}")
+    return parse_time(value, name)
+
+
+def _body_choice(body: dict[str, Any], name: str, names: Mapping[str, Any],
+                 default: str | None = None) -> str:  # fmt: skip
+    value = body.get(name, default)
+    if not isinstance(value, str) or value not in names:
+        allowed = ", ".join(f'"{n}"' for n in names)
+        raise bad_request(f"{name} must be one of {allowed}, got {_shown(value)}")
+    return value
+
+
+def device_time(t: datetime) -> str:
+    """``t`` as the device keeps time: ISO 8601 in +08:00, the offset explicit."""
+    return t.astimezone(BEIJING).isoformat()
+
+
+#: A playback's media (0x9201): "any" is for queries only.
+PLAYBACK_MEDIA = {k: v for k, v in RECORD_MEDIA.items() if k != "any"}
+
+#: JT/T 1078 table 2's audio channels (driver, ..., rear of the cabin): talk-back may use
+#: them whatever the device's video channels.
+TALK_CHANNELS = range(33, 38)
+
+#: What the talk-back WebSocket takes from the browser (docs/api.md).
+TALK_FORMAT: Mapping[str, Any] = {"encoding": "pcm_s16le", "rate": 8000, "channels": 1,
+                                  "frame_ms": [20, 40]}  # fmt: skip
+
+
+def _name(code: int, names: Mapping[str, int]) -> str:
+    for name, value in names.items():
+        if value == code and name != "any":
+            return name
+    return f"code {code}"
+
+
+def alarm_names(flags: int) -> list[str]:
+    """The names of the set bits of a 0x1205 item's 64-bit alarm flags: bits 0-31 the JT/T
+    808 alarm bits, 32-63 the JT/T 1078 video alarms (see ``cmsv6.protocols.jt808.messages.jt1078``);
+    a bit of no known name as "bit N"."""
+    out = []
+    for bit in range(64):
+        if flags >> bit & 1:
+            name = ALARM_BITS.get(bit) if bit < 32 else VIDEO_ALARM_BITS.get(bit - 32)
+            out.append(name or f"bit {bit}")
+    return out
+
+
+def recording_json(r: Resource) -> dict[str, Any]:
+    """A 0x1205 item; its times in the device's +08:00 (None if it sent none)."""
+    return {
+        "channel": r.channel,
+        "start": r.start.isoformat() if r.start is not None else None,
+        "end": r.end.isoformat() if r.end is not None else None,
+        "alarm": f"0x{r.alarm_flags:016x}",
+        "alarms": alarm_names(r.alarm_flags),
+        "media": _name(r.media_type, RECORD_MEDIA),
+        "stream": _name(r.stream_type, RECORD_STREAMS) if r.stream_type else "any",
+        "storage": _name(r.storage_type, RECORD_STORAGE) if r.storage_type else "any",
+        "size": r.file_size,
+    }
+
+
+def attributes_json(a: AvAttributes) -> dict[str, Any]:
+    """A 0x1003 with codec names (table 12) and its sample rate and bits as numbers."""
+    return {
+        "audio_codec": codec_label(a.audio_codec, AUDIO_CODECS),
+        "audio_channels": a.audio_channels,
+        "audio_sample_rate": a.sample_rate_hz,
+        "audio_sample_bits": a.sample_bits,
+        "audio_frame_length": a.audio_frame_length,
+        "audio_output": bool(a.audio_output),
+        "video_codec": codec_label(a.video_codec, VIDEO_CODECS),
+        "max_audio_channels": a.max_audio_channels,
+        "max_video_channels": a.max_video_channels,
+    }
 
 
 def _check_channel(d: Device, channel: int) -> None:

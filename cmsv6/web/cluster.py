@@ -4,10 +4,12 @@ media server. The login server implements it over its AMP links
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
+
+from cmsv6.protocols.jt808.messages.jt1078 import AvAttributes
 
 
 @frozen
@@ -52,3 +54,24 @@ class Cluster(Protocol):
 
     def online(self) -> dict[str, str]:
         """phone → gateway id for every online device."""
+
+    def media_view(self, phone: str, channel: int, stream: str,
+                   params: dict[str, Any]) -> LiveView | None:  # fmt: skip
+        """The least-loaded media server and a viewing token for ``stream`` ("playback" or
+        "talk") of ``channel`` of ``phone`` carrying ``params`` (the session: see
+        ``cmsv6.media.viewing``), signed for that server; None if there is no media
+        server. The caller has checked that the user may see the device."""
+
+    def control_playback(self, media: str, session: str, action: str, speed: int | None = None,
+                         time: str | None = None) -> Deferred[None]:  # fmt: skip
+        """``ControlPlayback`` on media server ``media`` (over its link): fires once the device
+        accepted the 0x9202; errbacks with ``NoSuchPlayback``, ``DeviceRefused``,
+        ``DeviceOffline``, ``CommandTimeout``, ``BadRequest``, or ``Unavailable`` (the media
+        server is gone or does not answer)."""
+
+    def av_attributes(self, phone: str) -> tuple[bool, AvAttributes | None]:
+        """What the cluster remembers of the device's 0x1003: (False, None) nothing,
+        (True, None) it did not answer 0x9003, (True, attributes) its answer."""
+
+    def remember_av(self, phone: str, attributes: AvAttributes | None) -> None:
+        """The device's 0x1003 as the Open API got it (``GET .../av-attributes``)."""

@@ -9,6 +9,21 @@
 ``{"type": "take_photo", "channel": 1, "count": 1, ...}`` → 0x8801
 ``{"type": "terminal_control", "command": 4, "parameters": ""}`` → 0x8105
 
+JT/T 1078 (the Open API's ``recordings``, ``ptz``, ``av-attributes`` and ``av-control``
+routes send these, and so may ``POST .../commands``):
+
+``{"type": "query_recordings", "channel": 0, "from": ISO, "to": ISO, "alarm": "0x0",
+"media": "any", "stream": "any", "storage": "any"}`` → 0x9205 (times go to the device in its
+own +08:00)
+``{"type": "ptz", "channel": 1, "action": "rotate", "direction": "up", "speed": 128}`` →
+0x9301; ``"action": "focus"|"iris"|"zoom", "adjust": "increase"|"decrease"`` (zoom also
+"in"|"out") → 0x9302/0x9303/0x9306; ``"action": "wiper"|"infrared", "state": "on"|"off"``
+→ 0x9304/0x9305
+``{"type": "query_av_attributes"}`` → 0x9003
+``{"type": "av_control", "channel": 1, "action": "switch_stream", "stream": "sub"}`` →
+0x9102 (actions close, switch_stream, pause, resume, close_talk; ``close``:
+"audio_video"|"audio"|"video" for close)
+
 Bodies are built in the device's protocol version (2019 text messages carry a text type).
 
 Some commands can take a device off the platform or brick it: ``needs_control`` names
@@ -18,6 +33,7 @@ them (``cmsv6.web.api``).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from attrs import frozen
@@ -29,6 +45,15 @@ from cmsv6.protocols.jt808.jsonable import (
     int_from_json,
     param_id_from_json,
     params_from_json,
+)
+from cmsv6.protocols.jt808.messages.jt1078 import (
+    ControlCommand,
+    MediaType,
+    PtzAdjust,
+    PtzDirection,
+    PtzSwitch,
+    RecordStream,
+    StorageType,
 )
 from cmsv6.protocols.jt808.model import MESSAGES
 
@@ -108,6 +133,108 @@ def _terminal_control(command: dict[str, Any], version: int) -> tuple[int, dict[
     }
 
 
+def _choice(command: dict[str, Any], name: str, names: dict[str, int], default: str | None = None) -> int:
+    """The code of ``command[name]``, one of ``names``' keys; BadCommand naming them."""
+    value = command.get(name, default)
+    if not isinstance(value, str) or value not in names:
+        allowed = ", ".join(f'"{n}"' for n in names)
+        raise BadCommand(f"{name} must be one of {allowed}, got {_shown(value)}")
+    return names[value]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _time(command: dict[str, Any], name: str) -> datetime:
+    """An ISO 8601 time of the command (UTC if it has no offset)."""
+    value = command.get(name)
+    if not isinstance(value, str):
+        raise BadCommand(f"{name} must be an ISO 8601 time, got {_shown(value)}")
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadCommand(f"{name} is not an ISO 8601 time: {_shown(value)}") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+#: Recording media types (0x9205, 0x1205), by the Open API's names: "any" is the
+#: standard's 3, video with or without audio (queries only).
+RECORD_MEDIA = {"audio_video": MediaType.AUDIO_VIDEO, "audio": MediaType.AUDIO,
+                "video": MediaType.VIDEO, "any": MediaType.VIDEO_OR_AUDIO_VIDEO}  # fmt: skip
+RECORD_STREAMS = {"any": RecordStream.ANY, "main": RecordStream.MAIN, "sub": RecordStream.SUB}
+RECORD_STORAGE = {"any": StorageType.ANY, "main": StorageType.MAIN, "backup": StorageType.BACKUP}
+
+
+def _query_recordings(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    start, end = _time(command, "from"), _time(command, "to")
+    if start >= end:
+        raise BadCommand("from must be before to")
+    return 0x9205, {
+        "channel": _int(command.get("channel", 0), "channel", 0, 0xFF),
+        "start": start, "end": end,
+        "alarm_flags": _int(command.get("alarm", 0), "alarm", 0, 2**64 - 1),
+        "media_type": _choice(command, "media", RECORD_MEDIA, "any"),
+        "stream_type": _choice(command, "stream", RECORD_STREAMS, "any"),
+        "storage_type": _choice(command, "storage", RECORD_STORAGE, "any"),
+    }  # fmt: skip
+
+
+#: PTZ actions: their message, and the field the action's value is in.
+PTZ_ACTIONS = {"rotate": 0x9301, "focus": 0x9302, "iris": 0x9303, "wiper": 0x9304,
+               "infrared": 0x9305, "zoom": 0x9306}  # fmt: skip
+PTZ_DIRECTIONS = {"stop": PtzDirection.STOP, "up": PtzDirection.UP, "down": PtzDirection.DOWN,
+                  "left": PtzDirection.LEFT, "right": PtzDirection.RIGHT}  # fmt: skip
+#: 0x9302/0x9303/0x9306: 0 turns it up (zoom in), 1 down (zoom out).
+PTZ_ADJUST = {"increase": PtzAdjust.INCREASE, "decrease": PtzAdjust.DECREASE}
+PTZ_ZOOM = {**PTZ_ADJUST, "in": PtzAdjust.INCREASE, "out": PtzAdjust.DECREASE}
+PTZ_SWITCH = {"on": PtzSwitch.START, "off": PtzSwitch.STOP}
+
+
+def _ptz(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    msg_id = PTZ_ACTIONS[_action(command, PTZ_ACTIONS)]
+    fields: dict[str, Any] = {"channel": _int(command.get("channel"), "channel", 1, 0xFF)}
+    if msg_id == 0x9301:
+        fields["direction"] = _choice(command, "direction", PTZ_DIRECTIONS)
+        fields["speed"] = _int(command.get("speed", 128), "speed", 0, 255)
+    elif msg_id in (0x9304, 0x9305):
+        fields["action"] = _choice(command, "state", PTZ_SWITCH)
+    else:
+        fields["adjust"] = _choice(command, "adjust", PTZ_ZOOM if msg_id == 0x9306 else PTZ_ADJUST)
+    return msg_id, fields
+
+
+def _action(command: dict[str, Any], names: dict[str, Any]) -> str:
+    action = command.get("action")
+    if not isinstance(action, str) or action not in names:
+        allowed = ", ".join(f'"{n}"' for n in names)
+        raise BadCommand(f"action must be one of {allowed}, got {_shown(action)}")
+    return action
+
+
+def _query_av_attributes(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    return 0x9003, {}
+
+
+#: 0x9102 commands by the Open API's names.
+AV_ACTIONS = {"close": ControlCommand.CLOSE, "switch_stream": ControlCommand.SWITCH_STREAM,
+              "pause": ControlCommand.PAUSE, "resume": ControlCommand.RESUME,
+              "close_talk": ControlCommand.CLOSE_TALK}  # fmt: skip
+AV_CLOSE = {"audio_video": 0, "audio": 1, "video": 2}
+LIVE_STREAMS = {"main": 0, "sub": 1}
+
+
+def _av_control(command: dict[str, Any], version: int) -> tuple[int, dict[str, Any]]:
+    action = AV_ACTIONS[_action(command, AV_ACTIONS)]
+    return 0x9102, {
+        "channel": _int(command.get("channel"), "channel", 1, 0xFF),
+        "command": action,
+        "close_type": _choice(command, "close", AV_CLOSE, "audio_video"),
+        "switch_stream": _choice(command, "stream", LIVE_STREAMS, "main"),
+    }
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], int], tuple[int, dict[str, Any]]]] = {
     "text": _text,
     "query_parameters": _query_parameters,
@@ -115,6 +242,10 @@ BUILDERS: dict[str, Callable[[dict[str, Any], int], tuple[int, dict[str, Any]]]]
     "query_position": _query_position,
     "take_photo": _take_photo,
     "terminal_control": _terminal_control,
+    "query_recordings": _query_recordings,
+    "ptz": _ptz,
+    "query_av_attributes": _query_av_attributes,
+    "av_control": _av_control,
 }
 
 
@@ -153,8 +284,11 @@ CONTROL_MESSAGES: dict[int, str] = {0x8105: "terminal control", 0x8108: "termina
 
 
 def channel_of(encoded: Encoded) -> int | None:
-    """The camera channel a command addresses (0x8801 take photo), or None."""
-    if encoded.msg_id == 0x8801:
+    """The camera channel a command addresses (0x8801 take photo, 0x9205 recordings of one
+    channel, PTZ, 0x9102), or None (0x9205 of every channel: channel 0)."""
+    if encoded.msg_id == 0x9205 and encoded.fields["channel"] == 0:
+        return None
+    if encoded.msg_id in (0x8801, 0x9102, 0x9205) or encoded.msg_id in PTZ_ACTIONS.values():
         return int(encoded.fields["channel"])
     return None
 

@@ -145,14 +145,18 @@ _SCHEMAS: dict[str, Any] = {
             " query_position → 0x8201; take_photo → 0x8801 (channel, count, interval, save,"
             " resolution, quality, brightness, contrast, saturation, chroma; a channel"
             " beyond the device's `channels` is a 400 bad_channel); terminal_control → 0x8105"
-            " (command, parameters). Optional timeout in seconds. " + _IDS + "."
+            " (command, parameters); query_recordings → 0x9205 (channel, from, to, alarm,"
+            " media, stream, storage, as GET .../recordings); ptz → 0x9301-0x9306 (as POST"
+            " .../ptz); query_av_attributes → 0x9003; av_control → 0x9102 (as POST"
+            " .../av-control). Optional timeout in seconds. " + _IDS + "."
             " terminal_control, and set_parameters with a server, APN, port or reset-number"
             " parameter, are for admins only unless [web] device_control_role says otherwise."
         ),
         "properties": {
             "type": {"type": "string", "enum": [
                 "text", "query_parameters", "set_parameters", "query_position", "take_photo",
-                "terminal_control",
+                "terminal_control", "query_recordings", "ptz", "query_av_attributes",
+                "av_control",
             ]},  # fmt: skip
             "text": {"type": "string"},
             "flag": {"type": "integer"},
@@ -223,6 +227,63 @@ _SCHEMAS["AuditEntry"] = {
     },
 }
 
+_SCHEMAS["Recording"] = {
+    "type": "object",
+    "description": "One recording on the device (an item of its 0x1205)",
+    "properties": {
+        "channel": {"type": "integer"},
+        "start": {**_NTIME, "description": "In the device's time, +08:00 explicit"},
+        "end": {**_NTIME, "description": "In the device's time, +08:00 explicit"},
+        "alarm": {"type": "string", "example": "0x0000000200000001",
+                  "description": "The 64-bit alarm flags: bits 0-31 JT/T 808's, 32-63 the"
+                                 " video alarms (JT/T 1078 table 14)"},
+        "alarms": {"type": "array", "items": {"type": "string"},
+                   "description": "The set bits by name (emergency, overspeed, ...,"
+                                  " video_signal_loss, ...); a bit of no name as \"bit N\""},
+        "media": {"type": "string", "enum": ["audio_video", "audio", "video"]},
+        "stream": {"type": "string", "enum": ["main", "sub", "any"]},
+        "storage": {"type": "string", "enum": ["main", "backup", "any"]},
+        "size": {"type": "integer", "description": "Bytes"},
+    },
+}
+_SCHEMAS["AvAttributes"] = {
+    "type": "object",
+    "description": "The device's audio/video attributes (its 0x1003)",
+    "properties": {
+        "audio_codec": {"type": "string", "example": "g711a",
+                        "description": "g711a, g711u, g726, adpcm, aac, ... or \"code N\""},
+        "audio_channels": {"type": "integer"},
+        "audio_sample_rate": {"type": "integer", "nullable": True, "example": 8000},
+        "audio_sample_bits": {"type": "integer", "nullable": True, "example": 16},
+        "audio_frame_length": {"type": "integer"},
+        "audio_output": {"type": "boolean", "description": "Whether it can play audio"
+                         " (talk-back, broadcast)"},
+        "video_codec": {"type": "string", "example": "h264",
+                        "description": "h264, h265, or \"code N\""},
+        "max_audio_channels": {"type": "integer"},
+        "max_video_channels": {"type": "integer"},
+        "command": {"type": "integer", "description": "The 0x9003 command's id"},
+    },
+}
+_SCHEMAS["Acknowledged"] = {
+    "type": "object",
+    "properties": {"command": {"type": "integer", "description": "The command's id"},
+                   "ok": {"type": "boolean", "enum": [True]}},
+}
+
+_OFFLINE = _error("The device is offline (device_offline)")
+_MEDIA_GONE = _error("No media server is available (media_unavailable)")
+_REFUSED = _error("The device answered no (device_refused), or not as it should (bad_reply)")
+_NO_ANSWER = _error("The device did not answer within the timeout (timeout)")
+_CHOICE = {"type": "string"}
+_TIMEOUT_ARG = {
+    "name": "timeout", "in": "query",
+    "description": "Seconds the device has to answer each of the gateway's sends (default:"
+                   " `[web] command_timeout`)",
+    "schema": {"type": "number", "minimum": 1, "maximum": MAX_COMMAND_TIMEOUT},
+}  # fmt: skip
+_SPEEDS = {"type": "integer", "enum": [1, 2, 4, 8, 16], "description": "Times normal speed"}
+
 #: What a file download may be.
 _MEDIA_TYPES = ("image/jpeg", "image/tiff", "audio/mpeg", "audio/wav", "video/x-ms-wmv",
                 "application/octet-stream")  # fmt: skip
@@ -233,7 +294,8 @@ DOCUMENT: dict[str, Any] = {
         "title": "cmsv6 Open API",
         "version": "1",
         "description": (
-            "Devices, positions, alarms, commands, live video, the devices' photos and files"
+            "Devices, positions, alarms, commands, live video, recordings on the devices and"
+            " their playback, talk-back, PTZ, the devices' photos and files"
             " and the audit log of a cmsv6 cluster. Log in for a token and send it as"
             " `Authorization: Bearer TOKEN`. An operator sees the devices of their fleets only"
             " (another fleet's device is a 404, like one that does not exist); admins see"
@@ -420,6 +482,228 @@ DOCUMENT: dict[str, Any] = {
                     "401": _UNAUTHORIZED, "404": _NOT_FOUND, "413": _TOO_LARGE,
                     "409": _error("The device is offline (device_offline)"),
                     "503": _error("No media server is available (media_unavailable)"),
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/recordings": {
+            "get": {
+                "summary": "The recordings on the device (0x9205 → its 0x1205)",
+                "description": "Asks the device now; its answer (sub-packaged when long: the"
+                               " gateway reassembles it and asks again for missing packets)"
+                               " comes back as JSON, recorded in `commands`. The device keeps"
+                               " time in +08:00 (the BCD times of JT/T 1078 carry no zone):"
+                               " `from` and `to` are sent to it in +08:00 and its times are"
+                               " answered in +08:00, the offset explicit, unlike the UTC of"
+                               " the rest of the API, so that they are the times the device"
+                               " knows its files by.",
+                "parameters": [
+                    _PHONE,
+                    {"name": "channel", "in": "query", "schema": {"type": "integer",
+                     "minimum": 0, "maximum": 255}, "description": "0 or absent: every channel"},
+                    {**_FROM, "description": "ISO 8601 (UTC if no offset); default: a day before `to`"},
+                    {**_TO, "description": "ISO 8601 (UTC if no offset); default: now"},
+                    {"name": "alarm", "in": "query", "schema": {"type": "string"},
+                     "description": "Alarm mask, \"0x...\" or a number (bits 0-31 JT/T 808's,"
+                                    " 32-63 the video alarms); default 0: any"},
+                    {"name": "media", "in": "query", "schema": {"type": "string", "enum": [
+                        "audio_video", "audio", "video", "any"], "default": "any"},
+                     "description": "any: video, with or without audio"},
+                    {"name": "stream", "in": "query", "schema": {"type": "string", "enum": [
+                        "any", "main", "sub"], "default": "any"}},
+                    {"name": "storage", "in": "query", "schema": {"type": "string", "enum": [
+                        "any", "main", "backup"], "default": "any"}},
+                    _TIMEOUT_ARG,
+                ],  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "recordings": {"type": "array", "items": _ref("Recording")},
+                        "device_time_zone": {"type": "string", "enum": ["+08:00"]},
+                        "command": {"type": "integer", "description": "The 0x9205 command's id"},
+                    }}),
+                    "400": _error("A bad argument, said in words (bad_request, bad_command), or"
+                                  " a channel beyond the device's (bad_channel)"),
+                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE,
+                    "502": _error("The device refused (device_refused), acknowledged without"
+                                  " the list (no_list), or answered what does not decode"
+                                  " (bad_reply)"),
+                    "503": _error("The device's gateway is unavailable"),
+                    "504": _error("The device did not answer the recording query within the"
+                                  " timeout (timeout)"),
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/playback": {
+            "post": {
+                "summary": "Play a recording back: where, and a session to control it by",
+                "description": "Picks the least-loaded media server and makes a playback"
+                               " session on it: the URLs carry a viewing token for exactly"
+                               " this device, channel and session (opened before `expires`);"
+                               " the device is asked to play back (0x9201) when the first"
+                               " viewer connects, and every viewer of the session shares it."
+                               " Control it with `control` or the viewer's WebSocket.",
+                "parameters": [_PHONE],
+                "requestBody": _body({"type": "object", "required": ["channel", "from"], "properties": {
+                    "channel": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "from": {**_TIME, "description": "UTC if no offset"},
+                    "to": {**_NTIME, "description": "null or absent: play on"},
+                    "mode": {"type": "string", "enum": ["normal", "fast_forward", "rewind",
+                             "keyframes", "single_frame"], "default": "normal"},
+                    "speed": {**_SPEEDS, "default": 1},
+                    "media": {"type": "string", "enum": ["audio_video", "audio", "video"],
+                              "default": "audio_video"},
+                    "stream": {"type": "string", "enum": ["any", "main", "sub"], "default": "any"},
+                    "storage": {"type": "string", "enum": ["any", "main", "backup"], "default": "any"},
+                }}),  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
+                        "http_flv": {"type": "string", "description": "http:// (https://) URL"},
+                        "playback": {"type": "string", "description": "The session's id"},
+                        "control": {"type": "string", "example": "/api/v1/playback/ID/control"},
+                        "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
+                                  "description": "As live's: from login's memory of the"
+                                                 " device's 0x1003, null when not known"},
+                        "expires": {**_TIME, "description": "When the URLs' token stops working"},
+                    }, "required": ["ws_flv", "http_flv", "playback", "control", "codec", "expires"]}),
+                    "400": _error("A bad field, said in words, or a channel beyond the device's"
+                                  " (bad_channel)"),
+                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE,
+                    "413": _TOO_LARGE, "503": _MEDIA_GONE,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/playback/{session}/control": {
+            "post": {
+                "summary": "Control a playback session (0x9202 through its media server)",
+                "parameters": [{"name": "session", "in": "path", "required": True,
+                                "description": "A playback answer's `playback`",
+                                "schema": {"type": "string"}}],
+                "requestBody": _body({"type": "object", "required": ["action"], "properties": {
+                    "action": {"type": "string", "enum": ["pause", "resume", "play", "stop",
+                               "fast_forward", "rewind", "keyframes", "seek"]},
+                    "speed": {**_SPEEDS, "description": "Times normal speed; needed by"
+                                                        " fast_forward and rewind"},
+                    "time": {**_TIME, "description": "Where to seek to (UTC if no offset)"},
+                }}),  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {"ok": {"type": "boolean"}}}),
+                    "400": _BAD, "401": _UNAUTHORIZED,
+                    "404": _error("No such session (never made, over, made by another login"
+                                  " server, or of a device this user may not see)"),
+                    "409": _OFFLINE, "413": _TOO_LARGE,
+                    "502": _error("The device refused the control (device_refused)"),
+                    "503": _error("The media server holding the session is gone or does not"
+                                  " answer (media_unavailable)"),
+                    "504": _NO_ANSWER,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/talk": {
+            "post": {
+                "summary": "Talk to the driver (or broadcast to the vehicle): where, and how",
+                "description": "The media server's talk-back WebSocket with a token for a new"
+                               " session. Send it PCM as `format` says (binary messages); it"
+                               " sends the device's audio back as FLV (AAC). A browser needs a"
+                               " secure context (https) for the microphone: serve the web"
+                               " endpoints over TLS.",
+                "parameters": [_PHONE],
+                "requestBody": _body({"type": "object", "properties": {
+                    "channel": {"type": "integer", "minimum": 1, "maximum": 255, "default": 1,
+                                "description": "One of the device's channels, or an audio"
+                                               " channel 33-37 (JT/T 1078 table 2)"},
+                    "broadcast": {"type": "boolean", "default": False,
+                                  "description": "true: broadcast to the vehicle (0x9101 data"
+                                                 " type 4) rather than talk (type 2)"},
+                }}),  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "object", "properties": {
+                        "ws": {"type": "string", "description": "ws:// (wss://) URL"},
+                        "audio_codec": {"type": "string", "nullable": True,
+                                        "description": "The device's audio codec as its 0x1003"
+                                                       " says (g711a, g711u, g726, adpcm...),"
+                                                       " null when not known"},
+                        "format": {"type": "object", "properties": {
+                            "encoding": {"type": "string", "enum": ["pcm_s16le"]},
+                            "rate": {"type": "integer", "enum": [8000]},
+                            "channels": {"type": "integer", "enum": [1]},
+                            "frame_ms": {"type": "array", "items": {"type": "integer"},
+                                         "description": "Shortest and longest message, ms"},
+                        }},
+                        "expires": {**_TIME, "description": "When the URL's token stops working"},
+                    }, "required": ["ws", "audio_codec", "format", "expires"]}),
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND, "413": _TOO_LARGE,
+                    "409": _error("The device is offline (device_offline), or has no audio"
+                                  " output as its 0x1003 says (no_audio_output)"),
+                    "503": _MEDIA_GONE,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/ptz": {
+            "post": {
+                "summary": "Turn, focus or zoom a camera; its iris, wiper, infrared light",
+                "description": "rotate → 0x9301 (direction up, down, left, right or stop;"
+                               " speed 0-255, default 128); focus → 0x9302 and iris → 0x9303"
+                               " (adjust increase or decrease); zoom → 0x9306 (adjust in or"
+                               " increase, out or decrease); wiper → 0x9304 and infrared →"
+                               " 0x9305 (state on or off). Recorded in `commands`. Also"
+                               " `POST .../commands` with `\"type\": \"ptz\"`.",
+                "parameters": [_PHONE],
+                "requestBody": _body({"type": "object", "required": ["channel", "action"], "properties": {
+                    "channel": {"type": "integer", "minimum": 1},
+                    "action": {"type": "string", "enum": ["rotate", "focus", "iris", "wiper",
+                               "infrared", "zoom"]},
+                    "direction": {"type": "string", "enum": ["up", "down", "left", "right", "stop"]},
+                    "speed": {"type": "integer", "minimum": 0, "maximum": 255, "default": 128},
+                    "adjust": {"type": "string", "enum": ["increase", "decrease", "in", "out"]},
+                    "state": {"type": "string", "enum": ["on", "off"]},
+                }}),  # fmt: skip
+                "responses": {
+                    "200": _json(_ref("Acknowledged")),
+                    "400": _error("A bad field, said in words (bad_command), or a channel"
+                                  " beyond the device's (bad_channel)"),
+                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE, "413": _TOO_LARGE,
+                    "502": _REFUSED, "503": _error("The device's gateway is unavailable"),
+                    "504": _NO_ANSWER,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/av-attributes": {
+            "get": {
+                "summary": "The device's audio/video attributes (0x9003 → its 0x1003)",
+                "description": "Asked now; login remembers the answer (the live and talk"
+                               " answers say its codecs).",
+                "parameters": [_PHONE, _TIMEOUT_ARG],
+                "responses": {
+                    "200": _json(_ref("AvAttributes")),
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE,
+                    "502": _REFUSED, "503": _error("The device's gateway is unavailable"),
+                    "504": _NO_ANSWER,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/devices/{phone}/av-control": {
+            "post": {
+                "summary": "Control a running stream (0x9102)",
+                "description": "switch_stream to `stream` main or sub; pause; resume; close"
+                               " (`close`: audio_video, audio or video); close_talk. Recorded"
+                               " in `commands`. Also `POST .../commands` with"
+                               " `\"type\": \"av_control\"`.",
+                "parameters": [_PHONE],
+                "requestBody": _body({"type": "object", "required": ["channel", "action"], "properties": {
+                    "channel": {"type": "integer", "minimum": 1},
+                    "action": {"type": "string", "enum": ["switch_stream", "pause", "resume",
+                               "close", "close_talk"]},
+                    "stream": {"type": "string", "enum": ["main", "sub"], "default": "main"},
+                    "close": {"type": "string", "enum": ["audio_video", "audio", "video"],
+                              "default": "audio_video"},
+                }}),  # fmt: skip
+                "responses": {
+                    "200": _json(_ref("Acknowledged")),
+                    "400": _error("A bad field, said in words (bad_command), or a channel"
+                                  " beyond the device's (bad_channel)"),
+                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE, "413": _TOO_LARGE,
+                    "502": _REFUSED, "503": _error("The device's gateway is unavailable"),
+                    "504": _NO_ANSWER,
                 },  # fmt: skip
             }
         },

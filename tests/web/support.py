@@ -28,6 +28,7 @@ from cmsv6.passwords import hash_password
 from cmsv6.protocols.jt808.codec import encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.media.viewing import View, sign_view, view_key
+from cmsv6.protocols.jt808.messages.jt1078 import AvAttributes
 from cmsv6.rpc.commands import DeviceOffline
 from cmsv6.web.cluster import LiveView
 from cmsv6.web.site import make_site
@@ -58,6 +59,14 @@ class FakeCluster:
         self.respond: Callable[[str, int, bytes], Any] = self.general_response
         #: phone → (video, audio) codecs the cluster remembers (``live_codecs``).
         self.codecs: dict[str, tuple[str | None, str | None]] = {}
+        #: phone → its remembered 0x1003 (None: it did not answer 0x9003).
+        self.av: dict[str, AvAttributes | None] = {}
+        #: Every grant ``media_view`` signed: (phone, channel, stream, params).
+        self.views: list[tuple[str, int, str, dict[str, Any]]] = []
+        #: Every ``control_playback``: (media, session, action, speed, time).
+        self.controls: list[tuple[str, str, str, int | None, str | None]] = []
+        #: What a playback control does: None (the device accepted), or raises.
+        self.control: Callable[[str, str], None] = lambda media, session: None
 
     @staticmethod
     def general_response(phone: str, msg_id: int, body: bytes) -> dict[str, Any]:
@@ -97,6 +106,29 @@ class FakeCluster:
 
     def online(self) -> dict[str, str]:
         return dict(self.gateways)
+
+    def media_view(self, phone: str, channel: int, stream: str, params: dict[str, Any]) -> LiveView | None:
+        """A grant with ``params`` for ``media`` (as ``MEDIA_ID``) until ``LIVE_EXPIRES``."""
+        if self.media is None:
+            return None
+        self.views.append((phone, channel, stream, params))
+        view = View(MEDIA_ID, phone, channel, stream, LIVE_EXPIRES, params)
+        return LiveView(MEDIA_ID, self.media, sign_view(view_key(MEDIA_KEY), view), LIVE_EXPIRES)
+
+    def control_playback(self, media: str, session: str, action: str, speed: int | None = None,
+                         time: str | None = None) -> defer.Deferred[None]:  # fmt: skip
+        self.controls.append((media, session, action, speed, time))
+        try:
+            self.control(media, session)
+        except Exception as e:  # noqa: BLE001 - handed back as the errback
+            return defer.fail(e)
+        return defer.succeed(None)
+
+    def av_attributes(self, phone: str) -> tuple[bool, AvAttributes | None]:
+        return (phone in self.av, self.av.get(phone))
+
+    def remember_av(self, phone: str, attributes: AvAttributes | None) -> None:
+        self.av[phone] = attributes
 
 
 @attrs.define

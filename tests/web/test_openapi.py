@@ -11,7 +11,10 @@ from typing import Any, Callable
 import attrs
 import pytest_twisted
 
-from cmsv6.rpc.commands import CommandTimeout, Unavailable
+from cmsv6.protocols.jt808.codec import encode_body
+from cmsv6.protocols.jt808.messages.core import TerminalResponse
+from cmsv6.protocols.jt808.messages.jt1078 import AvAttributes, AvCodec, Resource, ResourceList
+from cmsv6.rpc.commands import CommandTimeout, DeviceOffline, DeviceRefused, Unavailable
 from cmsv6.web.openapi import DOCUMENT
 from tests.support.database import query
 from tests.web.support import NORTH, PASSWORD, Web, add_alarm, call, login, ws_connect
@@ -115,6 +118,43 @@ def _answer_with(error: Exception) -> Callable[[Web], None]:
     return setup
 
 
+def _answer(msg_id: int, body: Any) -> Callable[[Web], None]:
+    """The device answers every command with ``msg_id`` of ``body``."""
+
+    def setup(web: Web) -> None:
+        web.cluster.respond = lambda phone, asked, sent: {
+            "msg_id": msg_id, "version": 2013, "body": encode_body(body)}
+
+    return setup
+
+
+def _refuse(web: Web) -> None:
+    web.cluster.respond = lambda phone, msg_id, body: {
+        "msg_id": 0x0001, "version": 2013,
+        "body": encode_body(TerminalResponse(reply_serial=1, reply_id=msg_id, result=1))}
+
+
+SESSION = "s" * 22
+
+
+def _session(error: Exception | None = None) -> Callable[[Web], None]:
+    """A playback session SESSION of NORTH's channel 1 that login remembers; controls of it
+    fail with ``error``."""
+
+    def setup(web: Web) -> None:
+        from twisted.internet import reactor
+
+        web.site.api.playbacks.add(SESSION, "media-1", NORTH, 1, reactor.seconds())
+
+        def control(media: str, session: str) -> None:
+            if error is not None:
+                raise error
+
+        web.cluster.control = control
+
+    return setup
+
+
 def cases(alarm: int, media: int) -> dict[tuple[str, str, str], Case]:
     """(documented path, method, documented status) → a request that must get it."""
     device = f"/api/v1/devices/{NORTH}"
@@ -184,9 +224,79 @@ def cases(alarm: int, media: int) -> dict[tuple[str, str, str], Case]:
             f"/api/v1/alarms/{alarm}", {"state": "handled"}, anonymous=True),
         ("/api/v1/alarms/{alarm_id}", "POST", "404"): Case(
             f"/api/v1/alarms/{alarm + 1000}", {"state": "handled"}),
+        **media_cases(device, unknown, huge),
         # Last: it revokes the token the others use.
         ("/api/v1/logout", "POST", "200"): Case("/api/v1/logout", {}),
     }  # fmt: skip
+
+
+def media_cases(device: str, unknown: str, huge: bytes) -> dict[tuple[str, str, str], Case]:
+    """The recordings, playback, talk, PTZ and audio/video control routes' cases."""
+    rec, rec_path = f"{device}/recordings", "/api/v1/devices/{phone}/recordings"
+    listing = ResourceList(1, (Resource(1, datetime(2026, 11, 24, 9, tzinfo=timezone.utc),
+                                        datetime(2026, 11, 24, 10, tzinfo=timezone.utc), 0, 0, 1, 1, 9),))  # fmt: skip
+    attributes = AvAttributes(AvCodec.G711A, 1, 0, 1, 320, 1, AvCodec.H264, 1, 4)
+    play = {"channel": 1, "from": "2026-11-24T01:00:00Z"}
+    control, control_path = f"/api/v1/playback/{SESSION}/control", "/api/v1/playback/{session}/control"
+    pause = {"action": "pause"}
+    out = {
+        (rec_path, "GET", "200"): Case(rec, setup=_answer(0x1205, listing)),
+        (rec_path, "GET", "400"): Case(f"{rec}?media=film"),
+        (rec_path, "GET", "401"): Case(rec, anonymous=True),
+        (rec_path, "GET", "404"): Case(f"{unknown}/recordings"),
+        (rec_path, "GET", "409"): Case(rec, setup=_offline),
+        (rec_path, "GET", "502"): Case(rec),  # acknowledged, no list
+        (rec_path, "GET", "503"): Case(rec, setup=_answer_with(Unavailable("gateway gone"))),
+        (rec_path, "GET", "504"): Case(rec, setup=_answer_with(CommandTimeout("no reply"))),
+        (control_path, "POST", "200"): Case(control, pause, setup=_session()),
+        (control_path, "POST", "400"): Case(control, {"action": "dance"}, setup=_session()),
+        (control_path, "POST", "401"): Case(control, pause, anonymous=True, setup=_session()),
+        (control_path, "POST", "404"): Case("/api/v1/playback/nosuchsession/control", pause),
+        (control_path, "POST", "409"): Case(control, pause, setup=_session(DeviceOffline("gone"))),
+        (control_path, "POST", "413"): Case(control, raw=huge, setup=_session()),
+        (control_path, "POST", "502"): Case(control, pause, setup=_session(DeviceRefused("no"))),
+        (control_path, "POST", "503"): Case(control, pause, setup=_session(Unavailable("media server gone"))),
+        (control_path, "POST", "504"): Case(control, pause, setup=_session(CommandTimeout("no answer"))),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "200"): Case(
+            f"{device}/av-attributes", setup=_answer(0x1003, attributes)),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "400"): Case(f"{device}/av-attributes?timeout=x"),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "401"): Case(f"{device}/av-attributes", anonymous=True),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "404"): Case(f"{unknown}/av-attributes"),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "409"): Case(f"{device}/av-attributes", setup=_offline),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "502"): Case(f"{device}/av-attributes", setup=_refuse),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "503"): Case(
+            f"{device}/av-attributes", setup=_answer_with(Unavailable("gateway gone"))),
+        ("/api/v1/devices/{phone}/av-attributes", "GET", "504"): Case(
+            f"{device}/av-attributes", setup=_answer_with(CommandTimeout("no reply"))),
+    }
+    for route, body in (("playback", play), ("talk", {"channel": 1})):
+        path = "/api/v1/devices/{phone}/" + route
+        out.update({
+            (path, "POST", "200"): Case(f"{device}/{route}", body),
+            (path, "POST", "400"): Case(f"{device}/{route}", {**body, "channel": 0}),
+            (path, "POST", "401"): Case(f"{device}/{route}", body, anonymous=True),
+            (path, "POST", "404"): Case(f"{unknown}/{route}", body),
+            (path, "POST", "409"): Case(f"{device}/{route}", body, setup=_offline),
+            (path, "POST", "413"): Case(f"{device}/{route}", raw=huge),
+            (path, "POST", "503"): Case(f"{device}/{route}", body, setup=_no_media),
+        })
+    for route, body in (("ptz", {"channel": 1, "action": "wiper", "state": "on"}),
+                        ("av-control", {"channel": 1, "action": "pause"})):  # fmt: skip
+        path = "/api/v1/devices/{phone}/" + route
+        out.update({
+            (path, "POST", "200"): Case(f"{device}/{route}", body),
+            (path, "POST", "400"): Case(f"{device}/{route}", {**body, "action": "dance"}),
+            (path, "POST", "401"): Case(f"{device}/{route}", body, anonymous=True),
+            (path, "POST", "404"): Case(f"{unknown}/{route}", body),
+            (path, "POST", "409"): Case(f"{device}/{route}", body, setup=_offline),
+            (path, "POST", "413"): Case(f"{device}/{route}", raw=huge),
+            (path, "POST", "502"): Case(f"{device}/{route}", body, setup=_refuse),
+            (path, "POST", "503"): Case(f"{device}/{route}", body,
+                                        setup=_answer_with(Unavailable("gateway gone"))),
+            (path, "POST", "504"): Case(f"{device}/{route}", body,
+                                        setup=_answer_with(CommandTimeout("no reply"))),
+        })
+    return out
 
 
 def _media(web: Web, directory: Path) -> int:

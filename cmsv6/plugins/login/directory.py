@@ -39,7 +39,10 @@ from cmsv6.rpc.commands import (
     VIDEO_CODECS,
     BadRequest,
     CommandTimeout,
+    ControlPlayback,
     DeviceOffline,
+    DeviceRefused,
+    NoSuchPlayback,
     SendMessage,
     Unavailable,
 )
@@ -453,6 +456,43 @@ class Directory:
         view = View(entry.id, canonical_phone(phone), channel, stream, expires)
         return LiveView(entry.id, entry.public_web, sign_view(view_key(key), view), expires)
 
+    def media_view(self, phone: str, channel: int, stream: str, params: dict[str, Any],
+                   lifetime: int = DEFAULT_LIFETIME) -> LiveView | None:  # fmt: skip
+        """The least-loaded media server and a grant for ``stream`` ("playback", "talk") of
+        ``channel`` of ``phone`` with ``params``, signed with that server's viewing key;
+        None if there is no live media server."""
+        entry = self.choose_media()
+        key = (self.key_for(keys.identity(keys.MEDIA, entry.id))
+               if entry is not None and self.key_for is not None else None)  # fmt: skip
+        if entry is None or key is None:
+            return None
+        expires = int(self.clock.seconds()) + lifetime
+        view = View(entry.id, canonical_phone(phone), channel, stream, expires, params)
+        return LiveView(entry.id, entry.public_web, sign_view(view_key(key), view), expires)
+
+    #: Seconds login waits for a media server's answer to ControlPlayback beyond the
+    #: device's time (the media server sends 0x9202 through login and the gateway).
+    CONTROL_BOUND = 60.0
+
+    def control_playback(self, media: str, session: str, action: str, speed: int | None = None,
+                         time: str | None = None) -> defer.Deferred[None]:  # fmt: skip
+        """``ControlPlayback`` over media server ``media``'s own link (login never connects
+        to a media server); Unavailable if it is gone or does not answer."""
+        entry = self.media.get(media)
+        if entry is None:
+            return defer.fail(Unavailable(f"media server {media} is gone"))
+        arguments: dict[str, Any] = {"session": session, "action": action}
+        if speed is not None:
+            arguments["speed"] = speed
+        if time is not None:
+            arguments["time"] = time
+        d = entry.link.callRemote(ControlPlayback, **arguments).addTimeout(self.CONTROL_BOUND, self.clock)
+        return d.addCallbacks(lambda _: None, _control_failed, errbackArgs=(media,))
+
+    def av_attributes(self, phone: str) -> tuple[bool, AvAttributes | None]:
+        memory = self.av_memory(phone)
+        return (False, None) if memory is None else (True, memory.attributes)
+
     def send_to_device(
         self, phone: str, msg_id: int, body: bytes, timeout: float = 10.0,
         body_2019: bytes | None = None, by: str | None = None, command: int | None = None,
@@ -483,6 +523,18 @@ class Directory:
 def _check_load(streams: int, viewers: int) -> None:
     if not (0 <= streams <= MAX_MEDIA_LOAD and 0 <= viewers <= MAX_MEDIA_LOAD):
         raise BadRequest(f"streams and viewers are 0 to {MAX_MEDIA_LOAD}")
+
+
+def _control_failed(failure: Failure, media: str) -> Failure:
+    """ControlPlayback's declared errors pass; a media server that cannot be reached or
+    does not answer is Unavailable."""
+    if failure.check(DeviceOffline, CommandTimeout, BadRequest, Unavailable, DeviceRefused,
+                     NoSuchPlayback):  # fmt: skip
+        return failure
+    if not failure.check(defer.TimeoutError, defer.CancelledError, error.ConnectError,
+                         error.ConnectionLost, error.ConnectionDone):  # fmt: skip
+        _log.failure("playback control on media server {media} failed", failure, media=media)
+    return Failure(Unavailable(f"media server {media} did not answer: {failure.getErrorMessage()}"))
 
 
 def _command_failed(failure: Failure, phone: str, gateway_id: str) -> Failure:
