@@ -112,13 +112,10 @@ class Streamer:
 
     def _load_clip(self, stream_type: int, codec: str) -> Clip:
         cache = self.config.cache_dir
-        options: dict[str, Any] = {"cache_dir": cache}
-        if codec != "h264":
-            options["codec"] = codec  # cmsv6.media.clip takes it from issue 12 on
         if stream_type == LiveStream.MAIN:
-            return load_clip(*CIF, fps=FPS, gop=GOP, **options)
+            return load_clip(*CIF, fps=FPS, gop=GOP, cache_dir=cache, codec=codec)
         width, height, fps = SUB
-        return load_clip(width, height, fps=fps, gop=2 * fps, **options)
+        return load_clip(width, height, fps=fps, gop=2 * fps, cache_dir=cache, codec=codec)
 
     def clip(self, stream_type: int, codec: str = "h264") -> Clip:
         kind = LiveStream.MAIN if stream_type == LiveStream.MAIN else LiveStream.SUB

@@ -77,3 +77,21 @@ def test_camera_options() -> None:
     for argv in (["--audio-header", "x"], ["--channels", "-1"], ["--video-pace", "0"]):
         with pytest.raises(SystemExit):
             _args(*argv)
+
+
+def test_issue_12_options() -> None:
+    """G.711A, a loudspeaker, H.264 everywhere, three days of recordings and nothing lost
+    unless told; every option reaches the device configuration; bad values are refused."""
+    device = config_from_args(_args()).device
+    assert (device.audio_codec, device.audio_output, device.h265_channels) == ("g711a", True, frozenset())
+    assert (device.recording_days, device.lose_packet) == (3, 0)
+    device = config_from_args(_args(
+        "--audio-codec", "adpcm", "--no-audio-output", "--h265-channels", "2,3",
+        "--recording-days", "7", "--lose-packet", "2",
+    )).device
+    assert (device.audio_codec, device.audio_output, device.h265_channels) == ("adpcm", False, frozenset({2, 3}))
+    assert (device.recording_days, device.lose_packet) == (7, 2)
+    for argv in (["--audio-codec", "aac"], ["--h265-channels", "0"], ["--h265-channels", "x"],
+                 ["--recording-days", "0"], ["--lose-packet", "-1"]):
+        with pytest.raises(SystemExit):
+            _args(*argv)

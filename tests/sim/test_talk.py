@@ -1,14 +1,16 @@
 """Simulated talk-back and broadcast (0x9101 data types 2 and 4), the device's audio codec
-(0x1003, live audio), and PTZ: a 1 kHz tone encoded by FFmpeg in each codec goes down a
+(0x1003, live audio), PTZ and an H.265 channel: a 1 kHz tone encoded by FFmpeg in each codec goes down a
 talk connection and the device reports it heard 1 kHz at the tone's level; what it sends
 up decodes (FFmpeg, and the media server's own reader for IMA-ADPCM) to its 1 kHz tone."""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import attrs
+import av
 import pytest
 import pytest_twisted
 from twisted.internet import protocol
@@ -18,10 +20,12 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from cmsv6.media.audio import AudioTranscoder
+from cmsv6.protocols.jt808.fields import BEIJING
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
 from cmsv6.protocols.jt808.messages.jt1078 import (
     AvAttributes,
     AvTransmissionControl,
+    PlaybackRequest,
     PtzFocus,
     PtzInfraredLight,
     PtzIris,
@@ -40,7 +44,16 @@ from cmsv6.sim.video import VideoConfig, sim_digits
 from tests.media.tones import chunks, decode_aac, dominant, ffmpeg_blocks, ffmpeg_encode, hisilicon, tone
 from tests.sim.test_device import QUIET
 from tests.sim.test_device import Rig as DeviceRig
-from tests.sim.test_video import FAST, PHONE, T0, Endpoint, _reactor, frames_of, reply
+from tests.sim.test_video import (
+    FAST,
+    PHONE,
+    T0,
+    CollectorFactory,
+    Endpoint,
+    _reactor,
+    frames_of,
+    reply,
+)
 from tests.support.device import until, within
 
 CODECS = ("g711a", "g711u", "g726", "adpcm")
@@ -298,3 +311,61 @@ async def test_talk_back_over_loopback() -> None:
     up = frames_of(bytes(media.connections[0].data))
     assert {f.payload_type for f in up} == {8}
     assert uplink_tone("g726", [f.payload for f in up]) == 1000
+
+
+# -- H.265 ------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_h265_channel_over_loopback(tmp_path: Any) -> None:
+    """With ``h265_channels`` {2}, 0x1003 says H.265, channel 2 streams the clip in H.265
+    (payload type 99, every picture decoded by FFmpeg's HEVC decoder, keyframes first) and
+    channel 1 stays H.264 (98); a playback of channel 2 is H.265 too."""
+    reactor = _reactor()
+    platform = FakePlatform(reactor)
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(platform)
+    media = CollectorFactory()
+    media_port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(media)
+    config = FleetConfig(
+        server=f"tcp:127.0.0.1:{port.getHost().port}", devices=1, first_phone=PHONE,
+        seed=5, status_interval=0, device=attrs.evolve(FAST, h265_channels=frozenset({2})),
+        video=VideoConfig(pace=4.0, cache_dir=str(tmp_path)),
+    )
+    fleet = Fleet(reactor, config)
+    done = fleet.start()
+    where = ("127.0.0.1", media_port.getHost().port, 0)
+    try:
+        await until(lambda: phone_key(PHONE) in platform.sessions, "the device to log in")
+        platform.send(PHONE, QueryAvAttributes())
+        await until(lambda: reply(platform, PHONE, 0x1003), "the 0x1003")
+        assert reply(platform, PHONE, 0x1003).video_codec == 99
+        platform.send(PHONE, RealtimeAvRequest(*where, 2, 1, 0))
+        await until(lambda: len(media.connections) == 1, "channel 2's connection")
+        platform.send(PHONE, RealtimeAvRequest(*where, 1, 1, 0))
+        await until(lambda: len(media.connections) == 2, "channel 1's connection")
+        start = datetime(2025, 6, 14, 9, 30, tzinfo=BEIJING)
+        platform.send(PHONE, PlaybackRequest(*where, 2, 2, 1, 0, 0, 0, start, None))
+        await until(lambda: len(media.connections) == 3, "the playback's connection")
+        await until(lambda: all(len(frames_of(bytes(c.data))) >= 60 for c in media.connections),
+                    "60 pictures on each")
+    finally:
+        await within(fleet.stop(), "the fleet to stop")
+        await done
+        await port.stopListening()
+        await media_port.stopListening()
+    by_channel = {}
+    for c in media.connections:
+        frames = frames_of(bytes(c.data))
+        by_channel.setdefault(frames[0].channel, []).append(frames)
+    h264 = by_channel[1][0]
+    assert {f.payload_type for f in h264} == {98}
+    for frames in by_channel[2]:
+        assert {f.payload_type for f in frames} == {99}
+        assert frames[0].data_type == DataType.I_FRAME
+        ctx = av.CodecContext.create("hevc", "r")
+        pictures = []
+        for f in frames:
+            pictures += ctx.decode(av.Packet(f.payload))
+        pictures += ctx.decode(None)
+        assert len(pictures) == len(frames) and pictures[0].key_frame
+        assert {(p.width, p.height) for p in pictures} == {(352, 288)}
