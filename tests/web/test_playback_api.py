@@ -299,3 +299,21 @@ def test_av_attributes_asked_decoded_and_remembered(web: Web) -> None:
     web.cluster.gateways.clear()
     reply = yield call(web, "GET", f"{DEVICE}/av-attributes", token=token)
     assert reply.status == 409
+
+
+def test_playback_sessions_expire_and_are_bounded() -> None:
+    """A session lives ``lifetime`` seconds from when it was made or last used, and past
+    ``limit`` sessions the least recently used goes."""
+    from cmsv6.web.playback import PlaybackSessions
+
+    sessions = PlaybackSessions(limit=2, lifetime=100.0)
+    sessions.add("a", "media-1", NORTH, 1, now=0.0)
+    sessions.add("b", "media-1", NORTH, 1, now=0.0)
+    assert sessions.get("a", now=50.0) is not None  # used: lives to 150
+    assert sessions.get("b", now=100.0) is None  # expired
+    assert sessions.get("a", now=149.0) is not None
+    sessions.add("c", "media-2", NORTH, 2, now=150.0)
+    sessions.add("d", "media-2", NORTH, 2, now=151.0)
+    assert len(sessions) == 2 and sessions.get("a", now=152.0) is None
+    assert sessions.get("c", now=152.0).media == "media-2"  # type: ignore[union-attr]
+    assert len(PlaybackSessions.new_id()) >= 16
