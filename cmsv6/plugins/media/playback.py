@@ -302,6 +302,9 @@ class PlaybackTimeline(Timeline):
         step = self._steps.get(track, self.default_step)
         latest = max(self._out.values(), default=-step)
         self._anchor = (clock, latest + step)
+        # The other tracks' clocks are from before: their next frames follow this anchor
+        # (a step from their own last clock would look like a jump and move it again).
+        self._clock.clear()
 
 
 class PlaybackStream(DeviceStream):
@@ -393,9 +396,8 @@ class PlaybackSession:
 
     @property
     def what(self) -> str:
-        p = self.params
-        to = p.end.isoformat() if p.end is not None else "the end"
-        return f"0x9201 (play back channel {self.key.channel} from {p.start.isoformat()} to {to})"
+        # Short: a WebSocket close reason is at most 123 bytes.
+        return f"0x9201 (channel {self.key.channel} from {self.params.start.isoformat()})"
 
     # -- viewers ---------------------------------------------------------------------------
 
@@ -753,9 +755,10 @@ class PlaybackHttpViewer(HttpViewer):
             return
         if request.producer is not None:
             request.unregisterProducer()
+        channel = request.channel
         request.finish()
-        if request.channel is not None:
-            request.channel.loseConnection()  # after the last chunk
+        if channel is not None:
+            channel.loseConnection()  # after the last chunk: one request, one answer
 
 
 class PlaybackResource(web_resource.Resource):

@@ -428,7 +428,7 @@ def test_login_controls_an_http_playback_through_control_playback() -> None:
         slow = call(session=SESSION, action="fast_forward")
         assert slow.check(BadRequest) and "needs a speed" in slow.getErrorMessage()
         assert call(session=SESSION, action="stop") == {}
-        yield within(viewer.lost, "the viewer's response ended")
+        yield within(viewer.lost, "the viewer's response ended", timeout=10)
         yield within(device.connection.lost, "the DVR's connection closed")
         assert opener.actions() == [6, 4, 2]
         assert viewer.status == 200 and bytes(viewer.raw).endswith(b"\r\n0\r\n\r\n")
