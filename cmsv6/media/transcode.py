@@ -11,8 +11,11 @@ Browsers without HEVC decoding cannot play what H.265 cameras send; a viewer ask
   ``BITS_PER_PIXEL`` of the picture's pixels a second (about 2.3 Mbit/s at 720p25, 250
   kbit/s at CIF). A picture size change starts a new encoder (new SPS/PPS). Input that
   does not decode is counted with its reason in ``counters.errors``; it never raises.
-* ``VideoTranscoder`` runs it in a thread of its own (one per transcoder: the codecs hold
-  the GIL only between calls), fed from the reactor through a bounded queue. When the
+* ``VideoTranscoder`` runs it in a thread of its own (one per transcoder), fed from the
+  reactor through a bounded queue. PyAV holds the GIL inside the codec calls (two such
+  threads take longer than one doing both streams in turn), so the reactor thread waits
+  at most one call at a time (a picture's decode or encode: a few ms at 720p), never a
+  stream's worth; the transcoders of a process share one core's worth of Python time. When the
   thread falls behind (``max_frames`` pictures or ``max_bytes`` waiting) the picture that
   does not fit and every one after it up to the next IRAP picture is dropped, counted in
   ``dropped``: the output then resumes at a keyframe, never with a picture missing its
