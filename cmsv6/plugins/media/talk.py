@@ -424,7 +424,7 @@ class TalkSession:
             return
         queued = encoder.buffered + len(self.down) * encoder.frame_samples
         if queued + len(data) // 2 > MAX_QUEUED:
-            self._drop(len(data) // 2, f"more than {MAX_QUEUED // RATE} s of audio waiting")
+            self._drop(len(data) // 2, f"more than {MAX_QUEUED // RATE} s waiting")
             return
         self.down.extend(encoder.feed(data))
         self._pace()
