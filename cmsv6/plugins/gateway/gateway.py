@@ -47,6 +47,11 @@ class PendingCommand:
     timer: IDelayedCall | None = field(default=None)
 
 
+#: Commands whose answer is a list that some devices send only after a general response
+#: (0x9205 → 0x1205); the pending command waits for the list.
+LISTED_AFTER_ACK = {0x9205: 0x1205}
+
+
 class Gateway:
     #: Commands awaiting a device's reply at most, per device.
     MAX_PENDING_COMMANDS = 32
@@ -264,8 +269,26 @@ class Gateway:
         )
 
     def command_replied(self, session: DeviceSession, serial: int, h: Header, body: bytes) -> None:
-        """The device answered our command ``serial`` with message ``h``, body ``body``."""
-        self._finish(session, serial, {"msg_id": h.msg_id, "version": h.version, "body": body})
+        """The device answered our command ``serial`` with message ``h``, body ``body``.
+
+        A command answered with a list (``LISTED_AFTER_ACK``) that a device first
+        acknowledges (0x0001, result 0) stays pending for the list, one retransmission
+        wait more, sending nothing again; without it, the acknowledgement is the answer."""
+        reply = {"msg_id": h.msg_id, "version": h.version, "body": body}
+        command = session.pending.get(serial)
+        if (
+            command is not None
+            and h.msg_id == 0x0001
+            and command.msg_id in LISTED_AFTER_ACK
+            and len(body) >= 5
+            and body[4] == 0
+        ):
+            if command.timer is not None and command.timer.active():
+                command.timer.cancel()
+            command.timer = self.clock.callLater(command.retransmission.wait, self._finish,
+                                                 session, serial, reply)  # fmt: skip
+            return
+        self._finish(session, serial, reply)
 
     def _finish(self, session: DeviceSession, serial: int, result: Any) -> None:
         command = session.pending.pop(serial, None)
