@@ -117,6 +117,8 @@ def test_the_thread_hands_back_in_order_and_skips_to_a_keyframe_when_behind(h265
     assert fed == [True] * 3 + [False] * 21 and vt.dropped[BEHIND] == 21
     release.set()
     reactor.run_until(lambda: len(got) == 4, "the 4 pictures taken")
+    assert not vt.feed(h265.video[24].payload, 960)  # room again, but still no keyframe
+    assert vt.dropped[BEHIND] == 22
     vt.along("audio at 1000")
     # as many as there is room for, whatever the thread has taken yet
     assert all(vt.feed(f.payload, f.timestamp) for f in h265.video[25:28])
