@@ -224,9 +224,11 @@ def test_urls_without_a_valid_token_are_refused_in_words() -> None:
 
 
 @pytest_twisted.inlineCallbacks
-def test_h265_is_a_clear_error_to_the_viewer() -> None:
-    """A device streaming H.265: the WS-FLV viewer is closed with 4015 and words naming
-    H.265; an HTTP-FLV viewer who has had nothing yet gets 415 with them."""
+def test_a_codec_flv_does_not_carry_is_a_clear_error_to_the_viewer() -> None:
+    """A device streaming a codec FLV output does not carry (AVS, table 12's 100; H.265
+    is served, tests/plugins/media/test_hevc_loopback.py): the WS-FLV viewer is closed
+    with 4015 and words naming it; an HTTP-FLV viewer who has had nothing yet gets 415
+    with them."""
     from twisted.internet import reactor
 
     served, opener = yield serve()
@@ -236,11 +238,11 @@ def test_h265_is_a_clear_error_to_the_viewer() -> None:
         yield until(lambda: len(served.media.viewers) == 2, "two viewers")
         opener.answers[0].callback(None)
         device = yield dvr(reactor, served.jt1078)
-        device.send(wire(packets(frames(clip(), video_type=99)[:40])))
+        device.send(wire(packets(frames(clip(), video_type=100)[:40])))
         code, reason = yield within(factory.closed, "the WS viewer closed")
-        assert code == CLOSE_UNSUPPORTED and "H.265" in reason
+        assert code == CLOSE_UNSUPPORTED and "video coding type 100" in reason
         yield within(http.lost, "the HTTP viewer answered")
-        assert http.status == 415 and "H.265" in http.body.decode()
+        assert http.status == 415 and "video coding type 100" in http.body.decode()
     finally:
         yield served.stop()
 
