@@ -69,11 +69,12 @@ def talk_token(channel: int = 1, broadcast: bool = False, stream: str = "talk") 
     return sign_view(view_key(SERVER_KEY), view)
 
 
-def uplink(codec: int = AvCodec.G711A, header: bool = False, seconds: int = 2) -> bytes:
-    """The unit's tone as its packets: 320-sample frames every 40 ms of its clock."""
+def uplink(codec: int = AvCodec.G711A, header: bool = False, seconds: int = 2, sim: str = SIM) -> bytes:
+    """The unit's tone as its packets (``sim`` as it writes its SIM): 320-sample frames
+    every 40 ms of its clock."""
     name = "pcm_alaw" if codec == AvCodec.G711A else "pcm_mulaw"
     frames = chunks(ffmpeg_encode(name, tone(seconds * RATE, freq=UP)), 320)
-    packets = [Packet(sim=SIM, channel=1, data_type=DataType.AUDIO, timestamp=START + 40 * i,
+    packets = [Packet(sim=sim, channel=1, data_type=DataType.AUDIO, timestamp=START + 40 * i,
                       payload=hisilicon(f) if header else f, payload_type=codec, sequence=i)
                for i, f in enumerate(frames)]  # fmt: skip
     return wire(packets)
@@ -113,6 +114,8 @@ class FakeOpener:
     reactor: Any
     attributes: AvAttributes | None = None
     up: bytes = b""
+    #: Whether the unit connects after 0x9101 (tests on a Clock claim by hand).
+    connect: bool = True
     sent: list[tuple[int, Any]] = attrs.Factory(list)
     units: list[Unit] = attrs.Factory(list)
 
@@ -131,7 +134,7 @@ class FakeOpener:
                 return defer.fail(OpenFailed(f"device {phone} did not answer 0x9003"))
             return defer.succeed({"msg_id": 0x1003, "version": 2013,
                                   "body": encode_body(self.attributes)})  # fmt: skip
-        if msg_id == 0x9101:
+        if msg_id == 0x9101 and self.connect:
             self.reactor.callLater(0, self._connect, message)
         ok = encode_body(TerminalResponse(1, msg_id, 0))
         return defer.succeed({"msg_id": 0x0001, "version": 2013, "body": ok})
@@ -201,33 +204,35 @@ def serve(opener_attributes: AvAttributes | None, up: bytes) -> Any:
     return served, opener
 
 
+#: A unit that writes its SIM in 10 bytes (JT/T 808-2019 style).
+SIM10 = "00000000" + SIM
 CODECS = [
     # (0x1003's codec or None: not answered, the unit's uplink codec, its HiSilicon header,
-    #  what the browser is told, the frames' size)
-    (AvCodec.G711A, AvCodec.G711A, False, "g711a", 320),
-    (AvCodec.G711U, AvCodec.G711A, False, "g711u", 320),
-    (AvCodec.G726, AvCodec.G711A, False, "g726", 160),
-    (AvCodec.ADPCMA, AvCodec.G711A, False, "adpcm", 164),
-    (AvCodec.ADPCMA, AvCodec.G711A, True, "adpcm", 168),
-    (None, AvCodec.G711U, False, "g711u", 320),
+    #  its SIM, what the browser is told, the frames' size)
+    (AvCodec.G711A, AvCodec.G711A, False, SIM, "g711a", 320),
+    (AvCodec.G711U, AvCodec.G711A, False, SIM, "g711u", 320),
+    (AvCodec.G726, AvCodec.G711A, False, SIM, "g726", 160),
+    (AvCodec.ADPCMA, AvCodec.G711A, False, SIM, "adpcm", 164),
+    (AvCodec.ADPCMA, AvCodec.G711A, True, SIM, "adpcm", 168),
+    (None, AvCodec.G711U, False, SIM10, "g711u", 320),
 ]
 
 
-@pytest.mark.parametrize(("said", "up", "header", "codec", "size"), CODECS,
+@pytest.mark.parametrize(("said", "up", "header", "sim", "codec", "size"), CODECS,
                          ids=["g711a", "g711u", "g726", "adpcm", "adpcm-hisilicon", "no-0x1003"])  # fmt: skip
 @pytest_twisted.inlineCallbacks
 def test_the_browsers_tone_arrives_at_the_unit_and_the_units_comes_back(
-    said: int | None, up: int, header: bool, codec: str, size: int
+    said: int | None, up: int, header: bool, sim: str, codec: str, size: int
 ) -> None:
     """The session asks 0x9003, then 0x9101 (talk, our JT/T 1078 address, the channel); the
     browser is told the codec (the 0x1003's, else the unit's packets') and 320-sample
     frames; its 1 kHz PCM arrives at the unit as audio packets in that codec (HiSilicon
     header when the unit's own audio has one), the unit's SIM and channel, sequence
-    numbers and timestamps counting on, that FFmpeg decodes to the tone at its level; the
+    numbers and timestamps counting on (its SIM as it writes it: 6 or 10 bytes), that FFmpeg decodes to the tone at its level; the
     browser's FLV decodes as AAC carrying the unit's 500 Hz tone."""
     from twisted.internet import reactor
 
-    served, opener = yield serve(attributes(said) if said else None, uplink(up, header))
+    served, opener = yield serve(attributes(said) if said else None, uplink(up, header, sim=sim))
     try:
         factory = browser(reactor, served.web, path())
         ready = yield within(factory.ready, "the ready message")
@@ -239,7 +244,7 @@ def test_the_browsers_tone_arrives_at_the_unit_and_the_units_comes_back(
         unit = opener.units[0]
         yield until(lambda: len(unit.frames) >= 24, "the browser's audio at the unit")
         frames = unit.frames
-        assert unit.sims == [SIM]
+        assert unit.sims == [sim]
         assert {f.payload_type for f in frames} == {{"g711a": 6, "g711u": 7, "g726": 8, "adpcm": 26}[codec]}
         assert {(f.channel, f.data_type, len(f.payload)) for f in frames} == {(1, DataType.AUDIO, size)}
         assert [f.sequence - frames[0].sequence for f in frames] == list(range(len(frames)))
