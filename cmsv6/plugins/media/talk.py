@@ -632,8 +632,8 @@ class TalkSocket(WebSocketServerProtocol):
         if session is None:
             return
         if not isBinary:
-            self.close(bad_request("talk-back takes binary messages of PCM (16-bit little-endian,"
-                                   " mono, 8000 Hz), no text"))  # fmt: skip
+            session.end(bad_request("talk-back takes binary messages of PCM (16-bit little-endian,"
+                                    " mono, 8000 Hz), no text"))  # fmt: skip
             return
         try:
             session.pcm(payload)

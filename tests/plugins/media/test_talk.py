@@ -20,7 +20,12 @@ from twisted.internet import defer, endpoints, protocol
 
 from cmsv6.media.viewing import View, sign_view, view_key
 from cmsv6.plugins.media import talk
-from cmsv6.plugins.media.fanout import CLOSE_DEVICE, CLOSE_FORBIDDEN, CLOSE_TOO_MANY
+from cmsv6.plugins.media.fanout import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_DEVICE,
+    CLOSE_FORBIDDEN,
+    CLOSE_TOO_MANY,
+)
 from cmsv6.plugins.media.opener import OpenFailed
 from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.messages.core import TerminalResponse
@@ -402,7 +407,8 @@ def _sessions(served: Served) -> dict[Any, Any]:
 @pytest_twisted.inlineCallbacks
 def test_refusals_in_words() -> None:
     """A plain GET is answered 400 saying it is a WebSocket; a live viewing token, or one
-    for another channel, is refused (4003) in words."""
+    for another channel, is refused (4003) in words; a text message ends a session with
+    4004 saying talk-back takes PCM."""
     from twisted.internet import reactor
 
     served, opener = yield serve(attributes(), uplink())
@@ -416,5 +422,11 @@ def test_refusals_in_words() -> None:
             code, reason = yield within(factory.closed, "refused")
             assert code == CLOSE_FORBIDDEN and "not talk-back with device" in reason
         assert opener.sent == []
+        factory = browser(reactor, served.web, path())
+        yield within(factory.ready, "the ready message")
+        factory.browser.sendMessage(b"hello", isBinary=False)
+        code, reason = yield within(factory.closed, "closed for a text message")
+        assert code == CLOSE_BAD_REQUEST and "no text" in reason
+        assert opener.of(0x9102) == [AvTransmissionControl(1, ControlCommand.CLOSE_TALK)]
     finally:
         yield served.stop()
