@@ -368,6 +368,14 @@ class PlaybackStream(DeviceStream):
 # -- sessions ---------------------------------------------------------------------------------
 
 
+def _started(reply: dict[str, Any], phone: str, what: str) -> None:
+    """The device's answer to 0x9201: JT/T 1078 §5.6.3 has it answer with the resource
+    list it will play (0x1205); many units send a general response instead (result 0)."""
+    if reply["msg_id"] == 0x1205:
+        return
+    accepted(reply, phone, 0x9201, what)
+
+
 class PlaybackSession:
     """One device playback and its viewers (see the module docstring)."""
 
@@ -442,12 +450,12 @@ class PlaybackSession:
         self.request = None
         self._cancel()
         if self.state == "over":
-            accepted(reply, self.key.phone, 0x9201, self.what)
+            _started(reply, self.key.phone, self.what)
             self._send_stop()  # nobody watches any more
             return
         if self.state != "opening":
             return
-        accepted(reply, self.key.phone, 0x9201, self.what)
+        _started(reply, self.key.phone, self.what)
         self.state = "waiting"
         self.timer = self.media.reactor.callLater(self.media.config.open_timeout, self._no_connection)
 
@@ -672,7 +680,8 @@ class Playbacks:
         """``MediaServer.claimants``: the oldest session waiting for this device's channel."""
         phones = {canonical_phone(c) for c in identity.candidates()}
         for session in self.sessions.values():
-            if (session.state == "waiting" and session.key.channel == channel
+            # Its answer to 0x9201 may come after its connection (through login).
+            if (session.state in ("opening", "waiting") and session.key.channel == channel
                     and session.key.phone in phones):  # fmt: skip
                 session.connected(connection)
                 return session.stream

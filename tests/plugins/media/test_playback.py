@@ -248,3 +248,29 @@ def test_a_control_drops_to_the_next_keyframe_and_a_pause_holds_the_connection()
     viewer.end()
     assert source.released == 1 and playbacks.sessions == {}
     assert opener.sent[-1][1].action == 2
+
+
+def test_the_connection_may_come_before_the_answer_and_the_answer_may_be_a_list() -> None:
+    """A unit connects as soon as it reads 0x9201, and its answer comes through login and
+    its gateway: the connection is the session's all the same, and the answer (a general
+    response, or the resource list JT/T 1078 §5.6.3 says) does not end it. A unit that
+    answers with a list before connecting starts the wait for its connection."""
+    media, playbacks, opener, clock = setup()
+    viewer = Collector()
+    session = playbacks.watch(viewer, PHONE, 1, parse_params(PARAMS))
+    assert session is not None and session.state == "opening"
+    source = Source()
+    assert playbacks.claim(source, SimIdentity(SIM), 1) is session.stream
+    assert session.state == "playing"
+    opener.answers[0].callback(ok(0x9201))
+    clock.advance(60)
+    assert not viewer.closed and session.state == "playing"
+
+    listed = Collector()
+    other = playbacks.watch(listed, PHONE, 2, parse_params({**PARAMS, "id": "another-session-0001"}))
+    assert other is not None
+    from cmsv6.protocols.jt808.messages.jt1078 import ResourceList
+
+    opener.answers[-1].callback({"msg_id": 0x1205, "version": 2013,
+                                 "body": encode_body(ResourceList(1, ()))})  # fmt: skip
+    assert other.state == "waiting" and not listed.closed
