@@ -53,7 +53,7 @@ from twisted.web import resource as web_resource
 from twisted.web import server as web_server
 
 from cmsv6.address import split_address
-from cmsv6.media.viewing import ViewRefused, verify_view
+from cmsv6.media.viewing import ViewRefused
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.plugins.media.fanout import (
     CLOSE_BAD_REQUEST,
@@ -736,7 +736,7 @@ def authorize(media: MediaServer, path: str, params: dict[str, Any]) -> tuple[st
     token = (params.get("token") or [""])[0]
     try:
         # The server's view key (``MediaServer.authorize`` takes live streams only).
-        view = verify_view(media._view_key, token, media.now(), media.config.id)
+        view = media.verify(token)
     except ViewRefused as e:
         raise unauthorized(str(e)) from None
     granted = (canonical_phone(view.phone), view.channel, view.stream)

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from cmsv6.config import MediaConfig
-from cmsv6.media.viewing import STREAMS, ViewRefused, allows, verify_view, view_key
+from cmsv6.media.viewing import STREAMS, View, ViewRefused, allows, verify_view, view_key
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.plugins.media.fanout import (
     CLOSE_GOING_AWAY,
@@ -126,6 +126,12 @@ class MediaServer:
 
     # -- viewers ---------------------------------------------------------------------------
 
+    def verify(self, token: str) -> View:
+        """What viewing ``token`` grants on this media server now; ViewRefused in words if
+        it is malformed, not signed for this server, or expired (the caller checks it
+        grants what was asked)."""
+        return verify_view(self._view_key, token, self.now(), self.config.id)
+
     def authorize(self, phone: str, channel: str | int, stream: str, token: str) -> StreamKey:
         """The stream a request names, if its viewing token grants it; ViewerError (in
         words) otherwise."""
@@ -141,7 +147,7 @@ class MediaServer:
             raise bad_request(f"stream {stream[:20]!r} is not one of {', '.join(STREAMS)}")
         phone = canonical_phone(phone)
         try:
-            view = verify_view(self._view_key, token, self.now(), self.config.id)
+            view = self.verify(token)
         except ViewRefused as e:
             raise unauthorized(str(e)) from None
         if not allows(attrs.evolve(view, phone=canonical_phone(view.phone)), phone, number, stream):

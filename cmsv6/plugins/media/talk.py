@@ -57,7 +57,7 @@ from cmsv6.media.talk import (
     TalkError,
     codec_of,
 )
-from cmsv6.media.viewing import ViewRefused, verify_view
+from cmsv6.media.viewing import ViewRefused
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.plugins.media.fanout import (
     CLOSE_GOING_AWAY,
@@ -128,7 +128,7 @@ def authorize(media: Any, path: str, params: dict[str, list[str]]) -> tuple[str,
     token = (params.get("token") or [""])[0]
     try:
         # MediaServer.authorize knows only live streams and returns no params.
-        view = verify_view(media._view_key, token, media.now(), media.config.id)
+        view = media.verify(token)
     except ViewRefused as e:
         raise unauthorized(str(e)) from None
     if (canonical_phone(view.phone), view.channel, view.stream) != (phone, number, "talk"):
