@@ -65,6 +65,8 @@ PUBLIC = ("login_jt808", "web", "gateway_jt808", "media_jt1078", "media_web")
 MEDIA_ID = "media-1"
 #: Camera channels of each demo device, in the database and in the simulator alike.
 DEMO_CHANNELS = 4
+#: The demo's cameras that send H.265 (served as enhanced FLV, or as H.264 on request).
+DEMO_H265_CHANNEL = 4
 #: Lines of a server's log shown when it exits.
 LOG_TAIL_LINES = 10
 #: The schema's owner (runs the upgrade) and the servers' role (rows only).
@@ -337,6 +339,7 @@ def sim_args(var: Path, p: dict[str, int], listen: str, devices: int) -> list[st
         "--interval", "5", "--version", "mixed", "--state", str(var / "sim-state.json"),
         "--alarm-probability", "0.01", "--gap-probability", "0.002",
         "--channels", str(DEMO_CHANNELS), "--cache-dir", str(var / "sim-clip"),
+        "--h265-channels", str(DEMO_H265_CHANNEL),
     ]  # fmt: skip
 
 
