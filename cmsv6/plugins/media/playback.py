@@ -550,17 +550,38 @@ class PlaybackSession:
         """Stop playing: 0x9202 stop (once the device has said yes to 0x9201), release."""
         was = self.state
         _log.info("{s}: closing ({why})", s=self, why=why)
+        # The connection is released once the device has answered the stop: closed first,
+        # a unit ends the playback itself and then refuses the stop of one it no longer has.
+        source, self.stream.source = self.stream.source, None
         self._over()
         self.stream.end(device_error(f"{self}: closed ({why})"))
         if was in ("waiting", "playing"):
-            self._send_stop()
+            self._send_stop(source)
+        elif source is not None:
+            source.release(self.stream)
 
-    def _send_stop(self) -> None:
+    def _send_stop(self, source: Any = None) -> None:
+        """0x9202 stop; ``source``, the connection, is released when the device answered."""
+
+        released: list[bool] = []
+
+        def release(result: Any) -> Any:
+            if source is not None and not released:
+                released.append(True)
+                source.release(self.stream)
+            if late.active():
+                late.cancel()
+            return result
+
+        # An answer that never comes does not hold the connection for ever.
+        late = self.media.reactor.callLater(self.media.config.open_timeout, release, None)
         try:
             body = encode_body(PlaybackControl(self.key.channel, PLAYBACK_ACTIONS["stop"]))
         except CodecError:  # pragma: no cover - a channel is one byte
+            release(None)
             return
         d = defer.maybeDeferred(self.media.opener.send, self.key.phone, 0x9202, body)
+        d.addBoth(release)
         d.addCallback(accepted, self.key.phone, 0x9202, "0x9202 (stop the playback)")
         d.addErrback(lambda f: _log.warn("{s}: not stopped on the device: {e}", s=self,
                                          e=str(f.value) or f.getErrorMessage()))  # fmt: skip

@@ -246,8 +246,31 @@ def test_a_control_drops_to_the_next_keyframe_and_a_pause_holds_the_connection()
     assert stream.timeline.speed == 1
     assert unanswered and unanswered[0].check(ControlTimeout)
     viewer.end()
-    assert source.released == 1 and playbacks.sessions == {}
+    assert playbacks.sessions == {}
     assert opener.sent[-1][1].action == 2
+    # The connection is released once the device answered the stop, not before: closed
+    # first, a unit ends the playback itself and refuses the stop.
+    assert source.released == 0
+    opener.answers[-1].callback(ok(0x9202))
+    assert source.released == 1
+    clock.advance(60)
+    assert source.released == 1
+
+
+def test_a_stop_that_is_not_answered_releases_the_connection_all_the_same() -> None:
+    media, playbacks, opener, clock = setup()
+    viewer = Collector()
+    session = playbacks.watch(viewer, PHONE, 1, parse_params(PARAMS))
+    assert session is not None
+    opener.answers[0].callback(ok(0x9201))
+    source = Source()
+    assert playbacks.claim(source, SimIdentity(SIM), 1) is session.stream
+    viewer.end()
+    assert opener.sent[-1][1].action == 2 and source.released == 0
+    clock.advance(4.9)
+    assert source.released == 0
+    clock.advance(0.1)
+    assert source.released == 1
 
 
 def test_the_connection_may_come_before_the_answer_and_the_answer_may_be_a_list() -> None:
