@@ -4,7 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench fuzz mutate clean
+.PHONY: demo test venv bench fuzz mutate clean client
+
+# The web client's third-party files: npm packages (package-lock.json) copied where the
+# page loads them (cmsv6/web/client/vendor/, git-ignored).
+VENDOR := cmsv6/web/client/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
+
+$(VENDOR_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR)
+	mkdir -p $(VENDOR)/leaflet $(VENDOR)/mpegts.js $(VENDOR)/uplot
+	cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css node_modules/leaflet/dist/images $(VENDOR)/leaflet/
+	cp node_modules/mpegts.js/dist/mpegts.js $(VENDOR)/mpegts.js/
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/uplot/
+	touch $(VENDOR_STAMP)
+
+client: $(VENDOR_STAMP)
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +31,10 @@ $(STAMP): setup.cfg setup.py
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/cmsv6 demo
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
@@ -32,4 +48,4 @@ mutate: $(STAMP)
 	$(BIN)/python bench/mutate.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info node_modules $(VENDOR)
