@@ -235,11 +235,24 @@ class LoginConfig(DevicePortConfig):
                            "endpoint serving Prometheus /metrics ('' = none)")
 
 
+#: ``[web] static``'s default: the web client installed with cmsv6 (``cmsv6/web/client``).
+#: A directory of that name is given as ``./packaged``.
+PACKAGED_CLIENT = "packaged"
+
+
 @attrs.frozen
 class WebConfig:
     """``[web]``: the Open API, client WebSocket and web client on login's ``web`` endpoint."""
 
-    static: str = setting("", Text(), "directory of the web client served at / ('' = none)")
+    static: str = setting(PACKAGED_CLIENT, Text(),
+                          "directory of the web client served at / ('packaged': the one"
+                          " installed with cmsv6; '' = none)")
+    tiles: str = setting("https://tile.openstreetmap.org/{z}/{x}/{y}.png", Text(),
+                         "map tile URL template the web client loads ({z}, {x}, {y}, optional"
+                         " {s}); '' = no tiles, positions drawn on a plain background")
+    tiles_attribution: str = setting("© OpenStreetMap contributors", Text(),
+                                     "attribution shown on the web client's map for its tiles"
+                                     " (HTML, as Leaflet takes it)")
     token_ttl: float = setting(12 * 3600.0, Number(float, 1, _SECONDS), "seconds a login token lives")
     max_body: int = setting(64 * 1024, Number(int, 1, "bytes"), "largest request body")
     command_timeout: float = setting(10.0, Number(float, 0.001, _SECONDS),
