@@ -4,14 +4,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench fuzz mutate clean client
+.PHONY: demo test venv bench fuzz mutate clean client chromium npm
 
 # The web client's third-party files: npm packages (package-lock.json) copied where the
 # page loads them (cmsv6/web/client/vendor/, git-ignored).
 VENDOR := cmsv6/web/client/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
-$(VENDOR_STAMP): package.json package-lock.json
+# Debian packages, installed when missing and we are root (a fresh machine, CI); otherwise
+# the command to run is said (and, for Chromium, the browser tests skip saying it too).
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+define apt
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "make: installing Debian's $(1) ($(2))"; \
+	  $(APT_INSTALL) $(1) || { apt-get update -q && $(APT_INSTALL) $(1); }; \
+	else \
+	  echo "make: $(2) need Debian's $(1): sudo apt-get install -y $(1)"; exit $(3); \
+	fi
+endef
+
+npm:
+	@command -v npm >/dev/null || { $(call apt,npm,the web client's packages,1); }
+
+# The browser tests (tests/browser) drive Debian's Chromium; a CJK font draws the plates.
+chromium:
+	@[ -x /usr/bin/chromium ] || { $(call apt,chromium fonts-wqy-microhei,the browser tests,0); }
+
+$(VENDOR_STAMP): package.json package-lock.json | npm
 	npm ci --no-audit --no-fund --loglevel=error
 	rm -rf $(VENDOR)
 	mkdir -p $(VENDOR)/leaflet $(VENDOR)/mpegts.js $(VENDOR)/uplot
@@ -34,7 +53,7 @@ venv: $(STAMP)
 demo: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/cmsv6 demo
 
-test: $(STAMP) $(VENDOR_STAMP)
+test: $(STAMP) $(VENDOR_STAMP) chromium
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
