@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import stat
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from twisted.logger import Logger
 from twisted.web import server
@@ -31,12 +32,14 @@ from cmsv6.db import commands as command_store
 from cmsv6.db import devices as device_store
 from cmsv6.db import media as media_store
 from cmsv6.db import positions as position_store
+from cmsv6.db import webhooks as webhook_store
 from cmsv6.db.alarms import ALARM_STATES, Alarm
 from cmsv6.db.audit import AuditEntry
 from cmsv6.db.devices import Device
 from cmsv6.db.media import MediaFile
 from cmsv6.db.positions import Position
 from cmsv6.db.users import User
+from cmsv6.db.webhooks import Webhook
 from cmsv6.db.service import Database
 from cmsv6.plugins.gateway.alarms import ALARM_BITS, VIDEO_ALARM_BITS
 from cmsv6.protocols.jt808.codec import decode_body
@@ -61,6 +64,7 @@ from cmsv6.rpc.commands import (
     codec_label,
 )
 from cmsv6.rpc.replies import accepted
+from cmsv6.webhooks import EVENTS
 from cmsv6.web.auth import Authenticator, bearer_token
 from cmsv6.web.cluster import Cluster, LiveView
 from cmsv6.web.commands import (
@@ -78,6 +82,7 @@ from cmsv6.web.playback import PlaybackSessions
 from cmsv6.web.routing import (
     ApiError,
     FileResponse,
+    Response,
     Route,
     bad_request,
     json_body,
@@ -144,6 +149,52 @@ def media_json(m: MediaFile) -> dict[str, Any]:
 def audit_json(e: AuditEntry) -> dict[str, Any]:
     return {"id": e.id, "time": iso(e.time), "user": e.user, "action": e.action,
             "details": e.details}  # fmt: skip
+
+
+def track_geojson(phone: str, positions: list[dict[str, Any]], nxt: str | None) -> dict[str, Any]:
+    """Positions (as ``position_json`` gives them) as a GeoJSON FeatureCollection (RFC 7946:
+    [longitude, latitude]): a LineString of them all when there are two or more, then a
+    Point per position; ``phone`` and ``next`` (the page's cursor) are foreign members."""
+    features: list[dict[str, Any]] = []
+    if len(positions) >= 2:
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "LineString",
+                         "coordinates": [[p["longitude"], p["latitude"]] for p in positions]},
+            "properties": {"phone": phone, "from": positions[0]["time"],
+                           "to": positions[-1]["time"], "points": len(positions)},
+        })  # fmt: skip
+    for p in positions:
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [p["longitude"], p["latitude"]]},
+            "properties": {
+                "time": p["time"], "speed": p["speed"], "direction": p["direction"],
+                "altitude": p["altitude"], "alarm": p["alarm"],
+                "alarms": [ALARM_BITS.get(bit, f"bit {bit}") for bit in range(32)
+                           if p["alarm"] >> bit & 1],
+                "status": p["status"],
+            },
+        })  # fmt: skip
+    return {"type": "FeatureCollection", "phone": phone, "features": features, "next": nxt}
+
+
+def valid_webhook_url(url: str) -> bool:
+    """An http:// or https:// URL with a host, of printable ASCII, at most 2000 characters."""
+    if len(url) > 2000 or not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def webhook_json(w: Webhook) -> dict[str, Any]:
+    return {"id": w.id, "url": w.url, "events": list(w.events), "description": w.description,
+            "created": iso(w.created), "created_by": w.created_by, "pending": w.pending,
+            "dropped": w.dropped, "last_error": w.last_error}  # fmt: skip
 
 
 def alarm_json(a: Alarm) -> dict[str, Any]:
@@ -261,6 +312,10 @@ class Api:
             Route("GET", "/api/v1/alarms", self.alarms),
             Route("POST", "/api/v1/alarms/{alarm_id}", self.handle_alarm),
             Route("GET", "/api/v1/audit", self.audit),
+            Route("GET", "/api/v1/devices/{phone}/track", self.track),
+            Route("GET", "/api/v1/webhooks", self.webhooks),
+            Route("POST", "/api/v1/webhooks", self.add_webhook),
+            Route("DELETE", "/api/v1/webhooks/{webhook_id}", self.delete_webhook),
         ]
 
     def now(self) -> datetime:
@@ -344,6 +399,54 @@ class Api:
             last = rows[-1]
             nxt = f"{_cursor_time(last.time)}~{(last.digest or b'').hex()}"
         return {"phone": d.phone, "positions": [position_json(p) for p in rows], "next": nxt}
+
+    async def track(self, request: server.Request, phone: str) -> Any:
+        """The page of positions ``positions`` answers, as a GeoJSON FeatureCollection."""
+        page = await self.positions(request, phone)
+        return track_geojson(page["phone"], page["positions"], page["next"])
+
+    # -- webhooks (admins) -----------------------------------------------------------------
+
+    async def _admin(self, request: server.Request, what: str) -> User:
+        user = await self.auth.user(request)
+        if not user.admin:
+            raise ApiError(403, "forbidden", f"{what} are for admins only")
+        return user
+
+    async def webhooks(self, request: server.Request) -> Any:
+        await self._admin(request, "webhooks")
+        return [webhook_json(w) for w in await webhook_store.list_webhooks(self.db)]
+
+    async def add_webhook(self, request: server.Request) -> Any:
+        user = await self._admin(request, "webhooks")
+        body = json_body(request)
+        url, events = body.get("url"), body.get("events")
+        if not isinstance(url, str) or not valid_webhook_url(url):
+            raise bad_request("url must be an http:// or https:// URL with a host, at most"
+                              f" 2000 characters, got {_shown(url)}")  # fmt: skip
+        if (not isinstance(events, list) or not events
+                or not all(isinstance(e, str) and e in EVENTS for e in events)):
+            raise bad_request("events must be a non-empty list of: "
+                              + ", ".join(f'"{e}"' for e in EVENTS) + f", got {_shown(events)}")
+        secret = body.get("secret")
+        if secret is None:
+            secret = secrets.token_urlsafe(32)
+        elif not isinstance(secret, str) or not 16 <= len(secret) <= 200:
+            raise bad_request("secret must be a string of 16 to 200 characters")
+        description = body.get("description")
+        if description is not None and (not isinstance(description, str) or len(description) > 200):
+            raise bad_request("description must be a string of at most 200 characters")
+        webhook = await webhook_store.add_webhook(self.db, user, url, list(dict.fromkeys(events)),
+                                                  secret, description, self.now())  # fmt: skip
+        return Response(201, {**webhook_json(webhook), "secret": secret})
+
+    async def delete_webhook(self, request: server.Request, webhook_id: str) -> Any:
+        user = await self._admin(request, "webhooks")
+        ident = _row_id(webhook_id)
+        webhook = await webhook_store.delete_webhook(self.db, user, ident, self.now()) if ident else None
+        if webhook is None:
+            raise not_found("no such webhook")
+        return webhook_json(webhook)
 
     def _range(self, request: server.Request, day: bool = True) -> tuple[datetime, datetime]:
         """``from`` (default: a day ago, or with ``day`` False no start) and ``to``

@@ -10,22 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 from cmsv6.rpc.commands import MAX_COMMAND_TIMEOUT
+from cmsv6.webhooks import EVENTS
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(schema: dict[str, Any], description: str = "OK", example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"description": description, "content": {"application/json": media}}
 
 
 def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _body(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"required": True, "content": {"application/json": media}}
 
 
 #: Every operation that reads a request body answers 413 to one over the bound.
@@ -75,13 +82,18 @@ _NTIME = {"type": "string", "format": "date-time", "nullable": True}
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
+        "description": "Every error answer: an HTTP status and this body",
         "required": ["error"],
+        "properties": {"error": _ref("ErrorDetail")},
+        "example": {"error": {"code": "not_found", "message": "no such device"}},
+    },
+    "ErrorDetail": {
+        "type": "object",
+        "required": ["code", "message"],
         "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
+            "code": {"type": "string", "description": "Stable, for programs (docs/api.md's"
+                     " list): bad_request, unauthorized, not_found, device_offline, ..."},
+            "message": {"type": "string", "description": "For people: what was wrong, in words"},
         },
     },
     "Position": {
@@ -163,8 +175,9 @@ _SCHEMAS: dict[str, Any] = {
             "text_type": {"type": "integer"},
             "ids": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
                     "description": "Parameter ids, e.g. [\"0x0001\", \"0x0013\"]"},
-            "params": {"oneOf": [{"type": "object"}, {"type": "array"}],
-                       "description": "{\"0x0029\": 30} or [[\"0x0029\", 30]]"},
+            "params": {"type": "object", "additionalProperties": True,
+                       "description": "{\"0x0029\": 30}: parameter id → value (the API also"
+                                      " takes [[\"0x0029\", 30], ...])"},
             "channel": {"type": "integer"},
             "count": {"type": "integer"},
             "command": {"type": "integer"},
@@ -177,16 +190,18 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "command": {"type": "integer", "description": "The command's id"},
             "status": {"type": "string", "enum": ["replied"]},
-            "reply": {
-                "type": "object",
-                "properties": {
-                    "msg_id": {"type": "string", "example": "0x0001"},
-                    "version": {"type": "integer"},
-                    "body": {"type": "object", "description": (
-                        "The decoded reply body. Message ids in it (reply_id) and parameter"
-                        " ids (0x0104 params: [[\"0x0001\", 30], ...]) are \"0x0001\" strings")},
-                },
-            },
+            "reply": _ref("CommandReply"),
+        },
+    },
+    "CommandReply": {
+        "type": "object",
+        "description": "The device's reply, decoded",
+        "properties": {
+            "msg_id": {"type": "string", "example": "0x0001"},
+            "version": {"type": "integer", "example": 2013},
+            "body": {"type": "object", "additionalProperties": True, "description": (
+                "The decoded reply body. Message ids in it (reply_id) and parameter"
+                " ids (0x0104 params: [[\"0x0001\", 30], ...]) are \"0x0001\" strings")},
         },
     },
 }
@@ -271,6 +286,195 @@ _SCHEMAS["Acknowledged"] = {
                    "ok": {"type": "boolean", "enum": [True]}},
 }
 
+
+# -- the bodies of requests and answers, named (generated clients get a type for each) -----
+
+_SCHEMAS["LoginRequest"] = {
+    "type": "object", "required": ["username", "password"],
+    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+}  # fmt: skip
+_SCHEMAS["UserInfo"] = {
+    "type": "object", "required": ["name", "role"],
+    "properties": {"name": {"type": "string"},
+                   "role": {"type": "string", "enum": ["admin", "operator"]}},
+}  # fmt: skip
+_SCHEMAS["MediaServer"] = {
+    "type": "object",
+    "properties": {"web": {"type": "string", "nullable": True, "description": (
+        "The media server's public web address (where live and playback URLs point), null"
+        " while none is connected")}},
+}  # fmt: skip
+_SCHEMAS["LoginResponse"] = {
+    "type": "object", "required": ["token", "expires", "user", "media"],
+    "properties": {
+        "token": {"type": "string", "description": "Send as `Authorization: Bearer TOKEN`"},
+        "expires": _TIME,
+        "user": _ref("UserInfo"),
+        "media": _ref("MediaServer"),
+    },
+}  # fmt: skip
+_SCHEMAS["Empty"] = {"type": "object", "description": "Nothing to say: {}", "properties": {}}
+_SCHEMAS["OpenApiDocument"] = {
+    "type": "object", "additionalProperties": True,
+    "description": "An OpenAPI 3.0 document (this one)",
+}  # fmt: skip
+_SCHEMAS["PositionPage"] = {
+    "type": "object", "required": ["phone", "positions", "next"],
+    "properties": {
+        "phone": {"type": "string"},
+        "positions": {"type": "array", "items": _ref("Position")},
+        "next": {"type": "string", "nullable": True,
+                 "description": "Pass as `after` for the next page; null on the last"},
+    },
+}  # fmt: skip
+_SCHEMAS["AlarmPage"] = {
+    "type": "object", "required": ["alarms", "next"],
+    "properties": {"alarms": {"type": "array", "items": _ref("Alarm")},
+                   "next": {"type": "string", "nullable": True}},
+}  # fmt: skip
+_SCHEMAS["AuditPage"] = {
+    "type": "object", "required": ["audit", "next"],
+    "properties": {"audit": {"type": "array", "items": _ref("AuditEntry")},
+                   "next": {"type": "string", "nullable": True}},
+}  # fmt: skip
+_SCHEMAS["AlarmUpdate"] = {
+    "type": "object", "required": ["state"],
+    "properties": {
+        "state": {"type": "string", "enum": ["acknowledged", "handled", "dismissed"]},
+        "note": {"type": "string", "maxLength": 2000},
+    },
+}  # fmt: skip
+_SCHEMAS["LiveRequest"] = {
+    "type": "object",
+    "properties": {
+        "channel": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
+        "stream": {"type": "string", "enum": ["main", "sub"], "default": "main"},
+    },
+}  # fmt: skip
+_SCHEMAS["LiveVideo"] = {
+    "type": "object", "required": ["ws_flv", "http_flv", "codec", "audio", "expires"],
+    "properties": {
+        "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
+        "http_flv": {"type": "string", "description": "http:// (https://) URL"},
+        "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
+                  "description": "The video codec the device's audio/video attributes (0x1003)"
+                                 " announce, null when not known: login asks them (0x9003)"
+                                 " when a stream of the device opens and remembers them; this"
+                                 " answer never waits for them, and many devices never say"},
+        "audio": {"type": "string", "nullable": True, "enum": ["aac", None],
+                  "description": "\"aac\" when the device's attributes announce audio the"
+                                 " media server gives browsers (as AAC, transcoded from G.711,"
+                                 " G.726 or ADPCM); null when they announce none, or are not"
+                                 " known (audio may still come)"},
+        "expires": {**_TIME, "description": "When the URLs' token stops working"},
+    },
+}  # fmt: skip
+_SCHEMAS["RecordingList"] = {
+    "type": "object", "required": ["recordings", "device_time_zone", "command"],
+    "properties": {
+        "recordings": {"type": "array", "items": _ref("Recording")},
+        "device_time_zone": {"type": "string", "enum": ["+08:00"]},
+        "command": {"type": "integer", "description": "The 0x9205 command's id"},
+    },
+}  # fmt: skip
+_SPEEDS = {"type": "integer", "enum": [1, 2, 4, 8, 16], "description": "Times normal speed"}
+_SCHEMAS["PlaybackRequest"] = {
+    "type": "object", "required": ["channel", "from"],
+    "properties": {
+        "channel": {"type": "integer", "minimum": 1, "maximum": 64},
+        "from": {**_TIME, "description": "UTC if no offset"},
+        "to": {**_NTIME, "description": "null or absent: play on"},
+        "mode": {"type": "string", "enum": ["normal", "fast_forward", "rewind", "keyframes",
+                                            "single_frame"], "default": "normal"},
+        "speed": {**_SPEEDS, "default": 1},
+        "media": {"type": "string", "enum": ["audio_video", "audio", "video"],
+                  "default": "audio_video"},
+        "stream": {"type": "string", "enum": ["any", "main", "sub"], "default": "any"},
+        "storage": {"type": "string", "enum": ["any", "main", "backup"], "default": "any"},
+    },
+}  # fmt: skip
+_SCHEMAS["Playback"] = {
+    "type": "object",
+    "required": ["ws_flv", "http_flv", "playback", "control", "codec", "expires"],
+    "properties": {
+        "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
+        "http_flv": {"type": "string", "description": "http:// (https://) URL"},
+        "playback": {"type": "string", "description": "The session's id"},
+        "control": {"type": "string", "example": "/api/v1/playback/ID/control"},
+        "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
+                  "description": "As live's: from login's memory of the device's 0x1003, null"
+                                 " when not known"},
+        "expires": {**_TIME, "description": "When the URLs' token stops working"},
+    },
+}  # fmt: skip
+_SCHEMAS["PlaybackControl"] = {
+    "type": "object", "required": ["action"],
+    "properties": {
+        "action": {"type": "string", "enum": ["pause", "resume", "play", "stop", "fast_forward",
+                                              "rewind", "keyframes", "seek"]},
+        "speed": {**_SPEEDS, "description": "Times normal speed; needed by fast_forward and"
+                                            " rewind"},
+        "time": {**_TIME, "description": "Where to seek to (UTC if no offset)"},
+    },
+}  # fmt: skip
+_SCHEMAS["Ok"] = {"type": "object", "required": ["ok"],
+                  "properties": {"ok": {"type": "boolean"}}}  # fmt: skip
+_SCHEMAS["TalkRequest"] = {
+    "type": "object",
+    "properties": {
+        "channel": {"type": "integer", "minimum": 1, "maximum": 255, "default": 1,
+                    "description": "One of the device's channels, or an audio channel 33-37"
+                                   " (JT/T 1078 table 2)"},
+        "broadcast": {"type": "boolean", "default": False,
+                      "description": "true: broadcast to the vehicle (0x9101 data type 4)"
+                                     " rather than talk (type 2)"},
+    },
+}  # fmt: skip
+_SCHEMAS["TalkFormat"] = {
+    "type": "object", "required": ["encoding", "rate", "channels", "frame_ms"],
+    "properties": {
+        "encoding": {"type": "string", "enum": ["pcm_s16le"]},
+        "rate": {"type": "integer", "enum": [8000]},
+        "channels": {"type": "integer", "enum": [1]},
+        "frame_ms": {"type": "array", "items": {"type": "integer"},
+                     "description": "Shortest and longest message, ms"},
+    },
+}  # fmt: skip
+_SCHEMAS["TalkSession"] = {
+    "type": "object", "required": ["ws", "audio_codec", "format", "expires"],
+    "properties": {
+        "ws": {"type": "string", "description": "ws:// (wss://) URL"},
+        "audio_codec": {"type": "string", "nullable": True,
+                        "description": "The device's audio codec as its 0x1003 says (g711a,"
+                                       " g711u, g726, adpcm...), null when not known"},
+        "format": _ref("TalkFormat"),
+        "expires": {**_TIME, "description": "When the URL's token stops working"},
+    },
+}  # fmt: skip
+_SCHEMAS["PtzRequest"] = {
+    "type": "object", "required": ["channel", "action"],
+    "properties": {
+        "channel": {"type": "integer", "minimum": 1},
+        "action": {"type": "string", "enum": ["rotate", "focus", "iris", "wiper", "infrared",
+                                              "zoom"]},
+        "direction": {"type": "string", "enum": ["up", "down", "left", "right", "stop"]},
+        "speed": {"type": "integer", "minimum": 0, "maximum": 255, "default": 128},
+        "adjust": {"type": "string", "enum": ["increase", "decrease", "in", "out"]},
+        "state": {"type": "string", "enum": ["on", "off"]},
+    },
+}  # fmt: skip
+_SCHEMAS["AvControlRequest"] = {
+    "type": "object", "required": ["channel", "action"],
+    "properties": {
+        "channel": {"type": "integer", "minimum": 1},
+        "action": {"type": "string", "enum": ["switch_stream", "pause", "resume", "close",
+                                              "close_talk"]},
+        "stream": {"type": "string", "enum": ["main", "sub"], "default": "main"},
+        "close": {"type": "string", "enum": ["audio_video", "audio", "video"],
+                  "default": "audio_video"},
+    },
+}  # fmt: skip
+
 _OFFLINE = _error("The device is offline (device_offline)")
 _MEDIA_GONE = _error("No media server is available (media_unavailable)")
 _REFUSED = _error("The device answered no (device_refused), or not as it should (bad_reply)")
@@ -282,7 +486,163 @@ _TIMEOUT_ARG = {
                    " `[web] command_timeout`)",
     "schema": {"type": "number", "minimum": 1, "maximum": MAX_COMMAND_TIMEOUT},
 }  # fmt: skip
-_SPEEDS = {"type": "integer", "enum": [1, 2, 4, 8, 16], "description": "Times normal speed"}
+# -- a track as GeoJSON (RFC 7946) ----------------------------------------------------------
+
+_SCHEMAS["LineString"] = {
+    "type": "object", "required": ["type", "coordinates"],
+    "properties": {
+        "type": {"type": "string", "enum": ["LineString"]},
+        "coordinates": {"type": "array", "minItems": 2, "description": "[longitude, latitude]"
+                        " of each position, oldest first (RFC 7946: longitude first)",
+                        "items": {"type": "array", "items": {"type": "number"},
+                                  "minItems": 2, "maxItems": 2}},
+    },
+}  # fmt: skip
+_SCHEMAS["Point"] = {
+    "type": "object", "required": ["type", "coordinates"],
+    "properties": {
+        "type": {"type": "string", "enum": ["Point"]},
+        "coordinates": {"type": "array", "items": {"type": "number"}, "minItems": 2,
+                        "maxItems": 2, "description": "[longitude, latitude]"},
+    },
+}  # fmt: skip
+_SCHEMAS["TrackLineProperties"] = {
+    "type": "object", "required": ["phone", "from", "to", "points"],
+    "properties": {"phone": {"type": "string"}, "from": _TIME, "to": _TIME,
+                   "points": {"type": "integer", "description": "Positions in the line"}},
+}  # fmt: skip
+_SCHEMAS["TrackLine"] = {
+    "type": "object", "required": ["type", "geometry", "properties"],
+    "description": "The track: the page's positions as one line (only when it has two or more)",
+    "properties": {"type": {"type": "string", "enum": ["Feature"]},
+                   "geometry": _ref("LineString"), "properties": _ref("TrackLineProperties")},
+}  # fmt: skip
+_SCHEMAS["TrackPointProperties"] = {
+    "type": "object", "required": ["time", "speed", "direction", "altitude", "alarm", "alarms",
+                                   "status"],
+    "properties": {
+        "time": _TIME, "speed": {"type": "number", "description": "km/h"},
+        "direction": {"type": "integer", "description": "degrees"},
+        "altitude": {"type": "integer", "description": "m"},
+        "alarm": {"type": "integer", "description": "0x0200 alarm bits"},
+        "alarms": {"type": "array", "items": {"type": "string"},
+                   "description": "The set alarm bits by name (emergency, overspeed, ...)"},
+        "status": {"type": "integer", "description": "0x0200 status bits"},
+    },
+}  # fmt: skip
+_SCHEMAS["TrackPoint"] = {
+    "type": "object", "required": ["type", "geometry", "properties"],
+    "description": "One position",
+    "properties": {"type": {"type": "string", "enum": ["Feature"]},
+                   "geometry": _ref("Point"), "properties": _ref("TrackPointProperties")},
+}  # fmt: skip
+_SCHEMAS["Track"] = {
+    "type": "object", "required": ["type", "features", "phone", "next"],
+    "description": "A GeoJSON FeatureCollection (RFC 7946): a LineString feature of the track,"
+                   " then a Point feature per position; `phone` and `next` are foreign members",
+    "properties": {
+        "type": {"type": "string", "enum": ["FeatureCollection"]},
+        "features": {"type": "array", "items": {"oneOf": [_ref("TrackLine"), _ref("TrackPoint")]}},
+        "phone": {"type": "string"},
+        "next": {"type": "string", "nullable": True,
+                 "description": "Pass as `after` for the next page; null on the last"},
+    },
+}  # fmt: skip
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+_EVENT_NAMES = {"type": "string", "enum": list(EVENTS)}
+_SCHEMAS["WebhookRequest"] = {
+    "type": "object", "required": ["url", "events"],
+    "properties": {
+        "url": {"type": "string", "maxLength": 2000, "example": "https://example.com/cmsv6",
+                "description": "http:// or https://: where to POST the events"},
+        "events": {"type": "array", "items": _EVENT_NAMES, "minItems": 1,
+                   "description": "; ".join(f"{k}: {v}" for k, v in EVENTS.items())},
+        "secret": {"type": "string", "minLength": 16, "maxLength": 200,
+                   "description": "The HMAC-SHA256 key of the signatures; absent: one is made"
+                                  " and answered (once: it is never shown again)"},
+        "description": {"type": "string", "maxLength": 200},
+    },
+}  # fmt: skip
+_WEBHOOK_PROPERTIES = {
+    "id": {"type": "integer"},
+    "url": {"type": "string"},
+    "events": {"type": "array", "items": _EVENT_NAMES},
+    "description": {"type": "string", "nullable": True},
+    "created": _TIME,
+    "created_by": {"type": "string", "nullable": True},
+    "pending": {"type": "integer", "description": "Deliveries waiting (being retried)"},
+    "dropped": {"type": "integer", "description": "Deliveries given up (too many attempts,"
+                " too old)"},
+    "last_error": {"type": "string", "nullable": True,
+                   "description": "Why the last failed attempt failed"},
+}  # fmt: skip
+_SCHEMAS["Webhook"] = {"type": "object", "required": list(_WEBHOOK_PROPERTIES),
+                       "properties": _WEBHOOK_PROPERTIES}  # fmt: skip
+_SCHEMAS["WebhookCreated"] = {
+    "type": "object", "required": [*_WEBHOOK_PROPERTIES, "secret"],
+    "properties": {**_WEBHOOK_PROPERTIES, "secret": {
+        "type": "string", "description": "Verify each delivery's X-Cmsv6-Signature with it"}},
+}  # fmt: skip
+_SCHEMAS["WebhookEvent"] = {
+    "type": "object", "required": ["id", "event", "time", "data"],
+    "description": "What a webhook receives: the body of a POST with headers X-Cmsv6-Event,"
+                   " X-Cmsv6-Delivery (the id), X-Cmsv6-Timestamp (Unix seconds of this"
+                   " attempt) and X-Cmsv6-Signature: sha256=HEX, the HMAC-SHA256 with the"
+                   " webhook's secret of the timestamp, a dot and the body's bytes",
+    "properties": {
+        "id": {"type": "string", "format": "uuid", "description": "The event's id: the same"
+               " in every attempt and for every webhook; de-duplicate by it"},
+        "event": _EVENT_NAMES,
+        "time": {**_TIME, "description": "When the fact was recorded"},
+        "data": {"type": "object", "additionalProperties": True, "description": (
+            "alarm.*: {alarm: Alarm}; device.*: {phone, plate, gateway, time, reason};"
+            " command.answered: {command, phone, msg_id, user, status, reply}")},
+    },
+}  # fmt: skip
+_EX_WEBHOOK = {"url": "https://example.com/cmsv6", "events": ["alarm.opened", "device.offline"],
+               "secret": "a shared secret of 16+ characters"}  # fmt: skip
+
+# -- examples (the demo's: `make demo`) -----------------------------------------------------
+
+_EX_LOGIN = {"username": "demo", "password": "demo-password"}
+_EX_LOGGED_IN = {
+    "token": "8jsUVpH9CgCS5YFpnn5V0Lb7HYgaO9Ihp2JAwUd1V5Y",
+    "expires": "2026-11-25T14:00:00+00:00",
+    "user": {"name": "demo", "role": "admin"},
+    "media": {"web": "http://127.0.0.1:8081"},
+}
+_EX_POSITION = {
+    "time": "2026-11-25T02:00:00+00:00", "received": "2026-11-25T02:00:01.250000+00:00",
+    "latitude": 22.543096, "longitude": 114.057865, "altitude": 12, "speed": 42.5,
+    "direction": 90, "alarm": 0, "status": 3, "extras": {"0x01": 10520},
+}  # fmt: skip
+_EX_DEVICE = {
+    "phone": "13900000000", "plate": "粤B00001", "fleet": "demo buses", "online": True,
+    "gateway": "gw-1", "protocol": 2013, "channels": 4, "last_position": _EX_POSITION,
+    "disabled": None,
+}  # fmt: skip
+_EX_POSITIONS = {"phone": "13900000000", "positions": [_EX_POSITION],
+                 "next": "2026-11-25T02:00:00.000000Z~8c1f0a9d2b3e4f50"}  # fmt: skip
+_EX_ALARM = {
+    "id": 17, "phone": "13900000000", "kind": "bit:emergency",
+    "started": "2026-11-25T02:00:00+00:00", "ended": None, "latitude": 22.543096,
+    "longitude": 114.057865, "details": {"speed": 42.5}, "state": "new", "handled": None,
+    "handled_by": None, "note": None,
+}  # fmt: skip
+_EX_ALARMS = {"alarms": [_EX_ALARM], "next": None}
+_EX_LIVE = {
+    "ws_flv": "ws://127.0.0.1:8081/live/13900000000/1.flv?stream=main&token=...",
+    "http_flv": "http://127.0.0.1:8081/live/13900000000/1.flv?stream=main&token=...",
+    "codec": "h264", "audio": "aac", "expires": "2026-11-25T02:02:00+00:00",
+}  # fmt: skip
+_EX_TEXT = {"type": "text", "text": "Please call the dispatcher", "flag": 8}
+_EX_REPLIED = {
+    "command": 41, "status": "replied",
+    "reply": {"msg_id": "0x0001", "version": 2013,
+              "body": {"reply_serial": 7, "reply_id": "0x8300", "result": 0}},
+}  # fmt: skip
 
 #: What a file download may be.
 _MEDIA_TYPES = ("image/jpeg", "image/tiff", "audio/mpeg", "audio/wav", "video/x-ms-wmv",
@@ -311,7 +671,9 @@ DOCUMENT: dict[str, Any] = {
         ),
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "The token of POST /api/v1/login, as `Authorization: Bearer TOKEN`"}},
         "schemas": _SCHEMAS,
     },
     "security": [{"bearer": []}],
@@ -320,29 +682,16 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "summary": "This document",
                 "security": [],
-                "responses": {"200": _json({"type": "object"})},
+                "responses": {"200": _json(_ref("OpenApiDocument"), "This document")},
             }
         },
         "/api/v1/login": {
             "post": {
                 "summary": "Log in: a token, its expiry and the media server to use",
                 "security": [],
-                "requestBody": _body({
-                    "type": "object", "required": ["username", "password"],
-                    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
-                }),  # fmt: skip
+                "requestBody": _body(_ref("LoginRequest"), example=_EX_LOGIN),  # fmt: skip
                 "responses": {
-                    "200": _json({
-                        "type": "object",
-                        "properties": {
-                            "token": {"type": "string"},
-                            "expires": _TIME,
-                            "user": {"type": "object", "properties": {
-                                "name": {"type": "string"}, "role": {"type": "string"}}},
-                            "media": {"type": "object", "properties": {
-                                "web": {"type": "string", "nullable": True}}},
-                        },
-                    }),  # fmt: skip
+                    "200": _json(_ref("LoginResponse"), example=_EX_LOGGED_IN),  # fmt: skip
                     "400": _BAD,
                     "401": _error("Wrong user name or password"),
                     "403": _error("The right password of a disabled user (user_disabled)"),
@@ -357,15 +706,14 @@ DOCUMENT: dict[str, Any] = {
         "/api/v1/logout": {
             "post": {
                 "summary": "Revoke this token",
-                "responses": {"200": _json({"type": "object"}), "401": _UNAUTHORIZED},
+                "responses": {"200": _json(_ref("Empty")), "401": _UNAUTHORIZED},
             }
         },
         "/api/v1/me": {
             "get": {
                 "summary": "The user of this token",
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "name": {"type": "string"}, "role": {"type": "string"}}}),
+                    "200": _json(_ref("UserInfo"), example=_EX_LOGGED_IN["user"]),
                     "401": _UNAUTHORIZED,
                 },  # fmt: skip
             }
@@ -384,7 +732,8 @@ DOCUMENT: dict[str, Any] = {
                      "description": "The last phone of the previous page"},
                 ],
                 "responses": {
-                    "200": {**_json({"type": "array", "items": _ref("Device")}),
+                    "200": {**_json({"type": "array", "items": _ref("Device")},
+                                    example=[_EX_DEVICE]),
                             "headers": {"Link": {"schema": {"type": "string"},
                                                  "description": "The next page, if any"}}},
                     "401": _UNAUTHORIZED,
@@ -395,7 +744,8 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "summary": "One device",
                 "parameters": [_PHONE],
-                "responses": {"200": _json(_ref("Device")), "401": _UNAUTHORIZED,
+                "responses": {"200": _json(_ref("Device"), example=_EX_DEVICE),
+                              "401": _UNAUTHORIZED,
                               "404": _NOT_FOUND},
             }
         },
@@ -404,15 +754,7 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "A device's positions in [from, to), oldest first, paged",
                 "parameters": [_PHONE, _FROM, _TO, _LIMIT, _AFTER],
                 "responses": {
-                    "200": _json({
-                        "type": "object",
-                        "properties": {
-                            "phone": {"type": "string"},
-                            "positions": {"type": "array", "items": _ref("Position")},
-                            "next": {"type": "string", "nullable": True,
-                                     "description": "Pass as `after` for the next page"},
-                        },
-                    }),  # fmt: skip
+                    "200": _json(_ref("PositionPage"), example=_EX_POSITIONS),  # fmt: skip
                     "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
                 },
             }
@@ -421,9 +763,9 @@ DOCUMENT: dict[str, Any] = {
             "post": {
                 "summary": "Send a command to an online device and wait for its reply",
                 "parameters": [_PHONE],
-                "requestBody": _body(_ref("Command")),
+                "requestBody": _body(_ref("Command"), example=_EX_TEXT),
                 "responses": {
-                    "200": _json(_ref("CommandResult")),
+                    "200": _json(_ref("CommandResult"), example=_EX_REPLIED),
                     "400": _error(
                         "Not a command, a field missing or of the wrong type, a parameter value"
                         " that does not fit its type (bad_command), or a channel beyond the"
@@ -453,30 +795,9 @@ DOCUMENT: dict[str, Any] = {
                                " refuses a URL without a valid token. The device is asked to"
                                " open its stream (0x9101) when the first viewer connects.",
                 "parameters": [_PHONE],
-                "requestBody": _body({"type": "object", "properties": {
-                    "channel": {"type": "integer", "minimum": 1, "maximum": 64, "default": 1},
-                    "stream": {"type": "string", "enum": ["main", "sub"], "default": "main"},
-                }}),  # fmt: skip
+                "requestBody": _body(_ref("LiveRequest"), example={"channel": 1, "stream": "main"}),  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
-                        "http_flv": {"type": "string", "description": "http:// (https://) URL"},
-                        "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
-                                  "description": "The video codec the device's audio/video"
-                                                 " attributes (0x1003) announce, null when not"
-                                                 " known: login asks them (0x9003) when a"
-                                                 " stream of the device opens and remembers"
-                                                 " them; this answer never waits for them, and"
-                                                 " many devices never say"},
-                        "audio": {"type": "string", "nullable": True, "enum": ["aac", None],
-                                  "description": "\"aac\" when the device's attributes announce"
-                                                 " audio the media server gives browsers (as"
-                                                 " AAC, transcoded from G.711, G.726 or"
-                                                 " ADPCM); null when they announce none, or"
-                                                 " are not known (audio may still come)"},
-                        "expires": {"type": "string", "format": "date-time",
-                                    "description": "When the URLs' token stops working"},
-                    }, "required": ["ws_flv", "http_flv", "codec", "audio", "expires"]}),
+                    "200": _json(_ref("LiveVideo"), example=_EX_LIVE),
                     "400": _error("A channel that is not 1 to 64, or beyond the device's"
                                   " `channels` (bad_channel), or a stream not main or sub"),
                     "401": _UNAUTHORIZED, "404": _NOT_FOUND, "413": _TOO_LARGE,
@@ -515,11 +836,7 @@ DOCUMENT: dict[str, Any] = {
                     _TIMEOUT_ARG,
                 ],  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "recordings": {"type": "array", "items": _ref("Recording")},
-                        "device_time_zone": {"type": "string", "enum": ["+08:00"]},
-                        "command": {"type": "integer", "description": "The 0x9205 command's id"},
-                    }}),
+                    "200": _json(_ref("RecordingList")),
                     "400": _error("A bad argument, said in words (bad_request, bad_command), or"
                                   " a channel beyond the device's (bad_channel)"),
                     "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE,
@@ -542,29 +859,9 @@ DOCUMENT: dict[str, Any] = {
                                " viewer connects, and every viewer of the session shares it."
                                " Control it with `control` or the viewer's WebSocket.",
                 "parameters": [_PHONE],
-                "requestBody": _body({"type": "object", "required": ["channel", "from"], "properties": {
-                    "channel": {"type": "integer", "minimum": 1, "maximum": 64},
-                    "from": {**_TIME, "description": "UTC if no offset"},
-                    "to": {**_NTIME, "description": "null or absent: play on"},
-                    "mode": {"type": "string", "enum": ["normal", "fast_forward", "rewind",
-                             "keyframes", "single_frame"], "default": "normal"},
-                    "speed": {**_SPEEDS, "default": 1},
-                    "media": {"type": "string", "enum": ["audio_video", "audio", "video"],
-                              "default": "audio_video"},
-                    "stream": {"type": "string", "enum": ["any", "main", "sub"], "default": "any"},
-                    "storage": {"type": "string", "enum": ["any", "main", "backup"], "default": "any"},
-                }}),  # fmt: skip
+                "requestBody": _body(_ref("PlaybackRequest")),  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "ws_flv": {"type": "string", "description": "ws:// (wss://) URL"},
-                        "http_flv": {"type": "string", "description": "http:// (https://) URL"},
-                        "playback": {"type": "string", "description": "The session's id"},
-                        "control": {"type": "string", "example": "/api/v1/playback/ID/control"},
-                        "codec": {"type": "string", "nullable": True, "enum": ["h264", "h265", None],
-                                  "description": "As live's: from login's memory of the"
-                                                 " device's 0x1003, null when not known"},
-                        "expires": {**_TIME, "description": "When the URLs' token stops working"},
-                    }, "required": ["ws_flv", "http_flv", "playback", "control", "codec", "expires"]}),
+                    "200": _json(_ref("Playback")),
                     "400": _error("A bad field, said in words, or a channel beyond the device's"
                                   " (bad_channel)"),
                     "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE,
@@ -578,15 +875,9 @@ DOCUMENT: dict[str, Any] = {
                 "parameters": [{"name": "session", "in": "path", "required": True,
                                 "description": "A playback answer's `playback`",
                                 "schema": {"type": "string"}}],
-                "requestBody": _body({"type": "object", "required": ["action"], "properties": {
-                    "action": {"type": "string", "enum": ["pause", "resume", "play", "stop",
-                               "fast_forward", "rewind", "keyframes", "seek"]},
-                    "speed": {**_SPEEDS, "description": "Times normal speed; needed by"
-                                                        " fast_forward and rewind"},
-                    "time": {**_TIME, "description": "Where to seek to (UTC if no offset)"},
-                }}),  # fmt: skip
+                "requestBody": _body(_ref("PlaybackControl"), example={"action": "pause"}),  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {"ok": {"type": "boolean"}}}),
+                    "200": _json(_ref("Ok")),
                     "400": _BAD, "401": _UNAUTHORIZED,
                     "404": _error("No such session (never made, over, made by another login"
                                   " server, or of a device this user may not see)"),
@@ -607,30 +898,9 @@ DOCUMENT: dict[str, Any] = {
                                " secure context (https) for the microphone: serve the web"
                                " endpoints over TLS.",
                 "parameters": [_PHONE],
-                "requestBody": _body({"type": "object", "properties": {
-                    "channel": {"type": "integer", "minimum": 1, "maximum": 255, "default": 1,
-                                "description": "One of the device's channels, or an audio"
-                                               " channel 33-37 (JT/T 1078 table 2)"},
-                    "broadcast": {"type": "boolean", "default": False,
-                                  "description": "true: broadcast to the vehicle (0x9101 data"
-                                                 " type 4) rather than talk (type 2)"},
-                }}),  # fmt: skip
+                "requestBody": _body(_ref("TalkRequest")),  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "ws": {"type": "string", "description": "ws:// (wss://) URL"},
-                        "audio_codec": {"type": "string", "nullable": True,
-                                        "description": "The device's audio codec as its 0x1003"
-                                                       " says (g711a, g711u, g726, adpcm...),"
-                                                       " null when not known"},
-                        "format": {"type": "object", "properties": {
-                            "encoding": {"type": "string", "enum": ["pcm_s16le"]},
-                            "rate": {"type": "integer", "enum": [8000]},
-                            "channels": {"type": "integer", "enum": [1]},
-                            "frame_ms": {"type": "array", "items": {"type": "integer"},
-                                         "description": "Shortest and longest message, ms"},
-                        }},
-                        "expires": {**_TIME, "description": "When the URL's token stops working"},
-                    }, "required": ["ws", "audio_codec", "format", "expires"]}),
+                    "200": _json(_ref("TalkSession")),
                     "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND, "413": _TOO_LARGE,
                     "409": _error("The device is offline (device_offline), or has no audio"
                                   " output as its 0x1003 says (no_audio_output)"),
@@ -648,15 +918,7 @@ DOCUMENT: dict[str, Any] = {
                                " 0x9305 (state on or off). Recorded in `commands`. Also"
                                " `POST .../commands` with `\"type\": \"ptz\"`.",
                 "parameters": [_PHONE],
-                "requestBody": _body({"type": "object", "required": ["channel", "action"], "properties": {
-                    "channel": {"type": "integer", "minimum": 1},
-                    "action": {"type": "string", "enum": ["rotate", "focus", "iris", "wiper",
-                               "infrared", "zoom"]},
-                    "direction": {"type": "string", "enum": ["up", "down", "left", "right", "stop"]},
-                    "speed": {"type": "integer", "minimum": 0, "maximum": 255, "default": 128},
-                    "adjust": {"type": "string", "enum": ["increase", "decrease", "in", "out"]},
-                    "state": {"type": "string", "enum": ["on", "off"]},
-                }}),  # fmt: skip
+                "requestBody": _body(_ref("PtzRequest"), example={"channel": 1, "action": "rotate", "direction": "left"}),  # fmt: skip
                 "responses": {
                     "200": _json(_ref("Acknowledged")),
                     "400": _error("A bad field, said in words (bad_command), or a channel"
@@ -689,14 +951,7 @@ DOCUMENT: dict[str, Any] = {
                                " in `commands`. Also `POST .../commands` with"
                                " `\"type\": \"av_control\"`.",
                 "parameters": [_PHONE],
-                "requestBody": _body({"type": "object", "required": ["channel", "action"], "properties": {
-                    "channel": {"type": "integer", "minimum": 1},
-                    "action": {"type": "string", "enum": ["switch_stream", "pause", "resume",
-                               "close", "close_talk"]},
-                    "stream": {"type": "string", "enum": ["main", "sub"], "default": "main"},
-                    "close": {"type": "string", "enum": ["audio_video", "audio", "video"],
-                              "default": "audio_video"},
-                }}),  # fmt: skip
+                "requestBody": _body(_ref("AvControlRequest"), example={"channel": 1, "action": "pause"}),  # fmt: skip
                 "responses": {
                     "200": _json(_ref("Acknowledged")),
                     "400": _error("A bad field, said in words (bad_command), or a channel"
@@ -720,9 +975,7 @@ DOCUMENT: dict[str, Any] = {
                         "type": "string", "enum": ["new", "acknowledged", "handled", "dismissed"]}},
                 ],  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "alarms": {"type": "array", "items": _ref("Alarm")},
-                        "next": {"type": "string", "nullable": True}}}),
+                    "200": _json(_ref("AlarmPage"), example=_EX_ALARMS),
                     "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
                 },  # fmt: skip
             }
@@ -732,15 +985,13 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Handle an alarm: set its state with a note (recorded with user and time)",
                 "parameters": [{"name": "alarm_id", "in": "path", "required": True,
                                 "schema": {"type": "integer"}}],
-                "requestBody": _body({
-                    "type": "object", "required": ["state"],
-                    "properties": {
-                        "state": {"type": "string", "enum": ["acknowledged", "handled", "dismissed"]},
-                        "note": {"type": "string", "maxLength": 2000},
-                    },
-                }),  # fmt: skip
+                "requestBody": _body(_ref("AlarmUpdate"), example={"state": "acknowledged", "note": "driver called"}),  # fmt: skip
                 "responses": {
-                    "200": _json(_ref("Alarm")), "400": _BAD, "401": _UNAUTHORIZED,
+                    "200": _json(_ref("Alarm"), example={
+                        **_EX_ALARM, "state": "acknowledged",
+                        "handled": "2026-11-25T02:05:00+00:00", "handled_by": "demo",
+                        "note": "driver called"}),
+                    "400": _BAD, "401": _UNAUTHORIZED,
                     "404": _error("No such alarm (or not one this user may see)"),
                     "413": _TOO_LARGE,
                 },  # fmt: skip
@@ -807,12 +1058,76 @@ DOCUMENT: dict[str, Any] = {
                      "description": "e.g. command, command_refused, alarm.handle"},
                 ],  # fmt: skip
                 "responses": {
-                    "200": _json({"type": "object", "properties": {
-                        "audit": {"type": "array", "items": _ref("AuditEntry")},
-                        "next": {"type": "string", "nullable": True}}}),
+                    "200": _json(_ref("AuditPage")),
                     "400": _BAD, "401": _UNAUTHORIZED, "403": _ADMINS,
                 },  # fmt: skip
             }
+        },
+        "/api/v1/devices/{phone}/track": {
+            "get": {
+                "summary": "A device's track in [from, to) as GeoJSON, paged as positions are",
+                "description": "A GeoJSON FeatureCollection (RFC 7946, coordinates longitude"
+                               " first): a LineString feature of the page's positions (when"
+                               " there are two or more), then a Point feature per position"
+                               " with its time, speed, direction, altitude and alarms. The"
+                               " same arguments, page size and `next` as GET .../positions;"
+                               " load it as it is into Leaflet, OpenLayers, QGIS or geojson.io.",
+                "parameters": [_PHONE, _FROM, _TO, _LIMIT, _AFTER],
+                "responses": {
+                    "200": _json(_ref("Track"), example={
+                        "type": "FeatureCollection", "phone": "13900000000", "next": None,
+                        "features": [
+                            {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [
+                                [114.057865, 22.543096], [114.058312, 22.543101]]},
+                             "properties": {"phone": "13900000000", "from": "2026-11-25T02:00:00+00:00",
+                                            "to": "2026-11-25T02:00:10+00:00", "points": 2}},
+                            {"type": "Feature", "geometry": {"type": "Point",
+                                                             "coordinates": [114.057865, 22.543096]},
+                             "properties": {"time": "2026-11-25T02:00:00+00:00", "speed": 42.5,
+                                            "direction": 90, "altitude": 12, "alarm": 1,
+                                            "alarms": ["emergency"], "status": 3}},
+                        ]}),
+                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND,
+                },  # fmt: skip
+            }
+        },
+        "/api/v1/webhooks": {
+            "get": {
+                "summary": "The webhooks (admins only)",
+                "description": "Each with its deliveries waiting and given up, and the last"
+                               " error; never its secret.",
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Webhook")}),
+                    "401": _UNAUTHORIZED, "403": _ADMINS,
+                },  # fmt: skip
+            },
+            "post": {
+                "summary": "Register a webhook (admins only): events POSTed to a URL, signed",
+                "description": "From now on each event of `events` is POSTed to `url` as a"
+                               " WebhookEvent, signed with `secret` (X-Cmsv6-Signature), until"
+                               " it answers 2xx: retried with exponential back-off for a"
+                               " bounded time (`[webhooks]` in docs/integration), at least"
+                               " once, so de-duplicate by the event's id.",
+                "requestBody": _body(_ref("WebhookRequest"), example=_EX_WEBHOOK),
+                "responses": {
+                    "201": _json(_ref("WebhookCreated"), "Registered"),
+                    "400": _error("A bad url, event, secret or description, said in words"
+                                  " (bad_request)"),
+                    "401": _UNAUTHORIZED, "403": _ADMINS, "413": _TOO_LARGE,
+                },  # fmt: skip
+            },
+        },
+        "/api/v1/webhooks/{webhook_id}": {
+            "delete": {
+                "summary": "Remove a webhook and its undelivered events (admins only)",
+                "parameters": [{"name": "webhook_id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": _json(_ref("Webhook"), "Removed: what it was"),
+                    "401": _UNAUTHORIZED, "403": _ADMINS,
+                    "404": _error("No such webhook (not_found)"),
+                },  # fmt: skip
+            },
         },
         "/ws": {
             "get": {
@@ -836,3 +1151,60 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+
+#: Every operation's id (what a generated client names its function) and tag (its module).
+OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
+    ("/api/openapi.json", "get"): ("get_openapi_document", "meta"),
+    ("/api/v1/login", "post"): ("login", "session"),
+    ("/api/v1/logout", "post"): ("logout", "session"),
+    ("/api/v1/me", "get"): ("get_me", "session"),
+    ("/api/v1/devices", "get"): ("list_devices", "devices"),
+    ("/api/v1/devices/{phone}", "get"): ("get_device", "devices"),
+    ("/api/v1/devices/{phone}/positions", "get"): ("list_device_positions", "positions"),
+    ("/api/v1/devices/{phone}/track", "get"): ("get_device_track", "positions"),
+    ("/api/v1/devices/{phone}/commands", "post"): ("send_command", "commands"),
+    ("/api/v1/devices/{phone}/live", "post"): ("get_live_video", "video"),
+    ("/api/v1/devices/{phone}/recordings", "get"): ("list_recordings", "video"),
+    ("/api/v1/devices/{phone}/playback", "post"): ("start_playback", "video"),
+    ("/api/v1/playback/{session}/control", "post"): ("control_playback", "video"),
+    ("/api/v1/devices/{phone}/talk", "post"): ("start_talk", "video"),
+    ("/api/v1/devices/{phone}/ptz", "post"): ("control_ptz", "video"),
+    ("/api/v1/devices/{phone}/av-attributes", "get"): ("get_av_attributes", "video"),
+    ("/api/v1/devices/{phone}/av-control", "post"): ("control_av", "video"),
+    ("/api/v1/alarms", "get"): ("list_alarms", "alarms"),
+    ("/api/v1/alarms/{alarm_id}", "post"): ("handle_alarm", "alarms"),
+    ("/api/v1/devices/{phone}/media", "get"): ("list_device_media", "media"),
+    ("/api/v1/media/{file_id}", "get"): ("get_media_file", "media"),
+    ("/api/v1/audit", "get"): ("list_audit", "audit"),
+    ("/api/v1/webhooks", "get"): ("list_webhooks", "webhooks"),
+    ("/api/v1/webhooks", "post"): ("create_webhook", "webhooks"),
+    ("/api/v1/webhooks/{webhook_id}", "delete"): ("delete_webhook", "webhooks"),
+    ("/ws", "get"): ("open_websocket", "websocket"),
+}
+
+#: Any status an operation does not list (405 method_not_allowed, 500 internal, 503 the
+#: database unavailable) is still an Error.
+_OTHER = _error("Any other error, in the same shape: 405 method_not_allowed, 500 internal,"
+                " 503 unavailable (the database)")
+
+DOCUMENT["tags"] = [
+    {"name": "session", "description": "Log in and out"},
+    {"name": "devices", "description": "The vehicles' DVRs and their last positions"},
+    {"name": "positions", "description": "Where a vehicle was: positions, and its track as GeoJSON"},
+    {"name": "alarms", "description": "Alarms and their handling"},
+    {"name": "commands", "description": "JT/T 808 commands to a device, and its reply"},
+    {"name": "video", "description": "Live video, recordings and their playback, talk-back,"
+                                     " PTZ (JT/T 1078)"},
+    {"name": "media", "description": "Photos and files the devices uploaded"},
+    {"name": "audit", "description": "Who did what (admins)"},
+    {"name": "webhooks", "description": "Events pushed to other systems (admins)"},
+    {"name": "websocket", "description": "Live positions and alarms"},
+    {"name": "meta", "description": "This document"},
+]  # fmt: skip
+for (_path, _method), (_operation_id, _tag) in OPERATIONS.items():
+    _op = DOCUMENT["paths"][_path][_method]
+    _op["operationId"] = _operation_id
+    _op["tags"] = [_tag]
+    if _path != "/ws":
+        _op["responses"]["default"] = _OTHER
