@@ -72,6 +72,7 @@ from cmsv6.plugins.media.fanout import (
     forbidden,
     unauthorized,
 )
+from cmsv6.plugins.media.web import bounded_socket
 from cmsv6.protocols.flv.tags import TagType, file_header, script_tag, tag
 from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.errors import CodecError
@@ -690,14 +691,7 @@ class TalkSocketFactory(WebSocketServerFactory):
     def __init__(self, hub: TalkHub, reactor: Any) -> None:
         super().__init__(reactor=reactor)
         self.hub = hub
-        self.setProtocolOptions(
-            maxFramePayloadSize=MAX_MESSAGE,
-            maxMessagePayloadSize=MAX_MESSAGE,
-            failByDrop=False,
-            autoPingInterval=30,
-            autoPingTimeout=15,
-            openHandshakeTimeout=10,
-        )
+        bounded_socket(self, MAX_MESSAGE)
 
 
 class TalkResource(web_resource.Resource):

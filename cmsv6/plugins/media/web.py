@@ -219,20 +219,27 @@ class FlvSocket(WebSocketServerProtocol):
             self.viewer.end()
 
 
+def bounded_socket(factory: WebSocketServerFactory, max_message: int) -> None:
+    """The media server's WebSocket bounds: messages (and frames) of ``max_message`` bytes
+    at most either way, pings every 30 s answered within 15, the opening handshake within
+    10 s; a bad peer gets a close frame, not a dropped connection."""
+    factory.setProtocolOptions(
+        maxFramePayloadSize=max_message,
+        maxMessagePayloadSize=max_message,
+        failByDrop=False,
+        autoPingInterval=30,
+        autoPingTimeout=15,
+        openHandshakeTimeout=10,
+    )
+
+
 class FlvSocketFactory(WebSocketServerFactory):
     protocol = FlvSocket
 
     def __init__(self, media: MediaServer, reactor: Any) -> None:
         super().__init__(reactor=reactor)
         self.media = media
-        self.setProtocolOptions(
-            maxFramePayloadSize=MAX_MESSAGE,
-            maxMessagePayloadSize=MAX_MESSAGE,
-            failByDrop=False,
-            autoPingInterval=30,
-            autoPingTimeout=15,
-            openHandshakeTimeout=10,
-        )
+        bounded_socket(self, MAX_MESSAGE)
         self._prepared: tuple[bytes, Any] | None = None
 
     def prepared(self, data: bytes) -> Any:
