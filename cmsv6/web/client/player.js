@@ -60,6 +60,52 @@ export function mixedContent(url) {
   return null;
 }
 
+/** A reader of an FLV stream's first bytes that names its video codec ("h264", "h265",
+ * or another FourCC / codec id) once the first video tag is there; it gives up after
+ * `limit` bytes. Why: a device's 0x1003 names one codec for all its channels, so neither
+ * a live nor a playback answer can say for sure what one channel sends. */
+export function flvCodecSniffer(onCodec, limit = 256 * 1024) {
+  let buffer = new Uint8Array(0);
+  let done = false;
+  return function feed(chunk) {
+    if (done) return;
+    const bytes = new Uint8Array(chunk);
+    const joined = new Uint8Array(buffer.length + bytes.length);
+    joined.set(buffer);
+    joined.set(bytes, buffer.length);
+    buffer = joined;
+    if (buffer.length < 13) return;
+    if (buffer[0] !== 0x46 || buffer[1] !== 0x4c || buffer[2] !== 0x56) {
+      done = true; // not FLV: the player will say so
+      return;
+    }
+    let at = ((buffer[5] << 24) | (buffer[6] << 16) | (buffer[7] << 8) | buffer[8]) + 4;
+    while (at + 11 <= buffer.length) {
+      const type = buffer[at] & 0x1f;
+      const size = (buffer[at + 1] << 16) | (buffer[at + 2] << 8) | buffer[at + 3];
+      if (type === 9 && at + 11 + 5 <= buffer.length) {
+        const b = buffer[at + 11];
+        let codec;
+        if (b & 0x80) {
+          codec = String.fromCharCode(...buffer.subarray(at + 12, at + 16)); // enhanced FLV
+          codec = { hvc1: "h265", avc1: "h264" }[codec] || codec;
+        } else {
+          codec = { 7: "h264", 12: "h265" }[b & 0x0f] || `codec id ${b & 0x0f}`;
+        }
+        done = true;
+        buffer = null;
+        onCodec(codec);
+        return;
+      }
+      at += 11 + size + 4;
+    }
+    if (buffer.length > limit) {
+      done = true;
+      buffer = null;
+    }
+  };
+}
+
 // A loader class for mpegts.js bound to `hooks` ({onOpen, onData(bytes), onClose(code,
 // reason, received)}): mpegts.js builds it itself with `new`, so the hooks travel in a
 // closure. Same behaviour as mpegts.js's WebSocketLoader otherwise.
@@ -127,6 +173,7 @@ function loaderClass(hooks) {
  * - `live` (default true): chase latency (a live wall must not drift behind);
  * - `hasAudio` (default: what the stream says): false drops audio tags;
  * - `timeout` (ms, default 20000): give up when no picture came by then;
+ * - `hevcWords`: what to say when the stream is H.265 and this browser cannot decode it;
  * - `onPlaying()`: the first picture was shown;
  * - `onEnd(words, code)`: the stream ended normally (close code 1000);
  * - `onError(words)`: it was refused, broke, or the player failed; said in words.
@@ -137,7 +184,7 @@ export function play(video, url, options = {}) {
   let stopped = false;
   let frames = false;
   let timer = null;
-  const handle = { player: null, stop, ws: null };
+  const handle = { player: null, stop, ws: null, codec: null };
 
   function finish(fn, ...args) {
     if (stopped) return;
@@ -198,6 +245,13 @@ export function play(video, url, options = {}) {
       onOpen(ws) {
         handle.ws = ws;
       },
+      onData: flvCodecSniffer((codec) => {
+        handle.codec = codec;
+        if (codec === "h265" && !hevcSupported()) {
+          finish(options.onError, options.hevcWords || "the camera sends H.265, which this browser"
+            + " cannot decode (no HEVC in its Media Source Extensions)");
+        }
+      }),
       onClose(code, reason, received) {
         if (code === 1000) finish(options.onEnd, closeWords(code, reason), code);
         else finish(options.onError, closeWords(code, reason), code);
