@@ -9,9 +9,10 @@ Codecs (``--audio-codec``), as 0x1003 announces them and the packets' payload ty
 * ``adpcm`` (26): IMA-ADPCM in HiSilicon's "DVI4" blocks: a 4-byte state (the predictor,
   int16 little-endian, which is the previous block's last sample; the step index; a zero
   byte), then two codes a byte, high nibble first. FFmpeg has no encoder for that layout
-  (its ``adpcm_ima_wav`` makes blocks of 2^n bytes with the first sample in the state), so
-  the blocks are encoded here by the IMA algorithm; the media server's reader
-  (``cmsv6.media.audio``, FFmpeg's decoder) is what the tests check them with.
+  (its ``adpcm_ima_wav`` makes blocks of 2^n bytes with the first sample in the state):
+  the unit encodes with the media server's talk-back encoder (``cmsv6.media.talk``),
+  which re-packs FFmpeg's blocks; the media server's reader (``cmsv6.media.audio``,
+  FFmpeg's decoder) is what the tests check them with.
 
 Every codec frames 40 ms (320 samples at 8 kHz): 320 bytes of G.711, 160 of G.726, 164 of
 ADPCM. Decoding what comes down takes any frame length and a HiSilicon header or none.
@@ -22,11 +23,11 @@ from __future__ import annotations
 import math
 import struct
 from collections import deque
-from fractions import Fraction
 
 import av
 from attrs import frozen
 
+from cmsv6.media.talk import MAX_FEED, TalkEncoder
 from cmsv6.protocols.jt808.messages.jt1078 import AvCodec
 from cmsv6.protocols.jt1078.audio import strip_hisilicon
 
@@ -50,15 +51,6 @@ CANDIDATES = tuple(range(50, RATE // 2, 50))
 #: The largest payload decoded, in bytes (1 s of G.711).
 MAX_PAYLOAD = 8000
 
-_IMA_INDEX = (-1, -1, -1, -1, 2, 4, 6, 8) * 2
-_IMA_STEPS = (
-    7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 21, 23, 25, 28, 31, 34, 37, 41, 45, 50, 55, 60,
-    66, 73, 80, 88, 97, 107, 118, 130, 143, 157, 173, 190, 209, 230, 253, 279, 307, 337, 371,
-    408, 449, 494, 544, 598, 658, 724, 796, 876, 963, 1060, 1166, 1282, 1411, 1552, 1707, 1878,
-    2066, 2272, 2499, 2749, 3024, 3327, 3660, 4026, 4428, 4871, 5358, 5894, 6484, 7132, 7845,
-    8630, 9493, 10442, 11487, 12635, 13899, 15289, 16818, 18500, 20350, 22385, 24623, 27086,
-    29794, 32767,
-)  # fmt: skip
 _SWAP_NIBBLES = bytes(((b << 4) | (b >> 4)) & 0xFF for b in range(256))
 
 
@@ -76,75 +68,17 @@ def payload_type(codec: str) -> int:
 
 def encode(codec: str, pcm: bytes) -> list[bytes]:
     """16-bit little-endian mono 8 kHz samples as frames of 320 samples in ``codec`` (the
-    last frame is dropped when it is not whole)."""
+    last frame is dropped when it is not whole): the media server's talk-back encoder
+    (FFmpeg's, with IMA-ADPCM re-packed into the DVI4 layout units use)."""
     if codec not in CODECS:
         raise ValueError(f"audio codec {codec!r} is not one of {sorted(CODECS)}")
-    count = len(pcm) // 2 // FRAME_SAMPLES * FRAME_SAMPLES
-    pcm = pcm[: 2 * count]
-    if codec == "adpcm":
-        return dvi4_blocks(struct.unpack(f"<{count}h", pcm))
-    data = _ffmpeg_encode(_DECODERS[codec], pcm)
-    size = {"g726": FRAME_SAMPLES * G726_BITS // 8}.get(codec, FRAME_SAMPLES)
-    return [data[at : at + size] for at in range(0, count * size // FRAME_SAMPLES, size)]
-
-
-def _ffmpeg_encode(name: str, pcm: bytes) -> bytes:
-    enc = av.CodecContext.create(name, "w")
-    enc.sample_rate, enc.layout, enc.format = RATE, "mono", "s16"
-    enc.time_base = Fraction(1, RATE)
-    if name == "g726le":
-        enc.bit_rate = G726_BITS * RATE
-    enc.open()
-    samples = len(pcm) // 2
-    size = enc.frame_size or samples
-    out = []
-    for at in range(0, samples, size):
-        chunk = pcm[2 * at : 2 * (at + size)]
-        if enc.frame_size and len(chunk) < 2 * size:
-            chunk += bytes(2 * size - len(chunk))
-        frame = av.AudioFrame(format="s16", layout="mono", samples=len(chunk) // 2)
-        frame.planes[0].update(chunk)
-        frame.sample_rate, frame.pts = RATE, at
-        out += [bytes(p) for p in enc.encode(frame)]
-    out += [bytes(p) for p in enc.encode(None)]
-    return b"".join(out)
-
-
-def dvi4_blocks(samples: tuple[int, ...] | list[int]) -> list[bytes]:
-    """IMA-ADPCM blocks of 320 samples in the DVI4 layout (the state before the block,
-    codes high nibble first), the state carried from block to block."""
-    predictor, index = 0, 0
-    out = []
-    for at in range(0, len(samples) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-        block = bytearray(struct.pack("<hBB", predictor, index, 0))
-        high = -1
-        for s in samples[at : at + FRAME_SAMPLES]:
-            step = _IMA_STEPS[index]
-            diff = s - predictor
-            code = 8 if diff < 0 else 0
-            diff = abs(diff)
-            delta = step >> 3
-            if diff >= step:
-                code |= 4
-                diff -= step
-                delta += step
-            if diff >= step >> 1:
-                code |= 2
-                diff -= step >> 1
-                delta += step >> 1
-            if diff >= step >> 2:
-                code |= 1
-                delta += step >> 2
-            predictor = predictor - delta if code & 8 else predictor + delta
-            predictor = max(-32768, min(32767, predictor))
-            index = max(0, min(88, index + _IMA_INDEX[code]))
-            if high < 0:
-                high = code
-            else:
-                block.append(high << 4 | code)
-                high = -1
-        out.append(bytes(block))
-    return out
+    count = len(pcm) // 2 // FRAME_SAMPLES
+    encoder = TalkEncoder(codec, FRAME_SAMPLES, g726_bits=G726_BITS)
+    frames: list[bytes] = []
+    for at in range(0, 2 * count * FRAME_SAMPLES, MAX_FEED):
+        frames += encoder.feed(pcm[at : min(at + MAX_FEED, 2 * count * FRAME_SAMPLES)])
+    frames += encoder.flush()
+    return frames[:count]
 
 
 # -- decoding -------------------------------------------------------------------------------
