@@ -2,10 +2,12 @@
 
 A private PostgreSQL (as the ``postgres`` user when run as root), the schema, a demo fleet,
 user and 20 devices, then ``twistd login``, ``twistd gateway``, ``twistd media`` and
-``cmsv6 sim`` with 20 simulated DVRs that arrive through the login server (which assigns
+``cmsv6 sim`` with 20 simulated DVRs (2 H.264 cameras each, driving around Shenzhen and
+raising an emergency alarm now and then) that arrive through the login server (which assigns
 them to the gateway) and stream their cameras to the media server when a viewer asks.
-It prints where to look (and how to watch a camera); Ctrl-C stops everything; a second
-run reuses the data.
+It prints where to look first (the web client's address and the demo user), then the rest
+(and how to watch a camera with FFmpeg); Ctrl-C stops everything; a second run reuses the
+data.
 
 One demo per directory: ``var/demo.pid`` is locked while one runs, and a second says which
 (pid, web address) and touches nothing. The demo stops only the PostgreSQL it started, and
@@ -64,9 +66,15 @@ PUBLIC = ("login_jt808", "web", "gateway_jt808", "media_jt1078", "media_web")
 #: The media server's id in the demo's cluster (its key is ``var/cluster/media-1.key``).
 MEDIA_ID = "media-1"
 #: Camera channels of each demo device, in the database and in the simulator alike.
-DEMO_CHANNELS = 4
-#: The demo's cameras that send H.265 (served as enhanced FLV, or as H.264 on request).
-DEMO_H265_CHANNEL = 4
+DEMO_CHANNELS = 2
+#: The demo's cameras that send H.265 (``--h265-channels``; default none: a browser without
+#: HEVC decoding plays H.265 only through the media server's transcoder, and recordings
+#: played back not at all).
+DEMO_H265_CHANNELS = ""
+#: Seconds between a simulated DVR's positions (markers move this often), and the chance per
+#: position of an emergency alarm: with 20 DVRs, one alarm every 40 s or so.
+DEMO_INTERVAL = 2
+DEMO_ALARM_PROBABILITY = 0.0025
 #: Lines of a server's log shown when it exits.
 LOG_TAIL_LINES = 10
 #: The schema's owner (runs the upgrade) and the servers' role (rows only).
@@ -329,17 +337,19 @@ def add_demo_devices(dsn: str, count: int) -> None:
         add_device(dsn, phone, plate=plate, fleet=DEMO_FLEET, channels=DEMO_CHANNELS)
 
 
-def sim_args(var: Path, p: dict[str, int], listen: str, devices: int) -> list[str]:
+def sim_args(var: Path, p: dict[str, int], listen: str, devices: int,
+             h265_channels: str = DEMO_H265_CHANNELS) -> list[str]:  # fmt: skip
     """``cmsv6 sim``'s arguments: the demo's devices, through the login server, with the
     cameras the database says they have (the encoded clip kept in ``var``)."""
     return [
         "--server", f"tcp:{_interface(reach(listen))}:{p['login_jt808']}",
         "--devices", str(devices), "--first-phone", SIM_FIRST_PHONE,
         "--plate-prefix", PLATE_PREFIX,
-        "--interval", "5", "--version", "mixed", "--state", str(var / "sim-state.json"),
-        "--alarm-probability", "0.01", "--gap-probability", "0.002",
+        "--interval", str(DEMO_INTERVAL), "--version", "mixed",
+        "--state", str(var / "sim-state.json"),
+        "--alarm-probability", str(DEMO_ALARM_PROBABILITY), "--gap-probability", "0.002",
         "--channels", str(DEMO_CHANNELS), "--cache-dir", str(var / "sim-clip"),
-        "--h265-channels", str(DEMO_H265_CHANNEL),
+        *(["--h265-channels", h265_channels] if h265_channels else []),
     ]  # fmt: skip
 
 
@@ -364,6 +374,17 @@ def shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def client_note() -> str:
+    """What the banner adds to the web client's line: nothing, or why the page cannot work
+    yet (its npm packages never copied in: ``make client``)."""
+    from cmsv6.web.site import PACKAGED_CLIENT_DIR
+
+    if (PACKAGED_CLIENT_DIR / "vendor").is_dir():
+        return ""
+    return ("\n                   its map and video players are missing: run `make client` in the"
+            " cmsv6 checkout, and install cmsv6 again if it was not installed with -e")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -455,7 +476,8 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
             for port in ports_up:
                 _wait_port(reach(listen), port, server, cluster)
         servers.append(_start("the simulator", [str(bindir / "cmsv6"), "sim",
-                                                *sim_args(var, p, listen, args.devices)],
+                                                *sim_args(var, p, listen, args.devices,
+                                                          args.h265_channels)],
                               logs / "sim.log"))  # fmt: skip
         # As a user types it (the simulator pads it to the 12 digits of a 2013 header).
         watched = str(FIRST_PHONE)
@@ -463,6 +485,9 @@ def _run(args: argparse.Namespace, var: Path, p: dict[str, int], web: str) -> in
                  f"{listen} (devices' and users' ports); cluster, metrics and database on 127.0.0.1")
         print(f"""
 cmsv6 demo is running ({args.devices} simulated DVRs arrive through the login server).
+
+  web client       {web}/  (open it in a browser){client_note()}
+  user             {DEMO_USER} / {password}
 
   listening        {where}
   Open API         {web}/api/openapi.json
@@ -478,7 +503,6 @@ cmsv6 demo is running ({args.devices} simulated DVRs arrive through the login se
   logs             {logs}/login.log, gateway.log, media.log, sim.log
   PostgreSQL log   {cluster.log}
   admin commands   {shown(bindir / 'cmsv6')} device list --config {shown(config)}
-  user             {DEMO_USER} / {password}
 
 Ctrl-C stops everything; the data stays in {var} for the next run.
 """, flush=True)  # fmt: skip
@@ -512,6 +536,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--var", default=os.environ.get("CMSV6_VAR", "var"),
                         help="where the demo keeps its database, logs and files")
     parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--h265-channels", default=DEMO_H265_CHANNELS, metavar="N[,N...]",
+                        help=f"cameras of the {DEMO_CHANNELS} that send H.265 (default none: all"
+                             " H.264, which every browser plays)")
     parser.add_argument("--duration", type=float, default=0, help="stop after S seconds (0: until Ctrl-C)")
     parser.add_argument("--listen", type=_address, default=LOOPBACK, metavar="ADDRESS",
                         help="address of the devices' and users' ports (default 127.0.0.1: this"

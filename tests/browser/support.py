@@ -244,8 +244,13 @@ class Page:
         self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}")
                      if m.type in ("error", "warning") else None)  # fmt: skip
 
-    def open(self) -> Any:
+    def open(self, fresh: bool = True) -> Any:
+        """The client's page; ``fresh``: signed out first (the profile's storage is shared by
+        every test's pages)."""
         self.page.goto(self.system.web + "/")
+        if fresh:
+            self.page.evaluate("() => { localStorage.clear(); sessionStorage.clear(); }")
+            self.page.reload()
         return self.page
 
     def sign_in(self, user: str = USER, password: str = PASSWORD) -> Any:
