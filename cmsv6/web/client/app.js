@@ -148,7 +148,8 @@ function showView(ctx, name) {
 async function mountOptional(path, element, ctx) {
   try {
     const module = await import(path);
-    await module.mount(element, ctx);
+    // A mount that waits on something long does not hold the rest of the page up.
+    await Promise.race([module.mount(element, ctx), new Promise((resolve) => setTimeout(resolve, 3000))]);
   } catch (e) {
     console.error(`${path} failed`, e);
     element.append(el("p.error", {text: `This part of the page failed to load (${path}): ${e.message}`}));
@@ -180,6 +181,12 @@ async function start(user, media) {
   vehicleView.mount($("#vehicle-body"), ctx);
   trackView.mount($("#track-panel"), ctx);
   alarmsView.mount($("#view-alarms"), ctx);
+  // The other views are mounted before the vehicles are read, so that they hear of them too.
+  await Promise.all([
+    mountOptional("./video.js", $("#view-video"), ctx),
+    mountOptional("./playback.js", $("#view-recordings"), ctx),
+    mountOptional("./talk.js", $("#talk-box"), ctx),
+  ]);
 
   try {
     await ctx.store.load();
@@ -202,11 +209,6 @@ async function start(user, media) {
   }, REFRESH);
 
   showView(ctx, location.hash.slice(1) || "map");
-  await Promise.all([
-    mountOptional("./video.js", $("#view-video"), ctx),
-    mountOptional("./playback.js", $("#view-recordings"), ctx),
-    mountOptional("./talk.js", $("#talk-box"), ctx),
-  ]);
 }
 
 const configPromise = loadConfig();

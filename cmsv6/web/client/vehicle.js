@@ -31,7 +31,11 @@ export function mount(element, ctx) {
     el("div.cmd-row", {}, paramsButton, positionButton),
     el("div.cmd-row", {}, el("label", {}, "Camera ", channel), photoButton),
     el("h3", {text: "Replies"}), replies);
-  element.append(title, hint, facts, commands);
+  // Talk-back (talk.js mounts in #talk-box) goes between the facts and the commands.
+  const talk = document.getElementById("talk-box");
+  element.append(title, hint, facts);
+  if (talk) element.append(el("h3", {text: "Talk to the driver"}), talk);
+  element.append(commands);
 
   const history = new Map();  // phone → [li] of its replies, newest first
   const buttons = [textButton, paramsButton, positionButton, photoButton];
