@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from cmsv6.db.embedded import EmbeddedPostgres
-from tests.browser.support import TAKEN, Browser, System, missing
+from tests.browser.support import MEASURED, TAKEN, Browser, System, missing
 
 _names = itertools.count()
 
@@ -47,3 +47,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if TAKEN:
         where = sorted({str(path.parent) for path in TAKEN})
         terminalreporter.write_line(f"browser tests: {len(TAKEN)} screenshots in {', '.join(where)}")
+    for line in MEASURED:
+        terminalreporter.write_line(f"browser tests: {line}")

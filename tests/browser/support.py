@@ -51,6 +51,8 @@ FLEET = "buses"
 SIM_FIRST = "013700000001"
 DEVICES = 4
 PHONES = [str(13700000001 + i) for i in range(DEVICES)]
+#: A device of the fleet no simulator plays: listed, offline, and it never answers.
+OFFLINE = "13700000099"
 PLATE_PREFIX = "粤T"
 CHANNELS = 2
 #: A position a second (markers move while a test watches), and an emergency alarm now and
@@ -131,6 +133,7 @@ class System:
         for i, phone in enumerate(PHONES):
             add_device(self.dsn, phone, plate=f"{PLATE_PREFIX}{i + 1:05d}", fleet=FLEET,
                        channels=CHANNELS)  # fmt: skip
+        add_device(self.dsn, OFFLINE, plate=f"{PLATE_PREFIX}00099", fleet=FLEET, channels=CHANNELS)
         self.login.start()
         self.gateway.start()
         poll(lambda: "gateway gw-1 is live" in text(self.login.log), "the gateway announced", UP)
@@ -146,7 +149,8 @@ class System:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         token = self.token()
-        poll(lambda: all(d["online"] for d in self.api("GET", "/api/v1/devices", token=token)[1]),
+        poll(lambda: all(d["online"] for d in self.api("GET", "/api/v1/devices", token=token)[1]
+                         if d["phone"] in PHONES),
              f"every simulated DVR online:\n{text(self.sim_log)[-2000:]}", UP)  # fmt: skip
 
     def stop(self) -> None:
@@ -219,8 +223,9 @@ class Browser:
             shutil.rmtree(self._profile, ignore_errors=True)
 
 
-#: Screenshots taken in this run, for the summary at its end.
+#: Screenshots taken in this run, and figures measured, for the summary at its end.
 TAKEN: list[Path] = []
+MEASURED: list[str] = []
 
 
 def screenshot(page: Any, name: str, path: Path | None = None) -> Path:

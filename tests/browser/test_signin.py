@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.browser.support import (
-    PHONES, PLATE_PREFIX, USER, Browser, Page, System, screenshot,
+    OFFLINE, PHONES, PLATE_PREFIX, USER, Browser, Page, System, screenshot,
 )  # fmt: skip
 
 pytestmark = pytest.mark.timeout(240)
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(240)
 
 def test_sign_in_reload_and_sign_out(system: System, browser: Browser) -> None:
     """A wrong password shows why in ``#signin-error``; the right one shows the user's name
-    and lists every vehicle with its plate and phone, online; a reload keeps the user signed
+    and lists every vehicle with its plate and phone, online but one no DVR plays; a reload keeps the user signed
     in; signing out shows the sign-in form again, and a reload then does not sign in."""
 
     def steps(context: Any) -> None:
@@ -37,16 +37,17 @@ def test_sign_in_reload_and_sign_out(system: System, browser: Browser) -> None:
 
         page = client.sign_in()
         page.wait_for_function("n => document.querySelectorAll('#vehicles .vehicle[data-phone]').length === n",
-                               arg=len(PHONES))  # fmt: skip
+                               arg=len(PHONES) + 1)  # fmt: skip
         listed = page.eval_on_selector_all(
             "#vehicles .vehicle[data-phone]",
             "els => els.map(e => [e.dataset.phone, e.textContent, e.classList.contains('online')])")
-        assert sorted(phone for phone, _, _ in listed) == sorted(PHONES)
+        assert sorted(phone for phone, _, _ in listed) == sorted([*PHONES, OFFLINE])
         for phone, words, online in listed:
-            number = PHONES.index(phone) + 1
+            number = PHONES.index(phone) + 1 if phone in PHONES else 99
             assert phone in words and f"{PLATE_PREFIX}{number:05d}" in words, words
         page.wait_for_function("n => document.querySelectorAll('#vehicles .vehicle.online').length === n",
                                arg=len(PHONES))  # fmt: skip
+        assert page.is_visible(f"#vehicles .vehicle[data-phone='{OFFLINE}']:not(.online)")
         assert page.evaluate("() => localStorage.getItem('cmsv6.token')")
         screenshot(page, "03-signed-in")
 
