@@ -84,7 +84,7 @@ export function mount(element, ctx) {
   const title = el("div", { class: "pb-title" });
   const controls = [pause, resume, speed, seek, seekGo, stop];
 
-  element.replaceChildren(
+  element.replaceChildren(el("div", { class: "recordings" },
     form, listStatus,
     el("div", { class: "rec-layout" },
       recordings,
@@ -93,7 +93,7 @@ export function mount(element, ctx) {
         el("div", { class: "pb-screen" }, video, message),
         el("div", { class: "pb-controls" }, pause, resume, el("label", {}, "Speed ", speed),
           el("label", {}, "Seek to ", seek), seekGo, stop, position),
-        status)));
+        status))));
 
   // -- the form ---------------------------------------------------------------------------
 
@@ -126,6 +126,7 @@ export function mount(element, ctx) {
     }
   });
   fillVehicles();
+  ctx.on("vehicles", fillVehicles); // the list (re)read by app.js
   let tries = 0;
   const poll = setInterval(() => {
     tries += 1;

@@ -77,7 +77,27 @@ export function mount(element, ctx) {
 
     const info = { player: null, video, state: "idle", message: "", firstFrameMs: null };
     let handle = null;
+    // The pane's WebSocket (for tests that play the media server closing it).
+    Object.defineProperty(info, "socket", { get: () => (handle ? handle.ws : null) });
     let attempt = 0; // a newer attempt makes every answer of an older one moot
+    // A stream that played and broke (the device's 4G dropped, the media server restarted)
+    // is asked for again a few times, further apart each time; one that never played is
+    // left to the Retry button, with the reason on the pane.
+    let reconnects = 0;
+    let reconnectTimer = null;
+    let playedTimer = null; // playing for a while forgives earlier breaks
+    const RECONNECT_DELAYS = [2000, 5000, 15000];
+
+    function broke(words) {
+      const delay = RECONNECT_DELAYS[reconnects];
+      if (info.state !== "playing" || delay === undefined) {
+        setState("error", words);
+        return;
+      }
+      reconnects += 1;
+      setState("error", `${words}; reconnecting in ${delay / 1000} s`);
+      reconnectTimer = setTimeout(start, delay);
+    }
 
     function setState(state, words = "") {
       info.state = state;
@@ -115,6 +135,8 @@ export function mount(element, ctx) {
 
     function stop() {
       attempt += 1;
+      clearTimeout(reconnectTimer);
+      clearTimeout(playedTimer);
       if (handle) handle.stop();
       handle = null;
       info.player = null;
@@ -155,16 +177,18 @@ export function mount(element, ctx) {
           if (mine !== attempt) return;
           info.firstFrameMs = Math.round(performance.now() - asked);
           setState("playing");
+          clearTimeout(playedTimer);
+          playedTimer = setTimeout(() => { reconnects = 0; }, 30000);
         },
         onEnd(words) {
           if (mine !== attempt) return;
           info.player = null;
-          setState("error", `stopped: ${words}`);
+          broke(`stopped: ${words}`);
         },
         onError(words) {
           if (mine !== attempt) return;
           info.player = null;
-          setState("error", words);
+          broke(words);
         },
       });
       info.player = handle.player;
@@ -184,13 +208,17 @@ export function mount(element, ctx) {
       setState("idle");
     }
 
+    function chosen() {
+      reconnects = 0;
+      start();
+    }
     vehicle.addEventListener("change", () => {
       fillChannels();
-      start();
+      chosen();
     });
-    channel.addEventListener("change", start);
-    stream.addEventListener("change", start);
-    retry.addEventListener("click", start);
+    channel.addEventListener("change", chosen);
+    stream.addEventListener("change", chosen);
+    retry.addEventListener("click", chosen);
     closeButton.addEventListener("click", close);
     vehicle.addEventListener("focus", () => refreshVehicles(false));
     sound.addEventListener("click", () => {
@@ -279,6 +307,7 @@ export function mount(element, ctx) {
   setLayout(stored);
 
   ctx.on("position", () => refreshVehicles(false));
+  ctx.on("vehicles", () => refreshVehicles(false)); // the list (re)read by app.js
   // Other views (the vehicle panel...) may ask: ctx.emit("watch", {phone, channel?}).
   ctx.on("watch", (what) => {
     if (what && what.phone) showVehicle(what.phone, what.channel);
