@@ -270,7 +270,7 @@ export function mount(element, ctx) {
       timeout: 30000,
       // The answer's `codec` is the device's (0x1003), not this channel's: the stream says.
       hevcWords: "this recording is H.265, which this browser cannot decode (no HEVC in its Media"
-        + ` Source Extensions); play it with ffplay or VLC: ${answer.http_flv}`,
+        + " Source Extensions); play it with ffplay or VLC from the address below",
       onPlaying() {
         if (mine !== attempt) return;
         state.firstFrameMs = Math.round(performance.now() - asked);
@@ -287,8 +287,11 @@ export function mount(element, ctx) {
       },
       onError(words) {
         if (mine !== attempt) return;
+        const hevc = handle && handle.codec === "h265";
         halt();
         setState("error", words);
+        // Its HTTP-FLV address (the token lives two minutes): a native player decodes H.265.
+        if (hevc) say(`HTTP-FLV (open within two minutes): ${answer.http_flv}`);
       },
     });
     state.player = handle.player;
