@@ -55,7 +55,9 @@ export function mount(element, ctx) {
     locate.addEventListener("click", () => {
       ctx.select(alarm.phone);
       location.hash = "#map";
-      if (typeof alarm.latitude === "number" && ctx.map) ctx.map.show(alarm.latitude, alarm.longitude);
+      if (typeof alarm.latitude === "number" && ctx.map) {
+        ctx.map.show(alarm.latitude, alarm.longitude, `${kindName(alarm.kind)} · ${fmtTime(alarm.started)}`);
+      }
     });
     const ended = alarm.ended ? `ended ${fmtTime(alarm.ended)}` : "open";
     const handled = alarm.handled

@@ -18,6 +18,7 @@ export function mount(element, ctx) {
 
   const markers = new Map();  // phone → L.marker
   let fitted = false;
+  let spot = null;  // the place ctx.map.show marked
 
   function place(vehicle) {
     const p = vehicle.last_position;
@@ -74,6 +75,10 @@ export function mount(element, ctx) {
   }
 
   function focus(phone) {
+    if (spot) {
+      spot.remove();
+      spot = null;
+    }
     for (const [p, marker] of markers) {
       const node = marker.getElement();
       if (node) node.classList.toggle("selected", p === phone);
@@ -114,9 +119,17 @@ export function mount(element, ctx) {
     leaflet: map,
     markers,
     fit,
-    /** Show a place (an alarm's, say) on the map. */
-    show(lat, lng, zoom = 15) {
-      map.setView([lat, lng], Math.max(map.getZoom(), zoom));
+    /** Show a place (an alarm's, say) on the map, marked with `label` until the next. */
+    show(lat, lng, label = "", zoom = 15) {
+      if (spot) spot.remove();
+      spot = L.circleMarker([lat, lng], {radius: 9, color: "#dc2626", weight: 3, fillOpacity: 0.15, className: "map-spot"});
+      if (label) spot.bindTooltip(label, {permanent: true, direction: "right", offset: [10, 0]});
+      spot.addTo(map);
+      // The map may be hidden at this moment (the tab is switching): place it once shown.
+      setTimeout(() => {
+        map.invalidateSize();
+        map.setView([lat, lng], Math.max(map.getZoom(), zoom));
+      }, 0);
     },
   };
   window.cmsv6 = Object.assign(window.cmsv6 || {}, {map: ctx.map});

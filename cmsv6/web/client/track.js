@@ -11,6 +11,13 @@ const TICK = 250;          // ms between replay steps
 const MAX_POINTS = 100000; // positions read for one track at most
 const ARROW = '<svg viewBox="0 0 24 24" width="26" height="26" aria-hidden="true"><path d="M12 2 L20 21 L12 16.5 L4 21 Z"/></svg>';
 
+/** An axis tick in 24-hour time: seconds shown when the range is short, the day when long. */
+function clock(seconds, span) {
+  const text = fmtTime(new Date(seconds * 1000));
+  if (span > 2 * 86400) return text.slice(5, 16);
+  return span < 600 ? text.slice(11) : text.slice(11, 16);
+}
+
 export function mount(element, ctx) {
   const vehicle = el("select", {name: "vehicle", "aria-label": "vehicle", required: true});
   const from = el("input", {type: "datetime-local", name: "from", required: true});
@@ -155,7 +162,8 @@ export function mount(element, ctx) {
         {label: "Speed", stroke: "#1668dc", width: 1.5, fill: "rgba(22,104,220,0.08)",
          value: (u, v) => (v === null ? "–" : `${v.toFixed(1)} km/h`)},
       ],
-      axes: [{}, {label: "km/h", size: 50}],
+      axes: [{values: (u, splits) => splits.map((v) => clock(v, u.scales.x.max - u.scales.x.min))},
+             {label: "km/h", size: 50}],
       hooks: {
         draw: [(u) => {
           // The alarms: red lines where they happened.
