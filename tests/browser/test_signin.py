@@ -82,7 +82,7 @@ def test_readme_screenshot(system: System, browser: Browser) -> None:
         page.click(f"#vehicles .vehicle[data-phone='{PHONES[0]}']")
         page.wait_for_function("p => document.querySelector('#vehicle-panel')?.dataset.phone === p",
                                arg=PHONES[0])  # fmt: skip
-        page.wait_for_timeout(1500)  # a picture, not a check: let the map settle
+        page.wait_for_function("() => !document.querySelector('.leaflet-zoom-anim, .leaflet-pan-anim')")
         screenshot(page, "readme", Path(target))
         client.close()
 
