@@ -27,9 +27,11 @@ from __future__ import annotations
 import struct
 from collections import deque
 from datetime import datetime
+from fractions import Fraction
 from random import Random
 from typing import Any, Callable, Protocol
 
+import av
 from attrs import define, field, frozen
 from twisted.logger import Logger
 
@@ -304,10 +306,36 @@ def position_of(body: bytes) -> Location:
     return decode_body(LOCATION, body)  # type: ignore[no-any-return]
 
 
-def fake_jpeg(rng: Random, size: int) -> bytes:
-    """``size`` bytes shaped like a JPEG: SOI and a JFIF APP0 segment, noise, EOI."""
-    head = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    return head + rng.randbytes(max(0, size - len(head) - 2)) + b"\xff\xd9"
+#: The simulated cameras' photos: QCIF, a gradient tinted at random.
+PHOTO_SIZE = (176, 144)
+
+
+def photo_jpeg(rng: Random, size: int) -> bytes:
+    """A JPEG a browser shows (a gradient in a random tint, encoded by FFmpeg), padded with
+    comment segments to about ``size`` bytes (units' photos are tens of kilobytes: the
+    padding makes the upload as long, for its sub-packages)."""
+    width, height = PHOTO_SIZE
+    tint = rng.randrange(256)
+    frame = av.VideoFrame(width, height, "rgb24")
+    plane = frame.planes[0]
+    pad = bytes(plane.line_size - 3 * width)
+    plane.update(b"".join(
+        bytes(v for x in range(width) for v in (x * 255 // width, y * 255 // height, tint)) + pad
+        for y in range(height)
+    ))  # fmt: skip
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.open()
+    picture = frame.reformat(format="yuvj420p")
+    data = b"".join(bytes(p) for p in [*encoder.encode(picture), *encoder.encode(None)])
+    padding = b""
+    missing = size - len(data)
+    while missing > 4:
+        n = min(missing - 4, 0xFFFF - 2)
+        padding += b"\xff\xfe" + (n + 2).to_bytes(2, "big") + rng.randbytes(n)
+        missing -= n + 4
+    return data[:2] + padding + data[2:]
 
 
 class _Outstanding:
@@ -1051,7 +1079,7 @@ class Device:
             self.counters.photos += 1
             data = MultimediaData(
                 media_id, MEDIA_IMAGE, FORMAT_JPEG, EVENT_PLATFORM, body.channel, where,
-                fake_jpeg(self._rng, self._rng.randint(low, high)),
+                photo_jpeg(self._rng, self._rng.randint(low, high)),
             )
             self._send_multipart(MEDIA_DATA, data, media_id, now)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
+import av
+
 from random import Random
 from typing import Any
 
@@ -447,6 +451,11 @@ def test_photo_is_sub_packaged_and_resent_on_request() -> None:
     photo = decode_body(0x0801, whole)
     assert isinstance(photo, MultimediaData) and photo.media_id == media_id
     assert photo.data[:2] == b"\xff\xd8" and photo.data[-2:] == b"\xff\xd9"
+    # A picture FFmpeg (and so a browser) decodes, of about the configured size.
+    picture = next(av.open(io.BytesIO(photo.data), format="mjpeg").decode(video=0))
+    assert (picture.width, picture.height) == (176, 144)
+    low, high = rig.device.config.photo_size
+    assert low <= len(photo.data) <= high
     rig.platform(ResendRequest(first, [2, len(packets)]))
     again = rig.link.take()
     assert [a.header for a in again] == [packets[1].header, packets[-1].header]
