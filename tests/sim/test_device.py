@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-
-import av
-
 from random import Random
 from typing import Any
 
 import attrs
+import av
 import pytest
 
 from cmsv6.protocols.jt808.codec import Message, decode_body, encode_body
