@@ -25,11 +25,13 @@ export function mount(element, ctx) {
   const positionButton = el("button#cmd-position", {type: "button", text: "Query position"});
   const channel = el("select#cmd-photo-channel", {"aria-label": "camera channel"});
   const photoButton = el("button#cmd-photo", {type: "button", text: "Take photo"});
+  const watchButton = el("button#cmd-watch", {type: "button", text: "Watch its cameras"});
   const replies = el("ul#cmd-replies", {"aria-live": "polite"});
   const commands = el("div#vehicle-commands", {},
     el("h3", {text: "Commands"}), textForm,
     el("div.cmd-row", {}, paramsButton, positionButton),
     el("div.cmd-row", {}, el("label", {}, "Camera ", channel), photoButton),
+    el("div.cmd-row", {}, watchButton),
     el("h3", {text: "Replies"}), replies);
   // Talk-back (talk.js mounts in #talk-box) goes between the facts and the commands.
   const talk = document.getElementById("talk-box");
@@ -38,7 +40,14 @@ export function mount(element, ctx) {
   element.append(commands);
 
   const history = new Map();  // phone → [li] of its replies, newest first
-  const buttons = [textButton, paramsButton, positionButton, photoButton];
+  const buttons = [textButton, paramsButton, positionButton, photoButton, watchButton];
+  // The video wall (video.js) shows the selected vehicle's cameras.
+  watchButton.addEventListener("click", () => {
+    const phone = ctx.store.selected;
+    if (!phone) return;
+    location.hash = "#video";
+    ctx.emit("watch", {phone});
+  });
 
   function show() {
     const phone = ctx.store.selected;
