@@ -2,8 +2,10 @@
 
 The tree always runs the database pool and the advisory-lock loop (``standby.ActiveLock``).
 The listening services (``jt808`` for device assignment, ``cluster`` for the gateways'
-AMP links, ``web`` for the Open API) run only while this server holds the lock: a standby
-listens on nothing, so gateways and devices find the active one. Stepping down stops
+AMP links, ``web`` for the Open API) and the webhook dispatcher
+(``cmsv6.webhooks.dispatcher``) run only while this server holds the lock: a standby
+listens on nothing and delivers nothing, so gateways and devices find the active one and
+each webhook event is delivered by one server. Stepping down stops
 listening and closes every connection; the directory is rebuilt by the gateways when
 they reconnect to whichever server is active.
 """
@@ -149,6 +151,10 @@ class Serving:
         services = service.MultiService()
         strports.service(conf.jt808, self.jt808, reactor=self.reactor).setServiceParent(services)
         strports.service(conf.cluster, self.cluster, reactor=self.reactor).setServiceParent(services)
+        # Imported here: login runs without the web package's dependencies too.
+        from cmsv6.webhooks.dispatcher import Dispatcher
+
+        Dispatcher(self.db, self.reactor).setServiceParent(services)
         if conf.web:
             if self.web is None:
                 site = make_web(self.db, self.directory, self.reactor, self.config.web, self.registry)
