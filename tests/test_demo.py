@@ -210,7 +210,8 @@ def check_database_role(dsn: str) -> None:
 
 
 def test_demo_up_and_down(home: Path) -> None:
-    """``cmsv6 demo`` run in an empty directory prints its banner, which says it listens on
+    """``cmsv6 demo`` run in an empty directory prints its banner, which opens with the web
+    client's address (serving the client's page) and the user, says it listens on
     127.0.0.1 and names each server's metrics endpoint (served there), PostgreSQL's log and
     the admin commands' configuration; every port it opens
     listens on 127.0.0.1 only; its database role is not a superuser and cannot create
@@ -236,6 +237,14 @@ def test_demo_up_and_down(home: Path) -> None:
         time.sleep(0.2)  # the rest of the banner (printed in one write)
         web = banner_value(out.lines, "Open API").removesuffix("/api/openapi.json")
         assert web == f"http://127.0.0.1:{p['web']}"
+        # First what a new user needs: the web client's address and whom to sign in as.
+        start = out.lines.index(next(x for x in out.lines if "cmsv6 demo is running" in x))
+        firsts = [x.split()[:2] for x in out.lines[start + 1:] if x.strip()][:2]
+        assert firsts == [["web", "client"], ["user", "demo"]], out.text
+        assert banner_value(out.lines, "web client").split()[0] == f"{web}/"
+        with urllib.request.urlopen(f"{web}/", timeout=5) as response:
+            assert response.headers["content-type"] == "text/html; charset=utf-8"
+            assert b'id="signin"' in response.read()
         assert banner_value(out.lines, "listening").startswith("127.0.0.1 only")
         for server, family in (("login", "cmsv6_login_active"), ("gateway", "cmsv6_gateway_info"),
                                ("media", "cmsv6_media_info")):  # fmt: skip

@@ -41,3 +41,17 @@ def test_demo_rows_are_the_simulated_devices(dsn: str) -> None:
                       " JOIN fleets f ON f.id = d.fleet_id")  # fmt: skip
     assert {phone: (plate, channels) for phone, plate, channels, _ in rows} == sim
     assert {fleet for *_, fleet in rows} == {DEMO_FLEET}
+
+
+def test_demo_cameras_are_two_h264_as_the_readme_says() -> None:
+    """By default each demo DVR has 2 cameras, both H.264 (what every browser plays), and the
+    README says 2; ``--h265-channels`` gives the simulator H.265 ones."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(sim_args(Path("var"), ports(), LOOPBACK, 3)))
+    assert config.device.channels == 2
+    assert not config.device.h265_channels
+    readme = (Path(__file__).resolve().parents[1] / "README.rst").read_text(encoding="utf-8")
+    assert f"each\nwith {config.device.channels} cameras" in readme
+    h265 = config_from_args(parser.parse_args(sim_args(Path("var"), ports(), LOOPBACK, 3, "2")))
+    assert set(h265.device.h265_channels) == {2}

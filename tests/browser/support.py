@@ -178,6 +178,14 @@ class System:
         except urllib.error.HTTPError as e:
             return e.code, json.load(e)
 
+    def media_gauge(self, name: str) -> float:
+        """A gauge of the media server's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.media.metrics}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise AssertionError(f"no {name} in the media server's metrics")
+
     def token(self) -> str:
         status, body = self.api("POST", "/api/v1/login", {"username": USER, "password": PASSWORD})
         assert status == 200, body

@@ -15,6 +15,22 @@ pytestmark = pytest.mark.timeout(240)
 
 MARKERS = """() => Object.fromEntries([...document.querySelectorAll('.vehicle-marker[data-phone]')]
     .map(m => [m.dataset.phone, [Number(m.dataset.lat), Number(m.dataset.lng)]]))"""
+#: Where each marker is drawn (layer pixels, by phone).
+DRAWN = """() => Object.fromEntries([...document.querySelectorAll('.vehicle-marker[data-phone]')]
+    .map(m => { const at = L.DomUtil.getPosition(m); return [m.dataset.phone, [at.x, at.y]]; }))"""
+#: Markers drawn somewhere else than their data-lat and data-lng say (pixels off, by phone):
+#: the attributes are the drawn place, so a change of them is a marker moving on the map.
+MISPLACED = """() => {
+    const map = window.cmsv6.map.leaflet;
+    const out = {};
+    for (const m of document.querySelectorAll('.vehicle-marker[data-phone]')) {
+        const drawn = L.DomUtil.getPosition(m);
+        const said = map.latLngToLayerPoint([Number(m.dataset.lat), Number(m.dataset.lng)]);
+        const off = Math.hypot(drawn.x - said.x, drawn.y - said.y);
+        if (off > 1) out[m.dataset.phone] = off;
+    }
+    return out;
+}"""
 
 
 def _reported(system: System, token: str, phone: str) -> set[tuple[float, float]]:
@@ -25,8 +41,9 @@ def _reported(system: System, token: str, phone: str) -> set[tuple[float, float]
 
 
 def test_vehicles_appear_and_their_markers_move(system: System, browser: Browser) -> None:
-    """Signed in, the map has one marker per vehicle, each where its vehicle reported; as
-    positions arrive over /ws every marker moves, each to a place its vehicle reported."""
+    """Signed in, the map has one marker per vehicle, drawn where its vehicle reported; as
+    positions arrive over /ws every marker moves on the map, each to a place its vehicle
+    reported."""
     token = system.token()
 
     def steps(context: Any) -> None:
@@ -36,12 +53,17 @@ def test_vehicles_appear_and_their_markers_move(system: System, browser: Browser
                                arg=len(PHONES))  # fmt: skip
         first = page.evaluate(MARKERS)
         assert sorted(first) == sorted(PHONES)
+        assert page.evaluate(MISPLACED) == {}
         screenshot(page, "10-map")
-        page.wait_for_function(f"""first => {{
-            const now = ({MARKERS})();
-            return Object.keys(first).every(p => now[p] && (now[p][0] !== first[p][0] || now[p][1] !== first[p][1]));
-        }}""", arg=first, timeout=20_000)  # fmt: skip
+        # Close enough that a position's step (a few tens of metres) is pixels on the map.
+        page.evaluate("() => window.cmsv6.map.leaflet.setZoom(16, {animate: false})")
+        drawn = page.evaluate(DRAWN)
+        page.wait_for_function(f"""drawn => {{
+            const now = ({DRAWN})();
+            return Object.keys(drawn).every(p => now[p] && Math.hypot(now[p][0] - drawn[p][0], now[p][1] - drawn[p][1]) > 2);
+        }}""", arg=drawn, timeout=20_000)  # fmt: skip
         moved = page.evaluate(MARKERS)
+        assert page.evaluate(MISPLACED) == {}
         for phone, (lat, lng) in moved.items():
             # Where the vehicle really was: the marker's place is one of its reports.
             spot = (round(lat, 6), round(lng, 6))

@@ -5,6 +5,7 @@ played back and seeks (the device acknowledges the seek and pictures go on)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -83,7 +84,8 @@ def test_a_pane_plays_and_an_absent_device_is_said(system: System, browser: Brow
 
 
 def test_a_four_pane_wall_plays_four_streams(system: System, browser: Browser) -> None:
-    """A 4-pane wall given both cameras of two vehicles plays all four at once."""
+    """A 4-pane wall given both cameras of two vehicles plays all four at once: four
+    streams on the media server, each pane's frames rising."""
 
     def steps(context: Any) -> None:
         client = Page(context, system)
@@ -95,6 +97,10 @@ def test_a_four_pane_wall_plays_four_streams(system: System, browser: Browser) -
         for index, (phone, channel) in enumerate([(PHONES[1], 1), (PHONES[1], 2), (PHONES[2], 1), (PHONES[2], 2)]):
             _choose(page, index, phone, channel)
         _playing_on(page, [0, 1, 2, 3], "four panes")
+        # Four streams, not one played four times: the media server receives four at once
+        # (a stream of an earlier test goes a second after its last viewer).
+        poll(lambda: system.media_gauge("cmsv6_media_streams") == 4 and
+             system.media_gauge("cmsv6_media_viewers") == 4, "four streams and viewers on the media server")
         screenshot(page, "32-wall-of-four")
         client.assert_no_errors()
         client.close()
@@ -102,11 +108,11 @@ def test_a_four_pane_wall_plays_four_streams(system: System, browser: Browser) -
     browser.run(steps)
 
 
-def _seeks(dsn: str, phone: str) -> list[str]:
-    """The status of each 0x9202 (playback control) sent to ``phone``."""
-    rows = query(dsn, "SELECT c.status FROM commands c JOIN devices d ON d.id = c.device_id"
+def _controls(dsn: str, phone: str) -> list[tuple[str, Any]]:
+    """(status, body) of each 0x9202 (playback control) sent to ``phone``."""
+    rows = query(dsn, "SELECT c.status, c.body FROM commands c JOIN devices d ON d.id = c.device_id"
                       " WHERE d.phone = %s AND c.msg_id = %s ORDER BY c.id", (phone, 0x9202))  # fmt: skip
-    return [status for (status,) in rows]
+    return [(status, body) for status, body in rows]
 
 
 PLAYBACK = """() => { const p = window.cmsv6 && window.cmsv6.playback; return p ? {state: p.state,
@@ -116,8 +122,8 @@ PLAYBACK = """() => { const p = window.cmsv6 && window.cmsv6.playback; return p 
 
 def test_a_recording_plays_back_and_seeks(system: System, browser: Browser) -> None:
     """A vehicle's recordings of today are listed; one plays (frames rise); a seek to 20 s
-    after its start is acknowledged by the device (0x9202 replied) and pictures go on from
-    there."""
+    after its start reaches the device as 0x9202 "seek" to that time, which it acknowledges,
+    and pictures go on from there."""
     phone = PHONES[3]
 
     def steps(context: Any) -> None:
@@ -140,13 +146,16 @@ def test_a_recording_plays_back_and_seeks(system: System, browser: Browser) -> N
         before = page.evaluate(PLAYBACK)["frames"]
         page.wait_for_function(f"n => ({PLAYBACK})().frames >= n", arg=before + FRAMES)
         screenshot(page, "41-playback")
-        acknowledged = len(_seeks(system.dsn, phone))
-        hh, mm, ss = (int(x) for x in start[11:19].split(":"))
-        target = hh * 3600 + mm * 60 + ss + 20
-        when = f"{target // 3600 % 24:02d}:{target // 60 % 60:02d}:{target % 60:02d}"
+        sent = len(_controls(system.dsn, phone))
+        target = datetime.fromisoformat(start) + timedelta(seconds=20)  # in the device's zone
+        when = target.strftime("%H:%M:%S")
         page.fill("input#pb-seek", when)
         page.click("button#pb-seek-go")
-        poll(lambda: _seeks(system.dsn, phone)[acknowledged:] == ["replied"], "the device acknowledging the seek")
+        poll(lambda: [status for status, _ in _controls(system.dsn, phone)[sent:]] == ["replied"],
+             "the device acknowledging the seek")  # fmt: skip
+        ((_, body),) = _controls(system.dsn, phone)[sent:]
+        # Channel 1, action 5 (seek), no speed, the target as BCD yymmddhhmmss.
+        assert body["hex"] == "010500" + target.strftime("%y%m%d%H%M%S"), body
         page.wait_for_function(f"() => ({PLAYBACK})().position?.slice(11, 19) >= '{when}'")
         after = page.evaluate(PLAYBACK)["frames"]
         page.wait_for_function(f"n => {{ const p = ({PLAYBACK})(); "
