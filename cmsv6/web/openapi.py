@@ -1106,7 +1106,7 @@ DOCUMENT: dict[str, Any] = {
                 "description": "From now on each event of `events` is POSTed to `url` as a"
                                " WebhookEvent, signed with `secret` (X-Cmsv6-Signature), until"
                                " it answers 2xx: retried with exponential back-off for a"
-                               " bounded time (`[webhooks]` in docs/integration), at least"
+                               " bounded time (docs/integration/webhooks.md), at least"
                                " once, so de-duplicate by the event's id.",
                 "requestBody": _body(_ref("WebhookRequest"), example=_EX_WEBHOOK),
                 "responses": {
