@@ -255,6 +255,8 @@ def test_login_web_section_reaches_the_site(tmp_path: Path) -> None:
         "ws_max_per_user": ws.max_per_user,
         "max_json_depth": site.requestFactory.max_json_depth,
         "media_dir": str(site.api.media_dir),
+        "tiles": site.client_config.web.tiles,
+        "tiles_attribution": site.client_config.web.tiles_attribution,
     }
     assert ws.max_json_depth == web.max_json_depth
     assert used == attrs.asdict(web)
