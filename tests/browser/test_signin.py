@@ -87,3 +87,25 @@ def test_readme_screenshot(system: System, browser: Browser) -> None:
         client.close()
 
     browser.run(steps)
+
+
+def test_a_client_without_its_vendor_files_says_what_to_run(system: System, browser: Browser) -> None:
+    """Where ``make client`` never ran, the server answers every ``/vendor/...`` file with a
+    503 naming the command (tests/browser/test_serving.py); the page then shows those words
+    instead of breaking. The server's answer is stood in for by the browser here (the system
+    under test has its vendor files)."""
+    words = "the web client's third-party files are not installed here: run `make client`"
+
+    def steps(context: Any) -> None:
+        client = Page(context, system)
+        page = client.page
+        page.route("**/vendor/**", lambda route: route.fulfill(
+            status=503, content_type="text/plain; charset=utf-8", body=words))
+        page.goto(system.web + "/")
+        page.wait_for_selector("#vendor-missing", state="visible")
+        assert words in page.inner_text("#vendor-missing")
+        assert page.query_selector("form#signin") is None
+        screenshot(page, "05-vendor-missing")
+        client.close()
+
+    browser.run(steps)

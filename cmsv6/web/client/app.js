@@ -213,7 +213,28 @@ async function start(user, media) {
 
 const configPromise = loadConfig();
 
+// The third-party files (vendor/) come from npm at set-up time (make client): without them
+// the page cannot draw a map or play video, so it says what to run (the server's 503 says
+// it in words) instead of breaking.
+async function missingVendor() {
+  if (typeof L !== "undefined" && typeof mpegts !== "undefined" && typeof uPlot !== "undefined") return null;
+  try {
+    const response = await fetch("vendor/leaflet/leaflet.js", {cache: "no-store"});
+    if (!response.ok) return (await response.text()).slice(0, 500);
+  } catch (e) {
+    // fall through to the generic words
+  }
+  return "The web client's third-party files (vendor/) did not load: run `make client` in the cmsv6 checkout, then reload.";
+}
+
 async function boot() {
+  const missing = await missingVendor();
+  if (missing) {
+    document.body.replaceChildren(el("main#vendor-missing.notice", {role: "alert"},
+      el("h1", {text: "cmsv6: the web client is not installed completely"}),
+      el("p", {text: missing})));
+    return;
+  }
   const message = sessionStorage.getItem(SIGNOUT_KEY);
   sessionStorage.removeItem(SIGNOUT_KEY);
   if (!getToken()) return showSignin(message);
