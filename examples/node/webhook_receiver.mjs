@@ -1,6 +1,7 @@
 // Receive cmsv6's webhooks: register this program's URL (admins only), check each
 // delivery's signature and timestamp, skip repeats by event id, answer 204 at once.
-//   node webhook_receiver.mjs [PORT] [COUNT]   (stops, and unregisters, after COUNT events)
+//   node webhook_receiver.mjs [PORT] [COUNT] [EVENTS]
+//   (stops, and unregisters, after COUNT events; EVENTS: comma-separated, default all)
 import {createHmac, timingSafeEqual} from "node:crypto";
 import {createServer} from "node:http";
 import {call, login} from "./cmsv6_api.mjs";
@@ -10,7 +11,8 @@ const count = process.argv[3] ? Number(process.argv[3]) : Infinity;
 const token = await login();
 const hook = await call("POST", "/api/v1/webhooks", {token, body: {
   url: `http://127.0.0.1:${port}/cmsv6`,
-  events: ["alarm.opened", "alarm.closed", "alarm.handled", "device.online", "device.offline", "command.answered"],
+  events: process.argv[4] ? process.argv[4].split(",")
+    : ["alarm.opened", "alarm.closed", "alarm.handled", "device.online", "device.offline", "command.answered"],
   description: "webhook_receiver.mjs",
 }});
 const secret = hook.secret; // shown once, at registration: keep it safe

@@ -1,7 +1,8 @@
 """Receive cmsv6's webhooks: register this program's URL (admins only), then check each
 delivery's signature and timestamp, skip repeats by event id, and answer 204 at once.
 
-    python3 webhook_receiver.py [PORT] [COUNT]   # stop (and unregister) after COUNT events
+    python3 webhook_receiver.py [PORT] [COUNT] [EVENTS]
+    # stop (and unregister) after COUNT events; EVENTS: comma-separated, default all
 
 cmsv6 must reach this machine's PORT (default 8090). A real receiver runs behind your
 web server over https, and keeps the ids it saw in a database rather than in memory.
@@ -18,11 +19,13 @@ from cmsv6_api import call, login
 
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 8090
 count = int(sys.argv[2]) if len(sys.argv) > 2 else None
+ALL = ["alarm.opened", "alarm.closed", "alarm.handled", "device.online", "device.offline",
+       "command.answered"]
+events = sys.argv[3].split(",") if len(sys.argv) > 3 else ALL
 token = login()
 hook = call("POST", "/api/v1/webhooks", token=token, body={
     "url": f"http://127.0.0.1:{port}/cmsv6",
-    "events": ["alarm.opened", "alarm.closed", "alarm.handled", "device.online",
-               "device.offline", "command.answered"],
+    "events": events,
     "description": "webhook_receiver.py",
 })
 SECRET = hook["secret"].encode()  # shown once, at registration: keep it safe
