@@ -148,6 +148,34 @@ LAST_POSITION = (
 )
 
 
+def positions_query(
+    device_id: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    after: tuple[datetime, bytes | None] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The statement ``positions`` runs and its arguments (bench/positions_scale.py times it).
+
+    psycopg2 sends the times as constants, so the planner keeps only the day partitions
+    that [start, end) meets (one for a UTC day) and reads each in the order of its primary
+    key (device_id, time, digest): no sort, ``limit`` index entries at most."""
+    args: dict[str, Any] = {"dev": device_id, "start": start, "end": end, "limit": limit}
+    where = "device_id = %(dev)s AND time >= %(start)s AND time < %(end)s"
+    if after is not None:
+        args["after"], args["digest"] = after
+        if after[1] is None:
+            where += " AND time > %(after)s"
+        else:
+            where += " AND (time, digest) > (%(after)s, %(digest)s)"
+    return (
+        "SELECT device_id, time, received, latitude, longitude, altitude, speed, direction,"
+        f" alarm, status, extras::text, blind, digest FROM positions WHERE {where}"
+        " ORDER BY time, digest LIMIT %(limit)s",
+        args,
+    )
+
+
 @defer.inlineCallbacks
 def positions(
     db: Database,
@@ -159,20 +187,7 @@ def positions(
 ) -> Any:
     """Positions of a device with ``start <= time < end``, oldest first, at most ``limit``;
     with ``after`` = (time, digest) only those after that one (digest None: after that time)."""
-    args: dict[str, Any] = {"dev": device_id, "start": start, "end": end, "limit": limit}
-    where = "device_id = %(dev)s AND time >= %(start)s AND time < %(end)s"
-    if after is not None:
-        args["after"], args["digest"] = after
-        if after[1] is None:
-            where += " AND time > %(after)s"
-        else:
-            where += " AND (time, digest) > (%(after)s, %(digest)s)"
-    rows = yield db.run_query(
-        "SELECT device_id, time, received, latitude, longitude, altitude, speed, direction,"
-        f" alarm, status, extras::text, blind, digest FROM positions WHERE {where}"
-        " ORDER BY time, digest LIMIT %(limit)s",
-        args,
-    )
+    rows = yield db.run_query(*positions_query(device_id, start, end, limit, after))
     return [Position(*r[:12], bytes(r[12])) for r in rows]
 
 
