@@ -1,7 +1,10 @@
-"""``twistd gateway``: options and the service tree."""
+"""``twistd gateway``: options and the service tree (one gateway, or with ``--processes``
+a supervisor of several: ``cmsv6.plugins.gateway.workers``)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from twisted.application import internet, service, strports
@@ -13,10 +16,11 @@ from twisted.python.failure import Failure
 from cmsv6 import config as cfg
 from cmsv6.db import devices as device_store
 from cmsv6.db.service import Database, DatabaseUnavailable
-from cmsv6.plugins.gateway.writer import PositionWriter
+from cmsv6.plugins.gateway import workers
 from cmsv6.plugins.gateway.gateway import Gateway
 from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.plugins.gateway.rpc import ClusterFactory
+from cmsv6.plugins.gateway.writer import PositionWriter
 from cmsv6.rpc import keys
 from cmsv6.terminal.limits import Limits
 from cmsv6.terminal.registration import RegistrationPolicy
@@ -28,8 +32,53 @@ class Options(cfg.ServerOptions):
     """``--config FILE`` and every key of ``[database]`` and ``[gateway]``
     (``cmsv6.config``); ``self.config`` is the typed configuration."""
 
-    synopsis = "[--config FILE] [--jt808 ENDPOINT] ..."
+    synopsis = "[--config FILE] [--jt808 ENDPOINT] [--processes N] ..."
     sections = ("database", "gateway")
+    #: Worker processes (``--processes``; 0 given: one per core); 1: this process is the gateway.
+    processes: int = 1
+
+    def postOptions(self) -> None:  # noqa: N802
+        super().postOptions()
+        try:
+            processes = int(self["processes"])
+        except ValueError:
+            raise usage.UsageError(f"--processes {self['processes']!r} is not a number") from None
+        if processes < 0:
+            raise usage.UsageError("--processes is 0 (one per core) or more")
+        self.processes = processes or os.cpu_count() or 1
+        if self["ports"] not in ("shared", "each"):
+            raise usage.UsageError(f"--ports {self['ports']!r}: 'shared' or 'each'")
+        if self.processes == 1:
+            return
+        conf = self.config.gateway
+        if conf.public_cluster:
+            raise usage.UsageError("--processes: leave public_cluster empty (each worker's is"
+                                   " derived from its own cluster port)")
+        if (conf.cluster or conf.login) and "{id}" not in conf.cluster_key:
+            raise usage.UsageError(
+                "--processes: cluster_key names each worker's key file with {id} in it, e.g."
+                f" /etc/cmsv6/{{id}}.key for {conf.id}.1 ... {conf.id}.{self.processes}"
+                f" (make them with 'cmsv6 cluster key {conf.id}.1 --master FILE --out FILE', ...)"
+            )
+        try:
+            self.workers = workers.plan_workers(
+                self.processes, conf.id, self["ports"], conf.jt808, conf.public_jt808,
+                conf.cluster, conf.metrics, conf.cluster_key if conf.cluster or conf.login else "",
+            )  # fmt: skip
+        except ValueError as e:
+            raise usage.UsageError(f"--processes: {e}") from None
+
+
+Options.optParameters = [
+    *Options.optParameters,
+    ["processes", None, "1", "gateway processes on this host (0 = one per core), each a gateway"
+     " of its own, ID.1 ... ID.N (docs/operations.md)"],
+    ["ports", None, "shared", "with --processes: 'shared' (every worker on the jt808 port,"
+     " SO_REUSEPORT) or 'each' (worker i on the jt808 and public_jt808 ports + i - 1)"],
+]
+Options.optFlags = [
+    ["reuse_port", None, "(set by --processes) share the jt808 port with other workers"],
+]
 
 
 def gateway_key(path: str, gateway_id: str) -> bytes:
@@ -69,11 +118,56 @@ class _DatabaseLast(service.MultiService):
         return d
 
 
+#: How a worker runs ``twistd`` (the interpreter of the supervisor, no script path needed).
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def worker_commands(options: Options) -> list[tuple[str, list[str]]]:
+    """(id, command line) of each worker: the options this process was given, each
+    worker's own (``workers.plan_workers``), ``twistd -n`` logging to the supervisor."""
+    plans: list[workers.WorkerPlan] = options.workers
+    overridden = {key for key, _ in plans[0].overrides} | {"processes", "ports", "reuse_port"}
+    given: list[str] = ["--config", options["config"]] if options["config"] else []
+    for _, key, *_ in cfg._options(options.sections):
+        value = options.get(key)
+        if value is None or key in overridden:
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            given += [f"--{key}", str(one)]
+    commands = []
+    for plan in plans:
+        own = [arg for key, value in plan.overrides for arg in (f"--{key}", value)]
+        flags = ["--reuse_port"] if plan.reuse_port else []
+        commands.append((plan.name, [*TWISTD, "--nodaemon", "--pidfile=", "gateway", *given,
+                                     *own, *flags]))  # fmt: skip
+    return commands
+
+
+def supervisor_service(options: Options, reactor: Any) -> service.MultiService:
+    """``--processes N``: the workers under a supervisor; every worker's key file is read
+    first, so a missing one stops twistd with the command that makes it."""
+    conf = options.config.gateway
+    for plan in options.workers:
+        overrides = dict(plan.overrides)
+        if "cluster_key" in overrides:
+            gateway_key(overrides["cluster_key"], plan.name)
+    top = service.MultiService()
+    workers.Supervisor(reactor, worker_commands(options)).setServiceParent(top)
+    _log.info("gateway {id}: {n} worker processes, devices on {jt808} ({ports})", id=conf.id,
+              n=len(options.workers), jt808=conf.jt808, ports=options["ports"])
+    return top
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:  # noqa: N802
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    if options.processes > 1:
+        return supervisor_service(options, reactor)
+    supervisor = os.environ.get(workers.SUPERVISOR_ENV)
+    if supervisor and supervisor.isdigit():
+        workers.die_with_parent(int(supervisor))
     conf = options.config.gateway
     dsn = options.config.database.dsn
     key = gateway_key(conf.cluster_key, conf.id) if conf.cluster or conf.login else b""
@@ -104,7 +198,15 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
             db, gateway.id, gateway.now(), "gateway restarted"
         ).addErrback(lambda f: _log.warn("stale sessions not closed: {e}", e=f.getErrorMessage()))
 
-    devices = strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor)
+    if options["reuse_port"]:
+        try:
+            shared = workers.TCPPort.parse(conf.jt808)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        devices = internet.StreamServerEndpointService(
+            workers.ReusePortEndpoint(reactor, shared), JT808Factory(gateway))
+    else:
+        devices = strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor)
 
     def _stopped_first(f: Failure) -> None:
         f.trap(DatabaseUnavailable)  # stopped before the database answered: nothing to start

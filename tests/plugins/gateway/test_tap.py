@@ -82,3 +82,66 @@ def test_a_media_servers_key_is_not_a_gateways(tmp_path: Path) -> None:
         tap.gateway_key(str(path), "gw-1")
     keys.write(tmp_path / "ok.key", keys.server_credential(master, "gw-1"))
     assert tap.gateway_key(str(tmp_path / "ok.key"), "gw-1") == master.key_for("gw-1")
+
+
+def test_processes_plan_one_gateway_per_worker() -> None:
+    """--processes 2: workers ID.1 and ID.2, each with its own key file ({id}), cluster and
+    metrics ports (+ i - 1), sharing the device port; with --ports each, ports of their own
+    and public addresses to match."""
+    options = tap.Options()
+    options.parseOptions(["--id", "gw-9", "--processes", "2", "--cluster_key", "/k/{id}.key",
+                          "--jt808", "tcp:7611:backlog=1024", "--metrics", "tcp:9100",
+                          "--login", "tcp:127.0.0.1:6609", "--public_jt808", "gw.example:7611"])
+    commands = dict(tap.worker_commands(options))
+    assert list(commands) == ["gw-9.1", "gw-9.2"]
+    second = commands["gw-9.2"]
+    assert second[second.index("gateway") - 2:second.index("gateway")] == ["--nodaemon", "--pidfile="]
+    args = second[second.index("gateway") + 1:]
+    given = dict(zip(args[:-1:2], args[1::2]))
+    assert given["--id"] == "gw-9.2" and given["--cluster_key"] == "/k/gw-9.2.key"
+    assert given["--jt808"] == "tcp:7611:backlog=1024" and args[-1] == "--reuse_port"
+    assert given["--cluster"] == "tcp:7614:interface=127.0.0.1:backlog=50"
+    assert given["--metrics"] == "tcp:9101:backlog=50" and given["--login"] == "tcp:127.0.0.1:6609"
+    assert given["--public_jt808"] == "gw.example:7611"  # the one shared port, for every worker
+    assert "--processes" not in args and "--ports" not in args
+    options = tap.Options()
+    options.parseOptions(["--processes", "2", "--ports", "each", "--cluster", "",
+                          "--jt808", "tcp:7611:interface=10.0.0.5", "--public_jt808", "gw.example:7611"])
+    args = dict(tap.worker_commands(options))["gw-1.2"]
+    assert args[args.index("--jt808") + 1] == "tcp:7612:interface=10.0.0.5:backlog=50"
+    assert args[args.index("--public_jt808") + 1] == "gw.example:7612"
+    assert "--reuse_port" not in args
+
+
+def test_processes_zero_is_one_per_core() -> None:
+    """--processes 0 runs one worker per core; 1 (the default) is this process itself."""
+    import os
+
+    options = tap.Options()
+    options.parseOptions(["--processes", "0", "--cluster", ""])
+    assert options.processes == (os.cpu_count() or 1)
+    options = tap.Options()
+    options.parseOptions([])
+    assert options.processes == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--processes", "-1"], "0 \\(one per core\\) or more"),
+    (["--processes", "two"], "not a number"),
+    (["--processes", "2", "--ports", "some"], "'shared' or 'each'"),
+    (["--processes", "2", "--cluster_key", "/k/gw.key"], "with \\{id\\} in it"),
+    (["--processes", "2", "--cluster", "", "--jt808", "unix:/tmp/s"], "tcp or tcp6"),
+    (["--processes", "2", "--cluster_key", "/k/{id}", "--public_cluster", "tcp:h:1"], "public_cluster"),
+])  # fmt: skip
+def test_processes_refuses_what_cannot_work(args: list[str], words: str) -> None:
+    """Settings that several workers cannot share stop twistd with a usage error in words."""
+    with pytest.raises(usage.UsageError, match=words):
+        tap.Options().parseOptions(args)
+
+
+def test_missing_worker_key_names_the_command(tmp_path: Path) -> None:
+    """A worker's key file missing: twistd stops before starting any, naming the file."""
+    options = tap.Options()
+    options.parseOptions(["--processes", "2", "--cluster_key", str(tmp_path / "{id}.key")])
+    with pytest.raises(usage.UsageError, match="gw-1.1.key"):
+        tap.makeService(options)
