@@ -316,6 +316,10 @@ class GatewayConfig(DevicePortConfig):
     idle_timeout: float = setting(180.0, Number(float, 0.001, _SECONDS),
                                   "seconds without a frame from an authenticated device before"
                                   " it is dropped")
+    max_handshakes: int = setting(500, Number(int, 1, "connections"),
+                                  "device connections between accept and authentication at most;"
+                                  " past it the port stops accepting and the rest wait in the"
+                                  " listen backlog (a reconnect storm)")
     media_dir: str = setting("var/media", Text(empty=False), "where uploaded photos and files are written")
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")

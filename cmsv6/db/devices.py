@@ -22,7 +22,7 @@ from twisted.internet import defer
 
 from cmsv6.db.fleets import VISIBLE, fleet_id, who
 from cmsv6.db.positions import LAST_POSITION, Position
-from cmsv6.db.service import AdminError, Database
+from cmsv6.db.service import DEVICES_CHANNEL, AdminError, Database
 from cmsv6.db.users import User, audit
 from cmsv6.phone import canonical_phone, valid_phone
 
@@ -134,7 +134,8 @@ def register(
     open_per_hour: int | None = None,
     open_total: int | None = None,
 ) -> Any:
-    """Register a terminal, in one transaction: a ``Registration``.
+    """Register a terminal, in one transaction on a lookup thread (``run_lookup``): a
+    ``Registration``.
 
     A known device without a code (never registered, or reset by ``reset_auth``) gets a
     new one and its metadata is recorded. A disabled device is refused with
@@ -149,9 +150,8 @@ def register(
     tid = (_clean(terminal_id) or "").strip()
     meta = (_clean(manufacturer), _clean(model), tid or None, protocol, now)
 
-    @defer.inlineCallbacks
-    def txn(cur: Any) -> Any:
-        yield cur.execute(
+    def txn(cur: Any) -> Registration:
+        cur.execute(
             "SELECT id, auth_hash IS NOT NULL, terminal_id, disabled IS NOT NULL FROM devices"
             " WHERE phone = %s FOR UPDATE", (canonical,),
         )  # fmt: skip
@@ -166,17 +166,18 @@ def register(
                 if not known_tid or not tid or known_tid.strip() != tid:
                     return Registration(TERMINAL_TAKEN,
                                         reason="already registered; terminal id differs")  # fmt: skip
-            yield cur.execute(
+            cur.execute(
                 "UPDATE devices SET auth_salt = %s, auth_hash = %s, manufacturer = %s,"
                 " model = %s, terminal_id = coalesce(%s, terminal_id), protocol = %s,"
                 " registered = %s WHERE id = %s",
                 (salt, digest, *meta, device_id),
             )
+            _changed(cur, canonical)  # its old code, cached by any gateway, is void
             return Registration(REGISTERED, code, "re-registered" if has_code else "registered")
         if not open_registration:
             return Registration(NO_TERMINAL, reason="unknown terminal")
-        yield cur.execute("SELECT pg_advisory_xact_lock(%s)", (OPEN_REGISTRATION_LOCK,))
-        yield cur.execute(
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (OPEN_REGISTRATION_LOCK,))
+        cur.execute(
             "SELECT count(*) FILTER (WHERE created > %s - interval '1 hour'), count(*)"
             " FROM devices WHERE self_registered", (now,),
         )  # fmt: skip
@@ -187,7 +188,7 @@ def register(
         if open_total is not None and total >= open_total:
             return Registration(NO_TERMINAL, reason=f"open registration added {total}"
                                 " devices in all (open_total)")  # fmt: skip
-        yield cur.execute(
+        cur.execute(
             "INSERT INTO devices (auth_salt, auth_hash, manufacturer, model, terminal_id,"
             " protocol, registered, created, phone, plate, plate_color, self_registered)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true)"
@@ -198,7 +199,7 @@ def register(
             return Registration(TERMINAL_TAKEN, reason="already registered")
         return Registration(REGISTERED, code, "added by open registration")
 
-    return db.run_interaction(txn)
+    return db.run_lookup(txn)
 
 
 @defer.inlineCallbacks
@@ -215,26 +216,70 @@ AUTH_NOT_REGISTERED = "not_registered"  # it has no auth code: it must register 
 AUTH_BAD_CODE = "bad_auth_code"
 
 
-@defer.inlineCallbacks
-def check_auth_code(db: Database, phone: str, code: str) -> Any:
+_AUTH_SELECT = (
+    "SELECT d.auth_salt, d.auth_hash, d.disabled IS NOT NULL, d.id, d.phone, d.plate,"
+    " d.plate_color, f.name, d.channels, d.protocol"
+    " FROM devices d LEFT JOIN fleets f ON f.id = d.fleet_id WHERE d.phone = %s"
+)
+
+
+def _auth_row(cur: Any, phone: str) -> Any:
+    cur.execute(_AUTH_SELECT, (phone,))
+    return cur.fetchone()
+
+
+def check_auth_code(db: Database, phone: str, code: str) -> defer.Deferred[Any]:
     """The device if ``code`` is its auth code and it is not disabled, else why not (one
     of the ``AUTH_`` reasons, for the metrics and the log; the device is told only
-    "failed")."""
-    rows = yield db.run_query(
-        f"SELECT d.auth_salt, d.auth_hash, d.disabled IS NOT NULL, {_COLUMNS}{_FROM}"
-        " WHERE d.phone = %s",
-        (canonical_phone(phone),),
-    )
-    if not rows:
-        return AUTH_UNKNOWN
-    salt, stored, disabled = rows[0][:3]
-    if stored is None:
-        return AUTH_NOT_REGISTERED
-    if not secrets.compare_digest(bytes(stored), hash_auth_code(code.strip("\x00 "), bytes(salt))):
-        return AUTH_BAD_CODE
-    if disabled:
-        return AUTH_DISABLED
-    return _device(rows[0][3:])
+    "failed"). The device comes without its last position.
+
+    A device that authenticated before is checked against the database's ``auth_cache``
+    (``cmsv6.db.service.DeviceCache``) with no round trip: its code's salted hash is
+    compared as the table's is. Anything else, a wrong code included, is read from the
+    database on a lookup thread (``run_lookup``), and only a success is cached. A change
+    of the device (``cmsv6 device disable``, ``remove``, ``reset-auth``, ``add``, a new
+    registration) notifies every server (``_changed``), which drops its entry."""
+    canonical = canonical_phone(phone)
+    code = code.strip("\x00 ")
+    cache = getattr(db, "auth_cache", None)
+    since = 0
+    if cache is not None:
+        known = cache.get(canonical)
+        if known is not None:
+            salt, stored, device = known
+            if secrets.compare_digest(stored, hash_auth_code(code, salt)):
+                return defer.succeed(device)
+            # Wrong, or changed elsewhere and not heard of yet: the database decides.
+        since = cache.begin()
+    lookup = getattr(db, "run_lookup", None)
+    if lookup is not None:
+        d = lookup(_auth_row, canonical)
+    else:  # a database without lookup threads
+        d = db.run_query(_AUTH_SELECT, (canonical,)).addCallback(lambda rows: rows[0] if rows else None)
+
+    def checked(row: Any) -> Any:
+        if row is None:
+            return AUTH_UNKNOWN
+        salt, stored, disabled = row[:3]
+        if stored is None:
+            return AUTH_NOT_REGISTERED
+        salt, stored = bytes(salt), bytes(stored)
+        if not secrets.compare_digest(stored, hash_auth_code(code, salt)):
+            return AUTH_BAD_CODE
+        if disabled:
+            return AUTH_DISABLED
+        device = Device(*row[3:], None)
+        if cache is not None:
+            cache.put(canonical, (salt, stored, device), since)
+        return device
+
+    return d.addCallback(checked)
+
+
+def _changed(cur: Any, phone: str) -> None:
+    """In a transaction that changes what authenticates as ``phone``: tell every server's
+    auth cache, when it commits (``NOTIFY``; nothing if it rolls back)."""
+    cur.execute("SELECT pg_notify(%s, %s)", (DEVICES_CHANNEL, phone))
 
 
 @defer.inlineCallbacks
@@ -340,6 +385,8 @@ def add_device(
                 (canonical, plate, fleet_ref, channels, _clean(terminal_id) or None),
             )
             device_id, created = cur.fetchone()
+            if not created:
+                _changed(cur, canonical)  # a cached device's plate, fleet, channels
             if by is not None:
                 audit(cur, "device.add" if created else "device.update",
                       {"phone": canonical, "device": device_id, "plate": plate, "fleet": fleet,
@@ -373,6 +420,7 @@ def reset_auth(dsn: str, phone: str, operator: str | None = None) -> str:
     def change(cur: psycopg2.extensions.cursor, canonical: str, device_id: int, disabled: Any) -> str:
         cur.execute("UPDATE devices SET auth_salt = NULL, auth_hash = NULL WHERE id = %s",
                     (device_id,))  # fmt: skip
+        _changed(cur, canonical)
         audit(cur, "device.reset_auth", {"phone": canonical, "device": device_id}, operator)
         return canonical
 
@@ -388,6 +436,7 @@ def disable_device(dsn: str, phone: str, by: str | None = None) -> bool:
         if disabled is not None:
             return False
         cur.execute("UPDATE devices SET disabled = now() WHERE id = %s", (device_id,))
+        _changed(cur, canonical)  # refused at once, cached or not
         audit(cur, "device.disable", {"phone": canonical, "device": device_id}, by)
         return True
 
@@ -435,6 +484,7 @@ def remove_device(dsn: str, phone: str, by: str | None = None) -> Removed:
         cur.execute("DELETE FROM positions WHERE device_id = %s", (device_id,))
         positions = int(cur.rowcount)
         cur.execute("DELETE FROM devices WHERE id = %s", (device_id,))
+        _changed(cur, canonical)
         removed = Removed(canonical, positions, int(alarms), int(media), bool(connected))
         audit(cur, "device.remove", {"phone": canonical, "device": device_id,
                                      "positions": positions, "alarms": removed.alarms,

@@ -4,6 +4,12 @@
   ``run_interaction``);
 - optionally (``writer_threads``), threads with a blocking psycopg2 connection each, for
   the position writer's batches (``run_batch``);
+- ``lookup_threads`` more, with connections of their own, for registration and
+  authentication (``run_lookup``): a burst of position writes never queues them, and each
+  is one trip to a thread and back, not a turn of a busy reactor per statement;
+- the cache of known devices' auth codes (``auth_cache``, a ``DeviceCache``), trusted only
+  while a session of its own listens for the store's invalidations (``NOTIFY
+  cmsv6_devices``, sent by every change of a device's code, state or identity);
 - dedicated sessions for advisory locks (``lock_session``: login's hot standby).
 
 It retries its own start (``MultiService.startService`` ignores children's Deferreds, so a
@@ -14,7 +20,10 @@ and ``target_session_attrs=read-write`` that is how a promoted standby is found.
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
+from collections import OrderedDict
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -115,7 +124,8 @@ class Database(Service):
     ``run_batch`` on ``writer_threads`` blocking connections, and ``lock_session``."""
 
     def __init__(
-        self, dsn: str, reactor: IReactorTime, size: int = 4, writer_threads: int = 0
+        self, dsn: str, reactor: IReactorTime, size: int = 4, writer_threads: int = 0,
+        lookup_threads: int = 2, auth_cache: int = 50_000, auth_cache_ttl: float = 3600.0,
     ) -> None:
         self.dsn = dsn
         self.reactor = reactor
@@ -128,7 +138,16 @@ class Database(Service):
         self.connected = False
         self._rotations = [HostRotation(dsn) for _ in range(size)]
         self.writer_threads = writer_threads
-        self._writers = _WriterThreads(dsn, reactor, writer_threads) if writer_threads else None
+        self._writers = (_BlockingThreads(dsn, reactor, writer_threads, "cmsv6-writer")
+                         if writer_threads else None)  # fmt: skip
+        #: Registration and authentication, never behind the writer's batches.
+        self._lookups = _BlockingThreads(dsn, reactor, max(1, lookup_threads), "cmsv6-lookup",
+                                         autocommit=False)  # fmt: skip
+        #: Known devices' auth codes (0 entries: no cache).
+        self.auth_cache: DeviceCache | None = (
+            DeviceCache(reactor, auth_cache, auth_cache_ttl) if auth_cache else None)  # fmt: skip
+        self._invalidations = (_Invalidations(dsn, reactor, self.auth_cache)
+                               if self.auth_cache is not None else None)  # fmt: skip
         self._lock_hosts = HostRotation(dsn)
         self._lock_sessions: set[Any] = set()
 
@@ -136,6 +155,9 @@ class Database(Service):
         super().startService()
         if self._writers is not None:
             self._writers.start()
+        self._lookups.start()
+        if self._invalidations is not None:
+            self._invalidations.start()
         self._connect()
 
     def _connect(self) -> None:
@@ -188,8 +210,11 @@ class Database(Service):
         self._waiting = []
         for session in list(self._lock_sessions):
             session.close()
+        if self._invalidations is not None:
+            self._invalidations.stop()
         if self._writers is not None:
             self._writers.stop()  # waits for the batches being written
+        self._lookups.stop()
         if pool is not None:
             # A detector takes the close for a lost connection and reconnects: detach them
             # first, or a stopped service keeps (and leaks) connections.
@@ -233,6 +258,14 @@ class Database(Service):
             return self.run_operation(sql, args)
         return self._writers.run(sql, args)
 
+    def run_lookup(self, work: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """``work(cursor, *args)`` in one transaction on a lookup thread (a blocking
+        connection of its own: neither the pool's nor the writer's); fires with what it
+        returns, once committed. For registration and authentication: in a reconnect storm
+        under full load they go on while the writer's batches queue, and the reactor is
+        needed once per lookup (its answer), not once per statement."""
+        return self._lookups.call(work, *args)
+
     def lock_session(self, on_lost: Callable[[Any, Failure], None]) -> Any:
         """A database session of its own (not the pool's) for advisory locks: a lock lives
         as long as the session that took it. ``on_lost(session, reason)`` when it ends."""
@@ -244,8 +277,8 @@ class Database(Service):
         return session
 
 
-class _WriterThreads:
-    """Threads with a blocking connection each, for batch writes.
+class _BlockingThreads:
+    """Threads with a blocking connection each: the writer's batch writes, and lookups.
 
     Measured under load (19,000 devices, bench/gateway_load.py): a 2,000-row batch takes
     ~50 ms in PostgreSQL but ~560 ms through the asynchronous connection, because each step
@@ -254,10 +287,13 @@ class _WriterThreads:
     reactor. libpq follows a multi-host DSN by itself on these blocking connections.
     """
 
-    def __init__(self, dsn: str, reactor: Any, threads: int) -> None:
+    def __init__(self, dsn: str, reactor: Any, threads: int, name: str,
+                 autocommit: bool = True) -> None:  # fmt: skip
         self.dsn = dsn
         self.reactor = reactor
         self.threads = threads
+        self.name = name
+        self.autocommit = autocommit
         self.pool: Any = None
         self._local = threading.local()
         self._connections: list[Any] = []
@@ -268,7 +304,7 @@ class _WriterThreads:
 
         # A new pool per start: a stopped ThreadPool cannot be started again.
         self.pool = ThreadPool(minthreads=self.threads, maxthreads=self.threads,
-                               name="cmsv6-writer")  # fmt: skip
+                               name=self.name)  # fmt: skip
         self.pool.start()
 
     def stop(self) -> None:
@@ -296,7 +332,8 @@ class _WriterThreads:
                 conn = psycopg2.connect(self.dsn, connect_timeout=5)
             except psycopg2.OperationalError as e:
                 raise DatabaseUnavailable(str(e).strip()) from None
-            conn.autocommit = True  # one multi-statement query = one implicit transaction
+            # Writer: one multi-statement query = one implicit transaction.
+            conn.autocommit = self.autocommit
             self._local.conn = conn
             with self._guard:
                 self._connections = [c for c in self._connections if not c.closed]
@@ -313,6 +350,201 @@ class _WriterThreads:
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
             conn.close()
             raise DatabaseUnavailable(str(e).strip()) from None
+
+
+    def call(self, work: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """``work(cursor, *args)`` in a transaction on one of the threads."""
+        from twisted.internet.threads import deferToThreadPool
+
+        if self.pool is None:
+            return defer.fail(DatabaseUnavailable("not started"))
+        return deferToThreadPool(self.reactor, self.pool, self._call, work, args)
+
+    def _call(self, work: Callable[..., Any], args: Any) -> Any:
+        import psycopg2
+
+        conn = self._connection()
+        try:
+            with conn, conn.cursor() as cur:  # commits, or rolls back on an exception
+                return work(cur, *args)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            conn.close()
+            raise DatabaseUnavailable(str(e).strip()) from None
+
+
+#: The channel on which the store says a device's auth data changed (payload: its phone).
+DEVICES_CHANNEL = "cmsv6_devices"
+
+
+class DeviceCache:
+    """Known devices' auth data by canonical phone, in memory: at most ``max_entries``
+    (least recently used first out), each for ``ttl`` seconds after it was read.
+
+    The store puts only what authenticated (never a refusal: an unknown, disabled or
+    unregistered device, or a wrong code, always asks the database) and drops an entry on
+    every ``NOTIFY cmsv6_devices`` for its phone: ``cmsv6 device disable``, ``remove`` and
+    ``reset-auth``, a registration anywhere in the cluster. Notifications are only heard
+    while a session listens, so the cache is used only then (``trusted``): when that
+    session is lost it is emptied, and filled again from the database once it listens.
+
+    A lookup that raced an invalidation must not put back what was invalidated: ``begin``
+    before reading gives a generation, and ``put`` refuses a phone invalidated since (or
+    anything, if the listening session was lost since).
+    """
+
+    #: Invalidations remembered by phone; past it, older lookups may not put at all.
+    RECENT = 10_000
+
+    def __init__(self, clock: IReactorTime, max_entries: int = 50_000,
+                 ttl: float = 3600.0) -> None:  # fmt: skip
+        self.clock = clock
+        self.max_entries = max_entries
+        self.ttl = ttl
+        #: phone -> (expires at, value), least recently used first.
+        self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self.generation = 0
+        #: Lookups begun before this generation may not put.
+        self._floor = 0
+        #: phone -> generation of its last invalidation (the most recent ``RECENT``).
+        self._invalidated: OrderedDict[str, int] = OrderedDict()
+        self.trusted = False
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, phone: str) -> Any:
+        """The value put for ``phone`` if it is there, fresh and trusted, else None."""
+        entry = self._entries.get(phone) if self.trusted else None
+        if entry is None or entry[0] <= self.clock.seconds():
+            if entry is not None:
+                del self._entries[phone]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(phone)
+        self.hits += 1
+        return entry[1]
+
+    def begin(self) -> int:
+        """Before reading what to ``put``: the generation to give it."""
+        return self.generation
+
+    def put(self, phone: str, value: Any, since: int) -> bool:
+        """Keep ``value`` for ``phone``, read by a lookup begun at generation ``since``;
+        False (nothing kept) if it may be stale or the cache is not trusted."""
+        if not self.trusted or since < self._floor or self._invalidated.get(phone, -1) > since:
+            return False
+        self._entries[phone] = (self.clock.seconds() + self.ttl, value)
+        self._entries.move_to_end(phone)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return True
+
+    def invalidate(self, phone: str) -> None:
+        """``phone``'s auth data changed: forget it, and refuse what lookups begun before
+        read of it."""
+        self.generation += 1
+        self._entries.pop(phone, None)
+        self._invalidated[phone] = self.generation
+        self._invalidated.move_to_end(phone)
+        while len(self._invalidated) > self.RECENT:
+            _, generation = self._invalidated.popitem(last=False)
+            self._floor = max(self._floor, generation)
+
+    def listening(self) -> None:
+        """Invalidations are heard from now on: start afresh (what happened before is
+        unknown)."""
+        self._reset()
+        self.trusted = True
+
+    def lost(self) -> None:
+        """Invalidations are no longer heard: stop using and filling the cache."""
+        self._reset()
+        self.trusted = False
+
+    def _reset(self) -> None:
+        self.generation += 1
+        self._floor = self.generation
+        self._entries.clear()
+        self._invalidated.clear()
+
+
+class _Invalidations:
+    """A thread with a blocking session of its own that ``LISTEN``s on ``DEVICES_CHANNEL``
+    and hands each phone to the cache on the reactor; reconnects by itself (TCP
+    keepalives find a silent network). Its session is the cache's trust: the cache is
+    used only while it listens."""
+
+    def __init__(self, dsn: str, reactor: Any, cache: DeviceCache) -> None:
+        self.dsn = dsn
+        self.reactor = reactor
+        self.cache = cache
+        self._stop = threading.Event()
+        self._wake: tuple[socket.socket, socket.socket] | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._wake = socket.socketpair()
+        self._thread = threading.Thread(target=self._run, name="cmsv6-invalidations",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake[1].send(b"x")
+        if thread is not None:
+            thread.join(5.0)
+        if wake is not None:
+            wake[0].close()
+            wake[1].close()
+        self.cache.lost()
+
+    def _run(self) -> None:
+        import psycopg2
+
+        wake = self._wake
+        assert wake is not None
+        delay = 0.2
+        while not self._stop.is_set():
+            conn = None
+            try:
+                conn = psycopg2.connect(self.dsn, connect_timeout=5, keepalives=1,
+                                        keepalives_idle=10, keepalives_interval=5,
+                                        keepalives_count=3)  # fmt: skip
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {DEVICES_CHANNEL}")
+                self.reactor.callFromThread(self.cache.listening)
+                delay = 0.2
+                while not self._stop.is_set():
+                    ready, _, _ = select.select([conn, wake[0]], [], [], 30.0)
+                    if wake[0] in ready:
+                        return
+                    conn.poll()
+                    if conn.notifies:
+                        phones = [n.payload for n in conn.notifies]
+                        conn.notifies.clear()
+                        self.reactor.callFromThread(self._invalidate, phones)
+            except (psycopg2.Error, OSError) as e:
+                if not self._stop.is_set():
+                    self.reactor.callFromThread(
+                        _log.warn, "auth cache: invalidations not heard ({error}); cache off,"
+                        " retrying in {delay:.1f} s", error=str(e).strip(), delay=delay)
+            finally:
+                if conn is not None:
+                    conn.close()
+                self.reactor.callFromThread(self.cache.lost)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _invalidate(self, phones: list[str]) -> None:
+        for phone in phones:
+            self.cache.invalidate(phone)
 
 
 def _unavailable(failure: Failure) -> Failure:

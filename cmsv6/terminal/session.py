@@ -13,9 +13,11 @@ are taken (the rest is answered with result 1, so the terminal keeps its data); 
 connection is closed after ``MAX_AUTH_FAILURES`` failed authentications. A peer that has not
 authenticated is bounded by the host's ``limits`` (``cmsv6.terminal.limits``): no
 sub-packaged messages, a few frames, a deadline; only an authenticated terminal's frames
-move ``last_seen`` (the idle timeout's clock).
+move ``last_seen`` (the idle timeout's clock). A host with ``handshakes`` paces its
+ports: a session is one of them from its start until it authenticates or ends.
 
-Registration (0x0100 → 0x8100) and authentication (0x0102 → 0x8001) go to the database,
+Registration (0x0100 → 0x8100) and authentication (0x0102 → 0x8001) go to the database
+(its lookup threads, or for a device known to this server its auth cache: ``check_auth_code``),
 one request at a time (who may register, and how often: ``cmsv6.terminal.registration``);
 a database that cannot answer gets no reply (the terminal retransmits). Authentication
 is answered with 0x8001 as the standard says, on every server; a subclass says what
@@ -54,7 +56,7 @@ from cmsv6.protocols.jt808.messages.core import (
     TerminalResendRequest,
 )
 from cmsv6.protocols.jt808.model import RawBody
-from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.limits import Handshakes, Limits
 from cmsv6.terminal.registration import Registrar
 
 _log = Logger()
@@ -107,6 +109,8 @@ class Host(Protocol):
     registrar: Registrar
     #: Bounds before authentication (a host without them gets ``Limits()``).
     limits: Limits
+    #: Optional: the handshakes in flight on its ports (a host without it is not paced).
+    handshakes: Handshakes | None
 
     def count(self, name: str, n: int = 1) -> None: ...
 
@@ -148,6 +152,9 @@ class TerminalSession:
         self.auth_failures = 0
         self.limits: Limits = getattr(host, "limits", None) or Limits()
         self._auth_deadline: Any = self.clock.callLater(self.limits.auth_deadline, self._auth_late)
+        self._handshakes: Handshakes | None = getattr(host, "handshakes", None)
+        if self._handshakes is not None:
+            self._handshakes.begin(self)
         self._serial = 0
         #: Our last split downlinks, by first serial, for a 0x0005 re-send request.
         self._sent_packets: dict[int, list[bytes]] = {}
@@ -274,6 +281,9 @@ class TerminalSession:
         call, self._auth_deadline = self._auth_deadline, None
         if call is not None and call.active():
             call.cancel()
+        handshakes, self._handshakes = self._handshakes, None
+        if handshakes is not None:
+            handshakes.end(self)  # its place goes to the next connection waiting
 
     def undecodable(self, h: Header, body: bytes) -> None:
         """A body that does not decode: the terminal's bad message."""
@@ -419,6 +429,7 @@ class TerminalSession:
                     self.close()
                 return
             self.device = device
+            self._cancel_auth_deadline()
             self.last_seen = self.clock.seconds()  # the idle timeout counts from here
             self.authenticated_as(h, device)
 
