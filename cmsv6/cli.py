@@ -119,6 +119,8 @@ def db_command(args: argparse.Namespace) -> int:
 
     from cmsv6.db.upgrade import RoleError, grant_app_role, upgrade
 
+    if args.db_command == "maintain":
+        return maintain_command(args)
     dsn = _dsn(args)
     password = _password(args.app_password_file) if args.app_password_file else None
     try:
@@ -134,6 +136,26 @@ def db_command(args: argparse.Namespace) -> int:
             print(f"cmsv6: the servers' role: {str(e).strip()}", file=sys.stderr)
             return 1
         print(f"role {args.app_role} {'created and ' if created else ''}granted what the servers need")
+    return 0
+
+
+def maintain_command(args: argparse.Namespace) -> int:
+    """The positions' partitions: made ahead, dropped past ``retention_days``; what was done."""
+    import psycopg2
+
+    from cmsv6 import config
+    from cmsv6.db.maintenance import maintain_now
+
+    dsn = _dsn(args)
+    retention = config.from_arguments(args, DB_SECTIONS).database.retention_days
+    try:
+        done = maintain_now(dsn, retention)
+    except psycopg2.Error as e:
+        return _refused(f"positions maintenance failed: {e}")
+    for line in done:
+        print(line)
+    print(f"positions: {len(done)} change(s), {retention or 'all'} day(s) kept"
+          if done else f"positions: nothing to do, {retention or 'all'} day(s) kept")
     return 0
 
 
@@ -373,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                         " granted rows, sequences and partition creation, nothing more")
     p.add_argument("--app-password-file", metavar="F",
                    help="set the servers' role's password from the first line of F ('-': stdin)")
+    with_db(db_sub.add_parser(
+        "maintain", help="make the positions' partitions ahead, drop those past retention_days"))
 
     phone_help = "terminal phone number (up to 20 digits)"
     device = sub.add_parser("device", help="devices")

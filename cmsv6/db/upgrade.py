@@ -39,8 +39,9 @@ def current_version(cursor: psycopg2.extensions.cursor) -> int:
     return int(cursor.fetchone()[0])
 
 
-def upgrade(dsn: str) -> list[int]:
-    """Bring the database at ``dsn`` to the latest version; the versions applied."""
+def upgrade(dsn: str, until: int | None = None) -> list[int]:
+    """Bring the database at ``dsn`` to the latest version (or to ``until``: the tests of an
+    upgrade over existing rows); the versions applied."""
     applied = []
     conn = psycopg2.connect(dsn)
     try:
@@ -55,7 +56,7 @@ def upgrade(dsn: str) -> list[int]:
             conn.commit()
             version = current_version(cur)
             for number, name, sql in steps():
-                if number <= version:
+                if number <= version or (until is not None and number > until):
                     continue
                 cur.execute(sql)
                 cur.execute(
@@ -90,7 +91,8 @@ def grant_app_role(dsn: str, role: str, password: str | None = None) -> bool:
     it was created.
 
     Run as the schema's owner, after ``upgrade``: rows of every table (schema_version read
-    only), USAGE on the sequences, EXECUTE on ``cmsv6_position_partition``; default
+    only), USAGE on the sequences, EXECUTE on ``cmsv6_position_partition`` and
+    ``cmsv6_position_maintain`` (the login server keeps the partitions); default
     privileges give it the same on what later upgrade steps by this owner create. The role
     may own nothing, and may not be a superuser or create roles or databases.
     ``password``, if given, is set (sent already SCRAM-hashed, never in clear)."""
@@ -130,6 +132,8 @@ def grant_app_role(dsn: str, role: str, password: str | None = None) -> bool:
                 "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_version FROM {r}",
                 "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {r}",
                 "GRANT EXECUTE ON FUNCTION cmsv6_position_partition(integer, integer) TO {r}",
+                ("GRANT EXECUTE ON FUNCTION cmsv6_position_maintain(timestamptz, integer, integer)"
+                 " TO {r}"),
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {_TABLE_RIGHTS} ON TABLES TO {{r}}",
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO {r}",
             ):  # fmt: skip

@@ -2,10 +2,11 @@
 
 The tree always runs the database pool and the advisory-lock loop (``standby.ActiveLock``).
 The listening services (``jt808`` for device assignment, ``cluster`` for the gateways'
-AMP links, ``web`` for the Open API) and the webhook dispatcher
-(``cmsv6.webhooks.dispatcher``) run only while this server holds the lock: a standby
-listens on nothing and delivers nothing, so gateways and devices find the active one and
-each webhook event is delivered by one server. Stepping down stops
+AMP links, ``web`` for the Open API), the webhook dispatcher
+(``cmsv6.webhooks.dispatcher``) and the positions' maintenance (``cmsv6.db.maintenance``)
+run only while this server holds the lock: a standby listens on nothing and delivers
+nothing, so gateways and devices find the active one and each webhook event is delivered
+by one server. Stepping down stops
 listening and closes every connection; the directory is rebuilt by the gateways when
 they reconnect to whichever server is active.
 """
@@ -24,6 +25,7 @@ from twisted.web import resource, server
 
 from cmsv6 import config as cfg
 from cmsv6.db import cluster as cluster_store
+from cmsv6.db.maintenance import Maintenance
 from cmsv6.db.service import Database
 from cmsv6.plugins.login.assignment import Assigner, AssignmentFactory
 from cmsv6.plugins.login.directory import Directory
@@ -155,6 +157,9 @@ class Serving:
         from cmsv6.webhooks.dispatcher import Dispatcher
 
         Dispatcher(self.db, self.reactor).setServiceParent(services)
+        # The positions' day partitions: made ahead, dropped past retention (one server).
+        Maintenance(self.db, self.reactor, self.config.database.retention_days
+                    ).setServiceParent(services)
         if conf.web:
             if self.web is None:
                 site = make_web(self.db, self.directory, self.reactor, self.config.web, self.registry)
