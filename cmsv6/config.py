@@ -181,6 +181,9 @@ class DatabaseConfig:
 
     dsn: str = setting("host=127.0.0.1 port=5432 dbname=cmsv6 user=cmsv6", Text(empty=False),
                        "PostgreSQL DSN (libpq; multi-host allowed)")  # fmt: skip
+    retention_days: int = setting(180, Number(int, 0, "days"),
+                                  "days of positions kept (whole days dropped by the active login"
+                                  " server and 'cmsv6 db maintain'); 0 keeps them all")
 
 
 @attrs.frozen
