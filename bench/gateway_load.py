@@ -49,7 +49,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User and system CPU seconds of ``pid`` (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -71,16 +75,13 @@ def sockets(pid: int) -> int:
     return n
 
 
-def postgres_cpu() -> float:
-    total = 0.0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(pid))
-            except OSError:
-                pass
-    return total
+def postgres_cpu(cluster: EmbeddedPostgres) -> float:
+    """CPU seconds of this benchmark's PostgreSQL: its postmaster and backends (not the
+    other clusters on the machine: tests running meanwhile start their own)."""
+    postmaster = cluster.pid
+    if postmaster is None:
+        return 0.0
+    return cpu_seconds(postmaster) + sum(cpu_seconds(pid) for pid in children(postmaster))
 
 
 GENERATOR_C = ROOT / "bench" / "loadgen_c.c"
@@ -318,7 +319,7 @@ def main() -> int:
         sent0 = total(loads, "sent")
         stored0 = stored(cluster)
         gw_cpu0 = sum(cpu_seconds(pid) for pid in pids)
-        pg_cpu0 = postgres_cpu()
+        pg_cpu0 = postgres_cpu(cluster)
         load_cpu0 = total(loads, "cpu")
         held = []
         rss = []
@@ -332,7 +333,7 @@ def main() -> int:
         sent = total(loads, "sent") - sent0
         stored_n = stored(cluster) - stored0
         gw_cpu = (sum(cpu_seconds(pid) for pid in pids) - gw_cpu0) / elapsed
-        pg_cpu = (postgres_cpu() - pg_cpu0) / elapsed
+        pg_cpu = (postgres_cpu(cluster) - pg_cpu0) / elapsed
         load_cpu = (total(loads, "cpu") - load_cpu0) / elapsed
         for load in loads:
             load.recording = False
