@@ -5,13 +5,16 @@ A batch is written in one transaction: the positions (one INSERT over a JSON arr
 duplicates of an already stored report ignored), each device's last position, and the
 alarms that opened or closed (``alarms.change_statements``). The gateway acknowledges the
 reports only after that transaction commits.
+
+The gateway hands the writer ``Prepared`` rows (``prepare``): each report already as its
+element of that JSON array, and the month it falls in, so that a batch is one join of
+strings; a ``Position`` is taken too (``prepare_position``) and written the same way.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Union
 
 import psycopg2
 from attrs import frozen
@@ -47,6 +50,56 @@ class Position:
 def month_of(t: datetime) -> tuple[int, int]:
     t = t.astimezone(timezone.utc)
     return t.year, t.month
+
+
+#: A row ready for the batch: (its month (UTC year, month: its partition), its element of
+#: the batch's JSON array as text).
+Prepared = tuple[tuple[int, int], str]
+Row = Union[Position, Prepared]
+
+#: The month last asked for: [start, end) in epoch seconds, (year, month). Reports come
+#: in the current month, so one entry answers nearly all.
+_month = (0.0, 0.0, (1970, 1))
+
+
+def month_at(epoch: float) -> tuple[int, int]:
+    """The UTC (year, month) of an epoch time (``month_of`` without a datetime)."""
+    global _month
+    start, end, month = _month
+    if start <= epoch < end:
+        return month
+    t = datetime.fromtimestamp(epoch, timezone.utc)
+    first = datetime(t.year, t.month, 1, tzinfo=timezone.utc)
+    after = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=timezone.utc)
+    _month = (first.timestamp(), after.timestamp(), (t.year, t.month))
+    return t.year, t.month
+
+
+def prepare(
+    device_id: int, time: float, received: float, latitude: float, longitude: float,
+    altitude: int, speed: float, direction: int, alarm: int, status: int, extras: str | None,
+    blind: bool | None, digest: bytes | None,
+) -> Prepared:  # fmt: skip
+    """A report as the batch takes it (times in epoch seconds; ``extras`` JSON text, put in
+    the array as it is: ``->>`` reads an object's text as it reads a string's)."""
+    digest_text = "null" if digest is None else f'"{digest.hex()}"'
+    return month_at(time), (
+        f"[{device_id:d},{float(time)!r},{float(received)!r},{float(latitude)!r},"
+        f"{float(longitude)!r},{altitude:d},{float(speed)!r},{direction:d},{alarm:d},"
+        f"{status:d},{'null' if extras is None else extras},"
+        f"{'null' if blind is None else 'true' if blind else 'false'},{digest_text}]"
+    )  # fmt: skip
+
+
+def prepare_position(r: Position) -> Prepared:
+    return prepare(
+        r.device_id, r.time.timestamp(), r.received.timestamp(), r.latitude, r.longitude,
+        r.altitude, r.speed, r.direction, r.alarm, r.status, r.extras, r.blind, r.digest,
+    )  # fmt: skip
+
+
+def row_month(r: Row) -> tuple[int, int]:
+    return r[0] if type(r) is tuple else month_of(r.time)  # type: ignore[union-attr,return-value]
 
 
 @defer.inlineCallbacks
@@ -96,22 +149,15 @@ WHERE EXCLUDED.time >= p.time
 """
 
 
-def rows_json(rows: list[Position]) -> str:
-    return json.dumps(
-        [
-            (
-                r.device_id, r.time.timestamp(), r.received.timestamp(), r.latitude,
-                r.longitude, r.altitude, r.speed, r.direction, r.alarm, r.status, r.extras,
-                r.blind, r.digest.hex() if r.digest is not None else None,
-            )  # fmt: skip
-            for r in rows
-        ],
-        ensure_ascii=False,
-    )
+def rows_json(rows: list[Row]) -> str:
+    """The batch's argument: one JSON array, an element per row."""
+    return "[" + ",".join(
+        r[1] if type(r) is tuple else prepare_position(r)[1] for r in rows  # type: ignore[misc]
+    ) + "]"
 
 
 def batch_sql(
-    rows: list[Position], alarms: list[AlarmChange | AlarmReset]
+    rows: list[Row], alarms: list[AlarmChange | AlarmReset]
 ) -> tuple[str, tuple[Any, ...]]:
     """The whole batch as one query string and its arguments.
 
@@ -130,7 +176,7 @@ def batch_sql(
     return ";\n".join(statements), tuple(args)
 
 
-def write(db: Database, rows: list[Position], alarms: list[AlarmChange | AlarmReset]) -> Any:
+def write(db: Database, rows: list[Row], alarms: list[AlarmChange | AlarmReset]) -> Any:
     """Write one batch in one transaction (on the database's writer threads if it has
     them); fires once it is committed."""
     sql, args = batch_sql(rows, alarms)

@@ -14,7 +14,14 @@ from typing import Any
 
 from cmsv6.db.alarms import AlarmChange, AlarmReset
 from cmsv6.protocols.jt808.jsonable import jsonable
-from cmsv6.protocols.jt808.messages.location import AdasAlarm, BsdAlarm, DsmAlarm, Location, TpmsAlarm
+from cmsv6.protocols.jt808.messages.location import (
+    EXTRA_ITEMS,
+    AdasAlarm,
+    BsdAlarm,
+    DsmAlarm,
+    Location,
+    TpmsAlarm,
+)
 
 #: JT/T 808-2019 table 25, by bit.
 ALARM_BITS = {
@@ -64,6 +71,13 @@ VIDEO_ALARM_BITS = {
 }
 
 _SAFETY = {AdasAlarm: "adas", DsmAlarm: "dsm", TpmsAlarm: "tpms", BsdAlarm: "bsd"}
+
+#: The item ids that decode to an active-safety event: a report without any of them, and
+#: with the alarm words of the one before, makes no change (the session's quick test).
+SAFETY_ITEMS = frozenset(
+    item_id for item_id, codec in EXTRA_ITEMS.items()
+    if any(codec is getattr(cls, "CODEC", None) for cls in _SAFETY)
+)  # fmt: skip
 
 
 def alarm_word(location: Location) -> tuple[int, int]:

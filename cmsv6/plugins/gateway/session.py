@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from struct import Struct
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
 from cmsv6.db.devices import Device
-from cmsv6.db.positions import Position
+from cmsv6.db.positions import Position, prepare
 from cmsv6.plugins.gateway import alarms
 from cmsv6.protocols.jt808.codec import Message, decode_frame
 from cmsv6.protocols.jt808.errors import CodecError
@@ -188,21 +188,37 @@ class DeviceSession(TerminalSession):
 
     def _store(self, locations: list[Location], blind: bool, then: Any) -> None:
         """Queue reports for writing; ``then(None)`` once committed, ``then(error)`` if they
-        cannot be stored."""
+        cannot be stored.
+
+        The hot path: each report becomes its prepared row (``positions.prepare``: the
+        batch's JSON element, times as epoch seconds) without a ``Position`` or a
+        ``datetime`` of its own; alarm changes are worked out only when the alarm words
+        change or the report carries an active-safety item."""
         assert self.device is not None
-        received = self.gateway.now()
+        device_id = self.device.id
+        received = self.clock.seconds()
         rows = []
         changes: list[Any] = []
         for loc in locations:
-            time = loc.time or received
-            rows.append(self.row(self.device.id, loc, time, received, blind))
+            t = loc.time
+            epoch = received if t is None else t.timestamp()
+            extras = loc.extras
+            rows.append(prepare(
+                device_id, epoch, received, loc.latitude, loc.longitude, loc.altitude,
+                loc.speed, loc.direction, loc.alarm, loc.status,
+                extras_json(extras) if extras else None, blind, _digest(loc, epoch),
+            ))  # fmt: skip
             if not blind:  # a backfill replays the past; alarms follow live reports
-                changes += alarms.changes(self.device.id, self._alarm_word, loc, time)
-                self._alarm_word = alarms.alarm_word(loc)
+                word = alarms.alarm_word(loc)
+                if word != self._alarm_word or not alarms.SAFETY_ITEMS.isdisjoint(extras):
+                    time = t if t is not None else datetime.fromtimestamp(received, timezone.utc)
+                    changes += alarms.changes(device_id, self._alarm_word, loc, time)
+                self._alarm_word = word
         self.gateway.writer.submit_then(rows, changes, then)
 
     @staticmethod
     def row(device_id: int, loc: Location, time: datetime, received: datetime, blind: bool) -> Position:
+        """A report as a ``Position`` (what ``_store`` prepares, in the reading model)."""
         return Position(
             device_id,
             time,
@@ -226,11 +242,18 @@ _DIGEST = Struct(">IIddhdHd")
 def report_digest(loc: Location, time: datetime) -> bytes:
     """Identifies a report by its basic fields and time, whichever way it arrives (a unit
     re-sends an unacknowledged 0x0200 inside a 0x0704), so it is stored once."""
+    return _digest(loc, time.timestamp())
+
+
+def _digest(loc: Location, epoch: float) -> bytes:
     raw = _DIGEST.pack(
         loc.alarm, loc.status, loc.latitude, loc.longitude, loc.altitude, loc.speed,
-        loc.direction, time.timestamp(),
+        loc.direction, epoch,
     )  # fmt: skip
-    return hashlib.md5(raw, usedforsecurity=False).digest()
+    return _md5(raw, usedforsecurity=False).digest()
+
+
+_md5 = hashlib.md5
 
 
 def extras_json(extras: dict[int, Any]) -> str:

@@ -149,7 +149,7 @@ class PositionWriter:
         delay = 0.2
         while not self.stopped:
             try:
-                months = {store.month_of(r.time) for r in rows} - self._months
+                months = {store.row_month(r) for r in rows} - self._months
                 if months:
                     yield store.ensure_partitions(self.db, months)
                     self._months |= months

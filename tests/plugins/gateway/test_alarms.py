@@ -43,3 +43,14 @@ def test_active_safety_event_is_instant() -> None:
     (event,) = changes(7, (0, 0), location(extras={0x67: item}), T)
     assert event.kind == "bsd:1:42" and event.instant and event.opened
     assert '"alarm_id": 42' in (event.details or "")
+
+
+def test_safety_items_are_every_item_that_decodes_to_an_event() -> None:
+    """The session's quick test (``SAFETY_ITEMS``) names every additional item whose value
+    decodes to an active-safety event: a report without one of them makes no event."""
+    from cmsv6.plugins.gateway.alarms import _SAFETY, SAFETY_ITEMS
+    from cmsv6.protocols.jt808.messages.location import EXTRA_ITEMS
+
+    events = {k for k, codec in EXTRA_ITEMS.items()
+              if any(getattr(codec, "cls", None) is cls or codec is cls.CODEC for cls in _SAFETY)}  # type: ignore[attr-defined]  # fmt: skip
+    assert SAFETY_ITEMS == events == {0x64, 0x65, 0x66, 0x67}
