@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RING 64         /* serials remembered per device (send times of 0x0200) */
+#define RING 256        /* serials remembered per device (send times of 0x0200) */
 #define INBUF 2048
 #define OUTBUF 1024
 #define MAXLAT_BUCKETS 60000  /* latency histogram: 1 ms buckets, the last one is "more" */
