@@ -86,6 +86,18 @@ class GatewayCollector(Collector):
             "cmsv6_gateway_devices_online", "Authenticated devices (one session each)",
             value=len(gw.sessions),
         )  # fmt: skip
+        handshakes = getattr(gw, "handshakes", None)
+        if handshakes is not None:
+            yield GaugeMetricFamily(
+                "cmsv6_gateway_handshakes", "Connections accepted, not yet authenticated"
+                " (at [gateway] max_handshakes the device port stops accepting)",
+                value=len(handshakes.in_flight),
+            )  # fmt: skip
+            yield CounterMetricFamily(
+                "cmsv6_gateway_accept_paused", "Times the device port stopped accepting"
+                " (max_handshakes reached: the rest waited in the listen backlog)",
+                value=handshakes.pauses,
+            )  # fmt: skip
         events = CounterMetricFamily(
             "cmsv6_gateway_events", "Gateway events by name (frames, errors, commands...)",
             labels=["event"],

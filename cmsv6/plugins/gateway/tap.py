@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from twisted.application import internet, service, strports
-from twisted.internet import defer
+from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -22,7 +22,7 @@ from cmsv6.plugins.gateway.protocol import JT808Factory
 from cmsv6.plugins.gateway.rpc import ClusterFactory
 from cmsv6.plugins.gateway.writer import PositionWriter
 from cmsv6.rpc import keys
-from cmsv6.terminal.limits import Limits
+from cmsv6.terminal.limits import Handshakes, Limits
 from cmsv6.terminal.registration import RegistrationPolicy
 
 _log = Logger()
@@ -198,15 +198,20 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
             db, gateway.id, gateway.now(), "gateway restarted"
         ).addErrback(lambda f: _log.warn("stale sessions not closed: {e}", e=f.getErrorMessage()))
 
+    # At most max_handshakes connections between accept and authentication: past it the
+    # port stops accepting and a reconnect storm waits in the kernel's listen backlog.
+    gateway.handshakes = Handshakes(conf.max_handshakes)
     if options["reuse_port"]:
         try:
             shared = workers.TCPPort.parse(conf.jt808)
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
-        devices = internet.StreamServerEndpointService(
-            workers.ReusePortEndpoint(reactor, shared), JT808Factory(gateway))
+        endpoint: Any = workers.ReusePortEndpoint(reactor, shared)
     else:
-        devices = strports.service(conf.jt808, JT808Factory(gateway), reactor=reactor)
+        endpoint = endpoints.serverFromString(reactor, conf.jt808)
+    devices = internet.StreamServerEndpointService(gateway.handshakes.paced(endpoint),
+                                                   JT808Factory(gateway))  # fmt: skip
+    devices._raiseSynchronously = True  # as strports.service: a port in use fails the start
 
     def _stopped_first(f: Failure) -> None:
         f.trap(DatabaseUnavailable)  # stopped before the database answered: nothing to start
