@@ -22,6 +22,14 @@ What it leaves out: the reactor's socket work (epoll, recv, send) for each frame
 real gateway adds per connection and per wake-up; bench/gateway_load.py measures that
 end to end.
 
+Instructions rather than seconds, on a loaded machine: run one stub pass under callgrind,
+which counts between two markers (``os.getppid`` before the timed loop, ``os.getpgrp``
+after it), and divide the dump's total by the positions::
+
+    valgrind --tool=callgrind --zero-before=os_getppid --dump-before=os_getpgrp \
+        --callgrind-out-file=/tmp/cg.out .venv/bin/python bench/gateway_cpu.py \
+        --devices 500 --rounds 5 --repeat 1 --profile 0    # then: grep totals /tmp/cg.out.1
+
 Prints µs of CPU per acknowledged position (best and median of ``--repeat`` runs), then
 a cProfile of one run: where the time goes by stage, and the top functions.
 """
@@ -182,6 +190,7 @@ def run_stub(devices: int, frames: list[list[bytes]], profile: cProfile.Profile 
     check_acks(transports, devices)
     gc.collect()
     total = 0
+    os.getppid()  # a marker: valgrind --tool=callgrind --zero-before=os_getppid (see --help)
     started = time.process_time()
     if profile is not None:
         profile.enable()
@@ -193,6 +202,7 @@ def run_stub(devices: int, frames: list[list[bytes]], profile: cProfile.Profile 
     if profile is not None:
         profile.disable()
     cpu = time.process_time() - started
+    os.getpgrp()  # the end marker: --dump-before=os_getpgrp
     expected = devices * (len(frames) - 1)
     assert total == expected, f"{total} acknowledged of {expected}"
     return cpu / expected
@@ -337,7 +347,7 @@ def main() -> int:
           f" CPU per acknowledged position: best {us[0]:.1f} µs, median {statistics.median(us):.1f} µs"
           f" ({' '.join(f'{u:.1f}' for u in us)})")
     if args.profile:
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)  # CPU time: others share the machine
         run_stub(args.devices, frames, prof)
         report_profile(prof, positions, args.profile)
     return 0

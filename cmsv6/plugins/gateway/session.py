@@ -24,6 +24,7 @@ from cmsv6.db.positions import Position, prepare
 from cmsv6.plugins.gateway import alarms
 from cmsv6.protocols.jt808.codec import Message, decode_frame
 from cmsv6.protocols.jt808.errors import CodecError
+from cmsv6.protocols.jt808.fast import ResponseTemplate
 from cmsv6.protocols.jt808.framing import Frame
 from cmsv6.protocols.jt808.header import Header
 from cmsv6.protocols.jt808.jsonable import jsonable
@@ -64,6 +65,7 @@ class DeviceSession(TerminalSession):
         self.reassembler = Reassembler()
         #: Downlink commands awaiting the device's reply, by our serial.
         self.pending: dict[int, Any] = {}
+        self._ack: ResponseTemplate | None = None
 
     # -- the terminal layer's hooks -------------------------------------------------------
 
@@ -114,8 +116,22 @@ class DeviceSession(TerminalSession):
         else:
             self.send(0x8003, ResendRequest(missing.first_serial, missing.indexes))
 
+    def respond(self, h: Header, result: int) -> None:
+        """The general response (0x8001) to ``h``, from a template of this terminal's
+        header (one per report: the hot path)."""
+        assert self.header is not None
+        ack = self._ack
+        header = self.header
+        if ack is None or ack.key != (header.phone, header.version, header.protocol_version):
+            ack = self._ack = ResponseTemplate(header)
+        self.link.send(ack.frame(self.next_serial(), h.serial, h.msg_id, result))
+
     def message_received(self, message: Message, raw: bytes, reassembled: bool = False) -> None:
         h = message.header
+        if h.msg_id == 0x0200 and type(message.body) is Location:
+            # The hot path: a position report answers no command.
+            self._on_location(h, message.body)
+            return
         reply_serial = getattr(message.body, "reply_serial", None)
         asked = UNNUMBERED_REPLIES.get(h.msg_id)
         if asked is not None and reply_serial is None:

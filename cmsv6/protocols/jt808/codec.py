@@ -64,8 +64,12 @@ def decode_body(msg_id: int, data: bytes, version: int = 2013) -> Any:
     fast = FAST_DECODERS.get(msg_id)
     if fast is None:
         return decode_body_reference(msg_id, data, version)
-    with _codec_errors(f"0x{msg_id:04x} body", DECODE_ERRORS):
+    try:  # _codec_errors inline: the hot path pays for no context manager
         return fast(data, version)
+    except CodecError:
+        raise
+    except DECODE_ERRORS as e:
+        raise CodecError(f"0x{msg_id:04x} body: {e}") from None
 
 
 def encode_body_reference(body: Any, version: int = 2013) -> bytes:
@@ -80,8 +84,12 @@ def encode_body(body: Any, version: int = 2013) -> bytes:
     fast = FAST_ENCODERS.get(getattr(body, "MSG_ID", -1))
     if fast is None:
         return encode_body_reference(body, version)
-    with _codec_errors(type(body).__name__, ENCODE_ERRORS):
+    try:  # _codec_errors inline, as in decode_body
         return fast(body, version)
+    except CodecError:
+        raise
+    except ENCODE_ERRORS as e:
+        raise CodecError(f"{type(body).__name__}: {e}") from None
 
 
 def msg_id_of(body: Any) -> int:

@@ -1,5 +1,6 @@
-"""Hand-written hot paths: 0x0200, 0x0704, 0x0002, 0x0001/0x8001 (deframing and the header are
-in framing.py and header.py).
+"""Hand-written hot paths: 0x0200, 0x0704, 0x0002, 0x0001/0x8001, and the whole 0x8001 frame
+from a template (``ResponseTemplate``; deframing and the header are in framing.py and
+header.py).
 
 Each function here gives exactly what the construct reference (the ``FORMAT`` of the body
 class) gives, for every input: tests/protocols/jt808/test_fast.py proves it on generated messages and
@@ -15,6 +16,8 @@ from typing import Any
 from cmsv6.protocols.jt808.codec import FAST_DECODERS, FAST_ENCODERS
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.fields import BEIJING, bcd_time_encode
+from cmsv6.protocols.jt808.framing import checksum, escape
+from cmsv6.protocols.jt808.header import Header, build_header
 from cmsv6.protocols.jt808.messages.core import Heartbeat, PlatformResponse, TerminalResponse
 from cmsv6.protocols.jt808.messages.location import (
     Location,
@@ -184,6 +187,30 @@ def decode_platform_response(data: bytes, version: int = 2013) -> PlatformRespon
 
 def encode_response(body: TerminalResponse | PlatformResponse, version: int = 2013) -> bytes:
     return _RESPONSE.pack(body.reply_serial, body.reply_id, body.result) + body.rest
+
+
+_ACK_TAIL = Struct(">HHHB")
+
+
+class ResponseTemplate:
+    """The 0x8001 frames to one terminal, made from its header's fixed part: what
+    ``encode(header.reply_header(0x8001, serial), PlatformResponse(...))`` makes, for the
+    gateway's one reply per report (test_fast.py proves them equal)."""
+
+    __slots__ = ("key", "_prefix", "_check")
+
+    def __init__(self, header: Header) -> None:
+        #: What the template depends on: the terminal's phone form and header version.
+        self.key = (header.phone, header.version, header.protocol_version)
+        head = build_header(header.reply_header(0x8001, 0), _RESPONSE.size)
+        self._prefix = head[:-2]  # all but the serial
+        self._check = checksum(self._prefix)
+
+    def frame(self, serial: int, reply_serial: int, reply_id: int, result: int) -> bytes:
+        tail = _ACK_TAIL.pack(serial, reply_serial, reply_id, result)
+        words = serial ^ reply_serial ^ reply_id  # the XOR of the tail's bytes, folded
+        check = self._check ^ ((words >> 8) ^ words ^ result) & 0xFF
+        return b"\x7e" + escape(self._prefix + tail + bytes((check,))) + b"\x7e"
 
 
 FAST_DECODERS.update(

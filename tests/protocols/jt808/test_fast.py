@@ -230,3 +230,16 @@ def test_unescape_equals_reference_on_escapes(data: bytes) -> None:
     assert unescape(data) == unescape_reference(data)
     assert unescape(escape(data)) == data
     assert b"\x7e" not in escape(data)
+
+
+@settings(max_examples=500)
+@given(headers(), u16, u16, u16, u8)
+def test_response_template_equals_encode(header: Header, serial: int, reply_serial: int,
+                                         reply_id: int, result: int) -> None:  # fmt: skip
+    """A 0x8001 from the template is the frame ``encode`` makes of the terminal's reply
+    header and the PlatformResponse, in either header version, escapes included."""
+    from cmsv6.protocols.jt808.codec import encode
+
+    expected = encode(header.reply_header(0x8001, serial),
+                      PlatformResponse(reply_serial, reply_id, result))  # fmt: skip
+    assert fast.ResponseTemplate(header).frame(serial, reply_serial, reply_id, result) == expected
