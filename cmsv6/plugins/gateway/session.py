@@ -278,12 +278,16 @@ def extras_json(extras: dict[int, Any]) -> str:
     for k, v in extras.items():
         t = type(v)
         if t is int:
-            parts.append(f'"0x{k:02x}":{v}')
+            parts.append(_KEYS[k] + int.__repr__(v))
         elif t is bytes:
-            parts.append(f'"0x{k:02x}":"{v.hex()}"')
+            parts.append(f'{_KEYS[k]}"{v.hex()}"')
         else:
             return _extras_json(extras)  # typed items: the general way
     return "{" + ",".join(parts) + "}"
+
+
+#: '"0x01":' and the like, by item id.
+_KEYS = [f'"0x{k:02x}":' for k in range(256)]
 
 
 def _extras_json(extras: dict[int, Any]) -> str:

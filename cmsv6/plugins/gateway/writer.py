@@ -73,9 +73,10 @@ class PositionWriter:
         """Queue reports (and the alarm changes they carry): ``committed(None)`` is called
         once they are committed, or ``committed(error)`` if they cannot be stored (a
         callback, not a Deferred per report: this is the hot path)."""
-        self._queue.append((rows, list(alarms), committed))
+        self._queue.append((rows, list(alarms) if alarms else (), committed))
         self._queued_rows += len(rows) or 1
-        self._check_pressure()
+        if self.pressure or self._queued_rows + self._in_flight_rows >= self.high_water:
+            self._check_pressure()
         if self._queued_rows >= self.max_batch:
             self._flush()
         elif self._timer is None:
@@ -103,13 +104,19 @@ class PositionWriter:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        while self._queue and self._in_flight < self.concurrency and not self.stopped:
-            batch = []
+        queue = self._queue
+        while queue and self._in_flight < self.concurrency and not self.stopped:
+            # The batch is a slice of the queue (popping its items one by one from the
+            # front of a list of thousands would move the rest each time).
             n = 0
-            while self._queue and n < self.max_batch:
-                item = self._queue.pop(0)
-                batch.append(item)
-                n += len(item[0]) or 1
+            taken = 0
+            for rows, _, _ in queue:
+                if n >= self.max_batch:
+                    break
+                n += len(rows) or 1
+                taken += 1
+            batch = queue[:taken]
+            del queue[:taken]
             self._queued_rows -= n
             self._in_flight += 1
             self._in_flight_rows += n

@@ -190,8 +190,25 @@ class Deframer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame | FrameError]:
-        out: list[Frame | FrameError] = []
         buf = self._buffer
+        if (
+            len(buf) <= 1 and len(data) > 2 and data[:1] == _FLAG and data[-1:] == _FLAG
+            and data.count(FLAG) == 2 and (not buf or buf[0] == FLAG)
+        ):  # fmt: skip
+            # The usual read, exactly one whole frame after nothing or a kept flag: what
+            # the loop below gives, without copying it through the buffer.
+            buf[:] = _FLAG
+            escaped = data[1:-1]
+            try:
+                return [parse_frame(escaped)]
+            except CodecError as e:
+                return [FrameError(str(e), escaped)]
+        return self._feed(data)
+
+    def _feed(self, data: bytes) -> list[Frame | FrameError]:
+        """Any input: the general loop."""
+        buf = self._buffer
+        out: list[Frame | FrameError] = []
         buf += data
         start = buf.find(_FLAG)
         if start < 0:

@@ -3,7 +3,11 @@ alarms, video-alarm bits count too, active-safety items are instant events."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cmsv6.db.alarms import AlarmChange, AlarmReset
 from cmsv6.plugins.gateway.alarms import changes
@@ -54,3 +58,12 @@ def test_safety_items_are_every_item_that_decodes_to_an_event() -> None:
     events = {k for k, codec in EXTRA_ITEMS.items()
               if any(getattr(codec, "cls", None) is cls or codec is cls.CODEC for cls in _SAFETY)}  # type: ignore[attr-defined]  # fmt: skip
     assert SAFETY_ITEMS == events == {0x64, 0x65, 0x66, 0x67}
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.integers(0, 255), st.integers(0, 2**32) | st.binary(max_size=6), max_size=8))
+def test_extras_json_fast_way_equals_general_way(extras: dict[int, object]) -> None:
+    """Additional items of integers and bytes make the JSON the general way makes."""
+    from cmsv6.plugins.gateway.session import _extras_json, extras_json
+
+    assert json.loads(extras_json(extras)) == json.loads(_extras_json(extras))

@@ -306,3 +306,17 @@ def test_a_nested_record_given_as_a_partial_dict_is_a_codec_error() -> None:
 
     with pytest.raises(CodecError, match="live_encode_mode"):
         encode_body(SetParameters({0x0075: {"osd": 1}}))
+
+
+_PIECES = st.sampled_from([HEARTBEAT, RESPONSE, b"\x7e", b"\x7e\x7e", b"\x7d", b"junk", b"\x7e\x00\x7e"])
+
+
+@settings(max_examples=500)
+@given(st.lists(st.lists(_PIECES | st.binary(max_size=8), max_size=4).map(b"".join), max_size=6))
+def test_whole_frame_fast_path_equals_the_loop(chunks: list[bytes]) -> None:
+    """Fed any chunks (whole frames, pieces, shared flags, garbage), ``feed`` gives what
+    the general loop gives, item for item, and keeps the same buffer."""
+    fast, loop = Deframer(), Deframer()
+    for chunk in chunks:
+        assert fast.feed(chunk) == loop._feed(chunk)
+        assert fast._buffer == loop._buffer
