@@ -250,11 +250,13 @@ def run_real(devices: int, rounds: int, extras: str, start: datetime, repeat: in
                 expected = devices * len(frames)
                 got = 0
                 started = time.process_time()
+                fed = 0
                 for row in frames:
                     for p, data in zip(protos, row):
                         p.dataReceived(data)
+                    fed += devices
                     # At most two rounds in flight: the writer's queue as under steady load.
-                    while got < expected - devices:
+                    while got < fed - devices:
                         yield task.deferLater(reactor, 0.002, lambda: None)
                         got += acks(transports)
                 while got < expected:
