@@ -6,22 +6,10 @@
 //
 // For the browser tests: `window.cmsv6.playback = {player, video, session, state, position}`.
 
-import { play } from "./player.js";
+import { el, play } from "./player.js";
 
 const DEVICE_ZONE = "+08:00"; // JT/T 1078 devices keep their recordings in Beijing time
 const SPEEDS = [1, 2, 4, 8, 16];
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v == null) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 // Device times are kept as written ("2026-12-01T09:32:38+08:00"): shown and sent back as
 // they are, never through the browser's own zone.

@@ -6,6 +6,20 @@
 
 /** Whether this browser's MSE decodes H.265 (Linux Chromium without a hardware decoder
  * does not): when it does not, live URLs ask the media server for H.264 (`codec=h264`). */
+// A DOM element: `el("div", {class: "pane", text: "..."}, child...)` (false/null attributes
+// left out, true ones written empty). The video wall, playback and talk-back build with it.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v == null) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
 export function hevcSupported() {
   const MS = window.ManagedMediaSource || window.MediaSource;
   try {

@@ -11,21 +11,9 @@
 // For the browser tests: `window.cmsv6.talk = {state, sentFrames, receivedBytes, heardFrames}`
 // (state: "idle" | "connecting" | "talking" | "error" | "unavailable").
 
-import { closeWords } from "./player.js";
+import { closeWords, el } from "./player.js";
 
 const FRAME_SAMPLES = 320; // 40 ms at 8000 Hz: 640 bytes a message
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v == null) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 // What the talk-back close codes mean where they differ from live video's.
 const TALK_CLOSE = {

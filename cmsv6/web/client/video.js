@@ -6,21 +6,9 @@
 // For the browser tests: `window.cmsv6.panes[i] = {player, video, state, message,
 // firstFrameMs}` (state: "idle" | "connecting" | "playing" | "error").
 
-import { play, liveUrl } from "./player.js";
+import { el, play, liveUrl } from "./player.js";
 
 const LAYOUTS = [1, 4, 9, 16];
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v == null) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 function vehicleLabel(d) {
   return `${d.plate || d.phone} · ${d.phone}${d.online ? "" : " (offline)"}`;
