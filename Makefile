@@ -63,7 +63,7 @@ fuzz: $(STAMP)
 	$(BIN)/python bench/fuzz.py
 
 # Before a release: every one-line mutation of a core behaviour must be caught by the tests.
-mutate: $(STAMP)
+mutate: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/python bench/mutate.py
 
 clean:
