@@ -29,6 +29,8 @@ AHEAD_DAYS = 14
 
 #: Seconds between two runs on the active login server.
 INTERVAL = 3600.0
+#: Seconds before a failed run (the database not there yet, a lock not had) is tried again.
+RETRY = 60.0
 
 _MAINTAIN = "SELECT * FROM cmsv6_position_maintain(%s, %s, %s)"
 
@@ -56,9 +58,9 @@ def maintain(db: Any, now: datetime, retention_days: int) -> defer.Deferred[list
 
 
 class Maintenance(service.MultiService):
-    """Runs the maintenance when started and every ``interval`` seconds; logs each thing
-    done, and a failure (it is tried again at the next run; the writer never depends on
-    it: the default partition takes what no day partition does)."""
+    """Runs the maintenance once the database is connected and every ``interval`` seconds;
+    logs each thing done, and a failure (tried again ``RETRY`` seconds later; the writer
+    never depends on it: the default partition takes what no day partition does)."""
 
     def __init__(self, db: Any, clock: IReactorTime, retention_days: int,
                  interval: float = INTERVAL) -> None:  # fmt: skip
@@ -68,19 +70,31 @@ class Maintenance(service.MultiService):
         self.retention_days = retention_days
         #: Runs finished, failed or not.
         self.runs = 0
+        self._retry: Any = None
         timer = internet.TimerService(interval, self.run)
         timer.clock = clock
         timer.setServiceParent(self)
 
     @defer.inlineCallbacks
     def run(self) -> Any:
+        # A login server may become active before its database has connected.
+        ready = getattr(self.db, "ready", None)
+        if ready is not None:
+            yield ready()
         now = datetime.fromtimestamp(self.clock.seconds(), timezone.utc)
         try:
             done = yield maintain(self.db, now, self.retention_days)
-        except Exception:  # noqa: BLE001 - logged; the next run tries again
-            _log.failure("positions maintenance failed; tried again at the next run")
+        except Exception:  # noqa: BLE001 - logged; tried again soon
+            _log.failure("positions maintenance failed; tried again in {s:g} s", s=RETRY)
+            if self.running and (self._retry is None or not self._retry.active()):
+                self._retry = self.clock.callLater(RETRY, self.run)
         else:
             for line in done:
                 _log.info("positions maintenance: {what}", what=line)
         finally:
             self.runs += 1
+
+    def stopService(self) -> Any:  # noqa: N802
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        return super().stopService()

@@ -117,6 +117,18 @@ class Dispatcher(Service):
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
+        # A login server may become active before its database has connected: the loops
+        # start once it has (a stop meanwhile starts nothing).
+        ready = getattr(self.db, "ready", None)
+        d = ready() if ready is not None else None
+        if d is None or d.called:
+            self._start_loops()
+        else:
+            d.addCallback(lambda _: self._start_loops() if self.running else None)
+
+    def _start_loops(self) -> None:
+        if self._loops:
+            return
         for interval, work in ((self.poll, self._tick), (self.sweep, self._sweep)):
             loop = task.LoopingCall(work)
             loop.clock = self.clock
@@ -146,6 +158,9 @@ class Dispatcher(Service):
         self.poll_once().addErrback(self._poll_failed)
 
     def _poll_failed(self, failure: Failure) -> None:
+        if not self.running:  # a poll under way when the server stopped: nothing is lost
+            _log.debug("webhooks: poll ended by the stop: {error}", error=failure.getErrorMessage())
+            return
         _log.warn("webhooks: cannot read the outbox: {error}", error=failure.getErrorMessage())
 
     def _sweep(self) -> Any:

@@ -20,7 +20,7 @@ from twisted.internet import task
 
 from cmsv6.cli import main
 from cmsv6.db.embedded import EmbeddedPostgres
-from cmsv6.db.maintenance import AHEAD_DAYS, Maintenance, maintain_now
+from cmsv6.db.maintenance import AHEAD_DAYS, RETRY, Maintenance, maintain_now
 from cmsv6.db.positions import positions_query
 from cmsv6.db.service import Database
 from cmsv6.db.upgrade import steps, upgrade
@@ -242,13 +242,38 @@ def test_service_runs_at_start_and_every_interval(dsn: str) -> Any:
         assert _day(NOW + timedelta(days=AHEAD_DAYS)) in _partitions(dsn)
         query(dsn, "ALTER FUNCTION cmsv6_position_maintain(timestamptz, integer, integer)"
               " RENAME TO broken")  # fmt: skip
-        clock.advance(3600)
+        clock.advance(86400)
         yield until(lambda: service.runs == 2, "the failed run")
+        assert _day(NOW + timedelta(days=AHEAD_DAYS + 1)) not in _partitions(dsn)
         query(dsn, "ALTER FUNCTION broken(timestamptz, integer, integer)"
               " RENAME TO cmsv6_position_maintain")  # fmt: skip
-        clock.advance(86400 - 3600)
-        yield until(lambda: service.runs == 3, "the next day's run")
+        # A failed run is tried again RETRY seconds later, not an interval later.
+        clock.advance(RETRY)
+        yield until(lambda: service.runs == 3, "the run after the failed one")
         assert _day(NOW + timedelta(days=AHEAD_DAYS + 1)) in _partitions(dsn)
+        clock.advance(3600 - RETRY)
+        yield until(lambda: service.runs == 4, "the next interval's run")
+    finally:
+        yield within(service.stopService(), "the service stopped")
+        yield within(db.stopService(), "the database stopped")
+
+
+@pytest_twisted.inlineCallbacks
+def test_service_started_before_its_database_runs_once_it_is_there(dsn: str) -> Any:
+    """A login server becomes active before its database has connected: the first run
+    waits for the database instead of failing and waiting an hour."""
+    from twisted.internet import reactor
+
+    clock = task.Clock()
+    clock.advance(NOW.timestamp())
+    db = Database(dsn, reactor, size=1)
+    service = Maintenance(db, clock, retention_days=180, interval=3600.0)
+    service.startService()
+    try:
+        assert service.runs == 0
+        db.startService()
+        yield until(lambda: service.runs == 1, "the first run, once the database is there")
+        assert _day(NOW + timedelta(days=AHEAD_DAYS)) in _partitions(dsn)
     finally:
         yield within(service.stopService(), "the service stopped")
         yield within(db.stopService(), "the database stopped")

@@ -303,3 +303,37 @@ def test_given_up_after_max_attempts_and_aged_out(web: Web) -> None:
     assert dropped == 2 and outbox(web.dsn) == []
     assert query(web.dsn, "SELECT dropped FROM webhooks WHERE id = %s", (hook,))[0][0] == 5
 
+
+
+def test_the_dispatcher_waits_for_its_database() -> None:
+    """A login server becomes active before its database has connected: the dispatcher
+    reads the outbox only once the database is there (no warnings of a database not
+    connected), and a poll cut short by the stop is no warning either."""
+    from twisted.internet import defer, task
+
+    from cmsv6.webhooks.dispatcher import Dispatcher
+
+    class Db:
+        def __init__(self) -> None:
+            self.connected: defer.Deferred[None] = defer.Deferred()
+            self.queries = 0
+
+        def ready(self) -> defer.Deferred[None]:
+            return self.connected
+
+        def run_query(self, *args: object, **kwargs: object) -> defer.Deferred[list[object]]:
+            self.queries += 1
+            return defer.succeed([])
+
+        run_interaction = run_operation = run_query
+
+    clock = task.Clock()
+    db = Db()
+    dispatcher = Dispatcher(db, clock, clock=clock, agent=object())  # type: ignore[arg-type]
+    dispatcher.startService()
+    clock.advance(10)
+    assert db.queries == 0
+    db.connected.callback(None)
+    clock.advance(1)
+    assert db.queries > 0
+    dispatcher.stopService()
