@@ -479,6 +479,14 @@ _OFFLINE = _error("The device is offline (device_offline)")
 _MEDIA_GONE = _error("No media server is available (media_unavailable)")
 _REFUSED = _error("The device answered no (device_refused), or not as it should (bad_reply)")
 _NO_ANSWER = _error("The device did not answer within the timeout (timeout)")
+_GATEWAY_GONE = _error("The device's gateway is unavailable")
+#: What a command sent to a device through the command path may answer besides success.
+_DEVICE_COMMAND_ERRORS = {
+    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE, "502": _REFUSED,
+    "503": _GATEWAY_GONE, "504": _NO_ANSWER,
+}  # fmt: skip
+_BAD_CHANNEL_FIELD = _error("A bad field, said in words (bad_command), or a channel beyond the"
+                            " device's (bad_channel)")  # fmt: skip
 _CHOICE = {"type": "string"}
 _TIMEOUT_ARG = {
     "name": "timeout", "in": "query",
@@ -778,7 +786,7 @@ DOCUMENT: dict[str, Any] = {
                         " user whose role may not send it; recorded in the audit (forbidden)"),
                     "404": _NOT_FOUND,
                     "409": _error("The device is offline (device_offline)"),
-                    "503": _error("The device's gateway is unavailable"),
+                    "503": _GATEWAY_GONE,
                     "504": _error("The device did not answer (timeout)"),
                 },
             }
@@ -843,7 +851,7 @@ DOCUMENT: dict[str, Any] = {
                     "502": _error("The device refused (device_refused), acknowledged without"
                                   " the list (no_list), or answered what does not decode"
                                   " (bad_reply)"),
-                    "503": _error("The device's gateway is unavailable"),
+                    "503": _GATEWAY_GONE,
                     "504": _error("The device did not answer the recording query within the"
                                   " timeout (timeout)"),
                 },  # fmt: skip
@@ -920,12 +928,8 @@ DOCUMENT: dict[str, Any] = {
                 "parameters": [_PHONE],
                 "requestBody": _body(_ref("PtzRequest"), example={"channel": 1, "action": "rotate", "direction": "left"}),  # fmt: skip
                 "responses": {
-                    "200": _json(_ref("Acknowledged")),
-                    "400": _error("A bad field, said in words (bad_command), or a channel"
-                                  " beyond the device's (bad_channel)"),
-                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE, "413": _TOO_LARGE,
-                    "502": _REFUSED, "503": _error("The device's gateway is unavailable"),
-                    "504": _NO_ANSWER,
+                    "200": _json(_ref("Acknowledged")), "400": _BAD_CHANNEL_FIELD,
+                    "413": _TOO_LARGE, **_DEVICE_COMMAND_ERRORS,
                 },  # fmt: skip
             }
         },
@@ -936,10 +940,7 @@ DOCUMENT: dict[str, Any] = {
                                " answers say its codecs).",
                 "parameters": [_PHONE, _TIMEOUT_ARG],
                 "responses": {
-                    "200": _json(_ref("AvAttributes")),
-                    "400": _BAD, "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE,
-                    "502": _REFUSED, "503": _error("The device's gateway is unavailable"),
-                    "504": _NO_ANSWER,
+                    "200": _json(_ref("AvAttributes")), "400": _BAD, **_DEVICE_COMMAND_ERRORS,
                 },  # fmt: skip
             }
         },
@@ -953,12 +954,8 @@ DOCUMENT: dict[str, Any] = {
                 "parameters": [_PHONE],
                 "requestBody": _body(_ref("AvControlRequest"), example={"channel": 1, "action": "pause"}),  # fmt: skip
                 "responses": {
-                    "200": _json(_ref("Acknowledged")),
-                    "400": _error("A bad field, said in words (bad_command), or a channel"
-                                  " beyond the device's (bad_channel)"),
-                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "409": _OFFLINE, "413": _TOO_LARGE,
-                    "502": _REFUSED, "503": _error("The device's gateway is unavailable"),
-                    "504": _NO_ANSWER,
+                    "200": _json(_ref("Acknowledged")), "400": _BAD_CHANNEL_FIELD,
+                    "413": _TOO_LARGE, **_DEVICE_COMMAND_ERRORS,
                 },  # fmt: skip
             }
         },
