@@ -615,6 +615,12 @@ class Api:
         await self._finish(command_id, "replied", out)
         return {"command": command_id, "status": "replied", "reply": out}
 
+    def _require_online(self, d: Device) -> None:
+        """409 device_offline unless a gateway has the device (live, playback, talk-back:
+        a stream is asked of it once a viewer comes)."""
+        if self.cluster.device_gateway(d.phone) is None:
+            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+
     async def _send(self, user: User, d: Device, command: dict[str, Any], timeout: float,
                     what: str = "") -> tuple[int, int, dict[str, Any]]:  # fmt: skip
         """Encode ``command`` (``cmsv6.web.commands``), check its channel and the user's
@@ -722,8 +728,7 @@ class Api:
         view = self.cluster.live_view(d.phone, channel, stream)
         if view is None:
             raise ApiError(503, "media_unavailable", "no media server is available")
-        if self.cluster.device_gateway(d.phone) is None:
-            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+        self._require_online(d)
         path = f"/live/{d.phone}/{channel}.flv?" + urlencode({"stream": stream, "token": view.token})
         ws_url, http_url = _urls(view, path)
         # From login's memory of the device's 0x1003 (asked when a stream opens), never
@@ -805,8 +810,7 @@ class Api:
         media = _body_choice(body, "media", PLAYBACK_MEDIA, "audio_video")
         stream = _body_choice(body, "stream", RECORD_STREAMS, "any")
         storage = _body_choice(body, "storage", RECORD_STORAGE, "any")
-        if self.cluster.device_gateway(d.phone) is None:
-            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+        self._require_online(d)
         session = self.playbacks.new_id()
         params = {"id": session, "from": device_time(start),
                   "to": device_time(end) if end is not None else None, "mode": mode,
@@ -886,8 +890,7 @@ class Api:
         broadcast = body.get("broadcast", False)
         if not isinstance(broadcast, bool):
             raise bad_request("broadcast must be true or false")
-        if self.cluster.device_gateway(d.phone) is None:
-            raise ApiError(409, "device_offline", f"device {d.phone} is offline")
+        self._require_online(d)
         _, attributes = self.cluster.av_attributes(d.phone)
         if attributes is not None and not attributes.audio_output:
             raise ApiError(409, "no_audio_output", f"device {d.phone} has no audio output (its"
