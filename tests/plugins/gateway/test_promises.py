@@ -171,6 +171,8 @@ def test_three_failed_authentications_close_the_connection(gateway: Gateway) -> 
     assert (ack.body.reply_serial, ack.body.result) == (serial, 1)
     yield within(dev.lost, "the gateway to close the connection")
     assert gateway.counters["auth_failed"] == 3
+    # Closed for the third failure, not by the authentication deadline.
+    assert gateway.counters["auth_deadline"] == 0
 
 
 @pytest_twisted.inlineCallbacks

@@ -197,6 +197,15 @@ def test_a_bug_in_a_decoder_is_not_a_codec_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(CodecError):
         decode_body(0x0102, b"\xff\xfe", 2019)  # construct's errors become CodecError
 
+    class Buggy:  # a construct reference with a bug (0x0102 has no fast path)
+        def parse(self, data: bytes, version: int) -> object:
+            return None.oops  # type: ignore[attr-defined]
+
+    assert 0x0102 not in codec.FAST_DECODERS
+    monkeypatch.setattr(codec.MESSAGES[0x0102], "CODEC", Buggy())
+    with pytest.raises(AttributeError):
+        decode_body(0x0102, b"\x01", 2013)
+
 
 def test_a_bug_in_an_encoder_is_not_a_codec_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """A TypeError out of an encoder is a bug and comes out as it is; a value out of its
