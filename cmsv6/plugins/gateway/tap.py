@@ -216,11 +216,17 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
     def _stopped_first(f: Failure) -> None:
         f.trap(DatabaseUnavailable)  # stopped before the database answered: nothing to start
 
+    after_listening: list[service.Service] = []
+
     def listen(_: object) -> None:
         # Devices are let in once the database answers: before that a registration or an
         # authentication could get no answer at all (a unit retries; an operator wonders).
         if top.running and devices.parent is None:
             devices.setServiceParent(top)
+            # Only then does login hear of this gateway: it would otherwise send devices
+            # to a port that does not accept yet (or, with --processes, to its siblings).
+            for s in after_listening:
+                s.setServiceParent(top)
 
     class _Startup(service.Service):
         def startService(self) -> None:  # noqa: N802
@@ -255,8 +261,8 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         from cmsv6.plugins.gateway.cluster import LoginClient, cluster_address
 
         public_cluster = conf.public_cluster or cluster_address(conf.cluster, conf.public_jt808)
-        LoginClient(gateway, list(conf.login), reactor, public_cluster, conf.capacity,
-                    key).setServiceParent(top)
+        after_listening.append(LoginClient(gateway, list(conf.login), reactor, public_cluster,
+                                           conf.capacity, key))
         _log.info("gateway {id}: reporting to login at {login}", id=conf.id,
                   login=", ".join(conf.login))
     _log.info("gateway {id}: devices on {jt808}, cluster on {cluster}", id=conf.id,
