@@ -261,8 +261,8 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService: 
         from cmsv6.plugins.gateway.cluster import LoginClient, cluster_address
 
         public_cluster = conf.public_cluster or cluster_address(conf.cluster, conf.public_jt808)
-        after_listening.append(LoginClient(gateway, list(conf.login), reactor, public_cluster,
-                                           conf.capacity, key))
+        client = LoginClient(gateway, list(conf.login), reactor, public_cluster, conf.capacity, key)
+        after_listening.append(client)  # started once devices get in (see listen)
         _log.info("gateway {id}: reporting to login at {login}", id=conf.id,
                   login=", ".join(conf.login))
     _log.info("gateway {id}: devices on {jt808}, cluster on {cluster}", id=conf.id,
