@@ -12,10 +12,11 @@ The factory bounds the open connections, in total and per address (the host's
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from typing import Callable
 
-from twisted.internet import protocol
+from twisted.internet import protocol, tcp
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -44,6 +45,8 @@ class TerminalProtocol(protocol.Protocol):
         self.session: TerminalSession | None = None
         self._errors = 0
         self._paused: set[str] = set()
+        #: The plain TCP socket, for ``send``'s direct path (None: TLS, or not TCP).
+        self._socket: socket.socket | None = None
 
     def connectionMade(self) -> None:  # noqa: N802
         address = self.transport.getPeer()
@@ -51,6 +54,9 @@ class TerminalProtocol(protocol.Protocol):
         # Our writes to a terminal that does not read fill the transport's buffer; as its
         # producer we are then paused, and stop reading from that terminal.
         self.transport.registerProducer(self, True)
+        t = self.transport
+        if isinstance(t, tcp.Connection) and not getattr(t, "TLS", True):
+            self._socket = t.socket
         self.session = self.new_session(self)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
@@ -97,8 +103,27 @@ class TerminalProtocol(protocol.Protocol):
     # -- the session's link --------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
+        """Write ``data``. On plain TCP with nothing buffered it goes straight to the socket:
+        the 0x8001 of nearly every report fits, and skips Twisted's buffered write (register
+        for writing, a wake-up, the send, unregister: two ``epoll_ctl`` a report). Whatever
+        the socket does not take goes to the transport's buffer, behind which every later
+        write then queues, so the order holds."""
+        t = self.transport
+        if t is None:
+            return
+        sock = self._socket
+        if (sock is not None and t.connected and not t.disconnecting
+                and not t.dataBuffer and not t._tempDataBuffer):  # fmt: skip
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport's own write meets the error and closes
+            if sent == len(data):
+                return
+            data = data[sent:]
+        t.write(data)
 
     def close(self) -> None:
         if self.transport is not None:
