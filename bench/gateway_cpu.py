@@ -59,6 +59,7 @@ from cmsv6.db import positions as position_store  # noqa: E402
 from cmsv6.db.devices import Device  # noqa: E402
 from cmsv6.plugins.gateway.gateway import Gateway  # noqa: E402
 from cmsv6.plugins.gateway.protocol import JT808Factory  # noqa: E402
+from cmsv6.plugins.gateway.tap import quiet_collector  # noqa: E402
 from cmsv6.plugins.gateway.writer import PositionWriter  # noqa: E402
 from cmsv6.protocols.jt808.codec import encode  # noqa: E402
 from cmsv6.protocols.jt808.fields import BEIJING  # noqa: E402
@@ -170,7 +171,12 @@ def check_acks(transports: list[StringTransport], expected: int) -> None:
     assert n == expected, (n, expected)
 
 
-def run_stub(devices: int, frames: list[list[bytes]], profile: cProfile.Profile | None = None) -> float:
+#: Python's own thresholds, restored between runs.
+PYTHON_THRESHOLDS = gc.get_threshold()
+
+
+def run_stub(devices: int, frames: list[list[bytes]], profile: cProfile.Profile | None = None,
+             collector: str = "gateway") -> float:
     """CPU seconds for every frame acknowledged, on a task.Clock, the database stubbed.
 
     Profiled, the writer flushes on its clock only (``max_batch`` above a round), so that
@@ -188,7 +194,10 @@ def run_stub(devices: int, frames: list[list[bytes]], profile: cProfile.Profile 
         p.dataReceived(data)
     clock.advance(writer.window)
     check_acks(transports, devices)
-    gc.collect()
+    if collector == "gateway":
+        quiet_collector()  # as twistd gateway does once it listens
+    else:
+        gc.collect()
     total = 0
     os.getppid()  # a marker: valgrind --tool=callgrind --zero-before=os_getppid (see --help)
     started = time.process_time()
@@ -334,20 +343,33 @@ def main() -> int:
     parser.add_argument("--db", choices=("stub", "real"), default="stub")
     parser.add_argument("--extras", choices=sorted(EXTRAS), default="loadgen")
     parser.add_argument("--profile", type=int, default=25, help="top functions to print (0: no profile)")
+    parser.add_argument("--collector", choices=("gateway", "python", "both"), default="both",
+                        help="stub: the garbage collector as twistd gateway sets it (tap.quiet_collector),"
+                             " Python's default, or both in turn")
     args = parser.parse_args()
     print(f"# bench/gateway_cpu.py {' '.join(sys.argv[1:])} · {date.today()} · {os.cpu_count()} cores"
           f" · load average {open('/proc/loadavg').read().split()[0]}", flush=True)
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
     frames = frames_for(args.devices, args.rounds, args.extras, start)
     positions = args.devices * (args.rounds - 1)
+    def report(figures: list[float], how: str) -> None:
+        us = sorted(1e6 * f for f in figures)
+        print(f"{args.devices} devices x {args.rounds - 1} reports ({args.extras} extras), database"
+              f" {args.db}{how}: CPU per acknowledged position: best {us[0]:.1f} µs, median"
+              f" {statistics.median(us):.1f} µs ({' '.join(f'{u:.1f}' for u in us)})", flush=True)
+
     if args.db == "stub":
-        figures = [run_stub(args.devices, frames) for _ in range(args.repeat)]
+        modes = ("python", "gateway") if args.collector == "both" else (args.collector,)
+        runs: dict[str, list[float]] = {mode: [] for mode in modes}
+        for _ in range(args.repeat):  # interleaved: the machine's drift weighs on both
+            for mode in modes:
+                runs[mode].append(run_stub(args.devices, frames, collector=mode))
+                gc.unfreeze()
+                gc.set_threshold(*PYTHON_THRESHOLDS)
+        for mode in modes:
+            report(runs[mode], f", collector {mode}" + (" (baseline)" if mode == "python" else ""))
     else:
-        figures = run_real(args.devices, args.rounds, args.extras, start, args.repeat)
-    us = sorted(1e6 * f for f in figures)
-    print(f"{args.devices} devices x {args.rounds - 1} reports ({args.extras} extras), database {args.db}:"
-          f" CPU per acknowledged position: best {us[0]:.1f} µs, median {statistics.median(us):.1f} µs"
-          f" ({' '.join(f'{u:.1f}' for u in us)})")
+        report(run_real(args.devices, args.rounds, args.extras, start, args.repeat), "")
     if args.profile:
         prof = cProfile.Profile(time.process_time)  # CPU time: others share the machine
         run_stub(args.devices, frames, prof)
