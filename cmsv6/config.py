@@ -326,6 +326,13 @@ class GatewayConfig(DevicePortConfig):
     media_dir: str = setting("var/media", Text(empty=False), "where uploaded photos and files are written")
     metrics: str = setting("", Endpoint(optional=True),
                            "endpoint serving Prometheus /metrics ('' = none)")
+    processes: int = setting(1, Number(int, 0, "processes"),
+                             "gateway processes on this host (0 = one per core), each a gateway"
+                             " of its own, ID.1 ... ID.N (docs/operations.md)")
+    ports: str = setting("shared", Choice("shared", "each"),
+                         "with processes: 'shared' (every worker on the jt808 port,"
+                         " SO_REUSEPORT) or 'each' (worker i on the jt808 and public_jt808"
+                         " ports + i - 1)")
 
 
 @attrs.frozen

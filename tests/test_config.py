@@ -139,6 +139,8 @@ def test_every_key_is_an_option() -> None:
                 args: list[str] = []
                 for item in text:
                     args += [f"--{key}", str(item)]
+                if key in ("processes", "ports"):  # workers need a key file each, or no cluster
+                    args += ["--cluster", ""]
                 options.parseOptions(args)
                 got = getattr(getattr(options.config, name), key)
                 want = tuple(value) if kind.repeated else kind.from_text(str(value))

@@ -40,15 +40,7 @@ class Options(cfg.ServerOptions):
 
     def postOptions(self) -> None:  # noqa: N802
         super().postOptions()
-        try:
-            processes = int(self["processes"])
-        except ValueError:
-            raise usage.UsageError(f"--processes {self['processes']!r} is not a number") from None
-        if processes < 0:
-            raise usage.UsageError("--processes is 0 (one per core) or more")
-        self.processes = processes or os.cpu_count() or 1
-        if self["ports"] not in ("shared", "each"):
-            raise usage.UsageError(f"--ports {self['ports']!r}: 'shared' or 'each'")
+        self.processes = self.config.gateway.processes or os.cpu_count() or 1
         if self.processes == 1:
             return
         conf = self.config.gateway
@@ -63,20 +55,13 @@ class Options(cfg.ServerOptions):
             )
         try:
             self.workers = workers.plan_workers(
-                self.processes, conf.id, self["ports"], conf.jt808, conf.public_jt808,
+                self.processes, conf.id, conf.ports, conf.jt808, conf.public_jt808,
                 conf.cluster, conf.metrics, conf.cluster_key if conf.cluster or conf.login else "",
             )  # fmt: skip
         except ValueError as e:
             raise usage.UsageError(f"--processes: {e}") from None
 
 
-Options.optParameters = [
-    *Options.optParameters,
-    ["processes", None, "1", "gateway processes on this host (0 = one per core), each a gateway"
-     " of its own, ID.1 ... ID.N (docs/operations.md)"],
-    ["ports", None, "shared", "with --processes: 'shared' (every worker on the jt808 port,"
-     " SO_REUSEPORT) or 'each' (worker i on the jt808 and public_jt808 ports + i - 1)"],
-]
 Options.optFlags = [
     ["reuse_port", None, "(set by --processes) share the jt808 port with other workers"],
 ]
@@ -139,8 +124,9 @@ def worker_commands(options: Options) -> list[tuple[str, list[str]]]:
     for plan in plans:
         own = [arg for key, value in plan.overrides for arg in (f"--{key}", value)]
         flags = ["--reuse_port"] if plan.reuse_port else []
+        # A worker is one gateway, whatever the configuration file says of processes.
         commands.append((plan.name, [*TWISTD, "--nodaemon", "--pidfile=", "gateway", *given,
-                                     *own, *flags]))  # fmt: skip
+                                     *own, "--processes", "1", *flags]))  # fmt: skip
     return commands
 
 
@@ -155,7 +141,7 @@ def supervisor_service(options: Options, reactor: Any) -> service.MultiService:
     top = service.MultiService()
     workers.Supervisor(reactor, worker_commands(options)).setServiceParent(top)
     _log.info("gateway {id}: {n} worker processes, devices on {jt808} ({ports})", id=conf.id,
-              n=len(options.workers), jt808=conf.jt808, ports=options["ports"])
+              n=len(options.workers), jt808=conf.jt808, ports=conf.ports)
     return top
 
 

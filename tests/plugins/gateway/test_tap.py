@@ -103,7 +103,7 @@ def test_processes_plan_one_gateway_per_worker() -> None:
     assert given["--cluster"] == "tcp:7614:interface=127.0.0.1:backlog=50"
     assert given["--metrics"] == "tcp:9101:backlog=50" and given["--login"] == "tcp:127.0.0.1:6609"
     assert given["--public_jt808"] == "gw.example:7611"  # the one shared port, for every worker
-    assert "--processes" not in args and "--ports" not in args
+    assert given["--processes"] == "1" and "--ports" not in args  # each worker is one gateway
     options = tap.Options()
     options.parseOptions(["--processes", "2", "--ports", "each", "--cluster", "",
                           "--jt808", "tcp:7611:interface=10.0.0.5", "--public_jt808", "gw.example:7611"])
@@ -111,6 +111,25 @@ def test_processes_plan_one_gateway_per_worker() -> None:
     assert args[args.index("--jt808") + 1] == "tcp:7612:interface=10.0.0.5:backlog=50"
     assert args[args.index("--public_jt808") + 1] == "gw.example:7612"
     assert "--reuse_port" not in args
+
+
+def test_processes_from_the_configuration_file(tmp_path: Path) -> None:
+    """``[gateway] processes`` and ``ports`` in the file act as the options do; the workers,
+    which read the same file, are told they are one gateway each (else each would start
+    workers of its own)."""
+    conf = tmp_path / "cmsv6.toml"
+    conf.write_text('[gateway]\nprocesses = 2\nports = "each"\ncluster = ""\n')
+    options = tap.Options()
+    options.parseOptions(["--config", str(conf)])
+    assert options.processes == 2
+    commands = dict(tap.worker_commands(options))
+    for name, args in commands.items():
+        assert args[args.index("--config") + 1] == str(conf)
+        assert args[args.index("--processes") + 1] == "1", name
+        worker = tap.Options()
+        worker.parseOptions(args[args.index("gateway") + 1:])
+        assert worker.processes == 1
+    assert commands["gw-1.2"][commands["gw-1.2"].index("--jt808") + 1].startswith("tcp:7612")
 
 
 def test_processes_zero_is_one_per_core() -> None:
@@ -126,9 +145,9 @@ def test_processes_zero_is_one_per_core() -> None:
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--processes", "-1"], "0 \\(one per core\\) or more"),
-    (["--processes", "two"], "not a number"),
-    (["--processes", "2", "--ports", "some"], "'shared' or 'each'"),
+    (["--processes", "-1"], "--processes: expected an integer of processes \\(at least 0\\)"),
+    (["--processes", "two"], "--processes: expected an integer of processes"),
+    (["--processes", "2", "--ports", "some"], "--ports: expected 'shared' or 'each', got 'some'"),
     (["--processes", "2", "--cluster_key", "/k/gw.key"], "with \\{id\\} in it"),
     (["--processes", "2", "--cluster", "", "--jt808", "unix:/tmp/s"], "tcp or tcp6"),
     (["--processes", "2", "--cluster_key", "/k/{id}", "--public_cluster", "tcp:h:1"], "public_cluster"),
