@@ -139,6 +139,8 @@ class TerminalSession:
         self.clock = host.clock
         self.last_seen = self.clock.seconds()
         self.phone: str | None = None  # canonical
+        #: The header's phone field as it came in the last frame that matched ``phone``.
+        self._phone_field: str | None = None
         self.header: Header | None = None  # the terminal's last header (version, phone form)
         self.device: Device | None = None
         #: We closed the connection (or a frame made our code fail), or it is gone: nothing
@@ -186,7 +188,9 @@ class TerminalSession:
 
     def _frame_received(self, frame: Frame) -> None:
         h = frame.header
-        if self.authenticated:
+        # ``authenticated`` once: nothing below changes it before the frame is handed on.
+        authenticated = self.device is not None and not self.closed
+        if authenticated:
             self.last_seen = self.clock.seconds()
         elif not self.input_before_auth():
             return
@@ -205,22 +209,26 @@ class TerminalSession:
             self.link.send(encode(h.reply_header(0x8001, self.next_serial()),
                                   PlatformResponse(h.serial, h.msg_id, RESULT_BAD_MESSAGE)))
             return
-        phone = canonical_phone(h.phone)
-        if self.phone is None:
-            self.phone = phone
-        elif phone != self.phone:
-            self.host.count("phone_changed")
-            _log.warn("{peer}: phone changed from {old} to {new}; closing", peer=self.link.peer,
-                      old=self.phone, new=h.phone)
-            self.close()
-            return
+        if h.phone != self._phone_field:
+            # Canonicalised only when the field differs from the last one that passed (a
+            # unit sends one form): the same field is the same phone.
+            phone = canonical_phone(h.phone)
+            if self.phone is None:
+                self.phone = phone
+            elif phone != self.phone:
+                self.host.count("phone_changed")
+                _log.warn("{peer}: phone changed from {old} to {new}; closing",
+                          peer=self.link.peer, old=self.phone, new=h.phone)
+                self.close()
+                return
+            self._phone_field = h.phone
         self.header = h
-        if h.msg_id not in self.BEFORE_AUTH and not self.authenticated:
+        if not authenticated and h.msg_id not in self.BEFORE_AUTH:
             self.host.count("unauthenticated")
             self.respond(h, RESULT_FAILED)
             return
         if h.packet is not None and h.packet.total > 1:
-            if not self.authenticated:
+            if not authenticated:
                 # Nothing is kept for a peer that has not proved who it is.
                 self.host.count("packets_before_auth")
                 self.respond(h, RESULT_FAILED)

@@ -104,3 +104,17 @@ def test_bad_input_in_a_row_closes() -> None:
     assert not transport.disconnecting
     proto.dataReceived(b"\x7e\x01\x7e")
     assert transport.disconnecting and host.counters["frame_errors"] == 2 * MAX_FRAME_ERRORS - 1
+
+
+def test_phone_checked_on_every_frame_in_either_form() -> None:
+    """The phone is the same in its 2013 and 2019 forms, however often each comes; another
+    phone after several frames of the same one still closes the connection unanswered."""
+    link = FakeLink()
+    host = Host()
+    session = TerminalSession(host, link)
+    session.device = object()  # type: ignore[assignment]
+    for serial, version in ((1, 2013), (2, 2013), (3, 2019), (4, 2019), (5, 2013)):
+        session.frame_received(parse_frame(frame(Heartbeat(), serial, version=version)))
+    assert len(link.take()) == 5 and not link.closed and session.phone == "13800000001"
+    session.frame_received(parse_frame(frame(Heartbeat(), 6, phone="013800000002")))
+    assert link.closed and link.take() == [] and host.counters["phone_changed"] == 1
