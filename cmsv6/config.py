@@ -304,7 +304,8 @@ class GatewayConfig(DevicePortConfig):
     """``[gateway]``: ``twistd gateway``, where devices live."""
 
     id: str = setting("gw-1", Text(empty=False), "gateway id (unique in the cluster)")
-    jt808: str = setting("tcp:7611", Endpoint(), "endpoint for devices")
+    jt808: str = setting("tcp:7611:backlog=4096", Endpoint(),
+                         "endpoint for devices (a backlog that holds a reconnect storm)")
     public_jt808: str = setting("127.0.0.1:7611", Address(), "address login gives devices (host:port)")
     cluster: str = setting("tcp:7613:interface=127.0.0.1", Endpoint(optional=True),
                            "AMP endpoint for commands from the cluster ('' = none)")
