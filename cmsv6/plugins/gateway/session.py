@@ -217,7 +217,12 @@ class DeviceSession(TerminalSession):
         changes: list[Any] = []
         for loc in locations:
             t = loc.time
-            epoch = received if t is None else t.timestamp()
+            if t is None:
+                epoch = received
+            else:
+                epoch = _EPOCHS.get(t)
+                if epoch is None:
+                    epoch = _epoch(t)
             extras = loc.extras
             rows.append(prepare(
                 device_id, epoch, received, loc.latitude, loc.longitude, loc.altitude,
@@ -250,6 +255,26 @@ class DeviceSession(TerminalSession):
             blind,
             report_digest(loc, time),
         )
+
+
+#: Epoch seconds of report times, by time: the reports of one second share it (the fast
+#: decoder gives them one ``datetime``, whose hash it then keeps).
+_EPOCHS: dict[datetime, float] = {}
+#: At this many the cache starts again.
+EPOCHS_KEPT = 64
+
+
+def _epoch(t: datetime) -> float:
+    """``t.timestamp()``, kept for the next report of the same time when ``t`` has a fixed
+    offset (as decoded reports do): equal such times are one instant. A naive time, or one
+    in a zone with folds, is not kept (equal ones can be different instants)."""
+    epoch = t.timestamp()
+    if type(t.tzinfo) is not timezone:
+        return epoch
+    if len(_EPOCHS) >= EPOCHS_KEPT:
+        _EPOCHS.clear()
+    _EPOCHS[t] = epoch
+    return epoch
 
 
 _DIGEST = Struct(">IIddhdHd")

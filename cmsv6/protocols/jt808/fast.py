@@ -57,7 +57,26 @@ _SCALAR_SIZE = {k: v.size for k, v in _SCALARS.items()}
 _BCD = {(hi << 4) | lo: hi * 10 + lo for hi in range(10) for lo in range(10)}
 
 
+#: Report times already made, by their BCD bytes: the reports of one second, from every
+#: unit, share one ``datetime`` (immutable), and most reports are of the last second or two.
+_TIMES: dict[bytes, datetime] = {}
+#: At this many the cache starts again (a bound, not a tuning: a second has one entry).
+TIMES_KEPT = 64
+
+
 def _time(raw: bytes) -> datetime | None:
+    t = _TIMES.get(raw)
+    if t is not None:
+        return t
+    t = _bcd_time(raw)
+    if t is not None:
+        if len(_TIMES) >= TIMES_KEPT:
+            _TIMES.clear()
+        _TIMES[raw] = t
+    return t
+
+
+def _bcd_time(raw: bytes) -> datetime | None:
     try:
         return datetime(
             2000 + _BCD[raw[0]],

@@ -243,3 +243,23 @@ def test_response_template_equals_encode(header: Header, serial: int, reply_seri
     expected = encode(header.reply_header(0x8001, serial),
                       PlatformResponse(reply_serial, reply_id, result))  # fmt: skip
     assert fast.ResponseTemplate(header).frame(serial, reply_serial, reply_id, result) == expected
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_report_times_kept_between_reports_equal_the_reference(data: st.DataObject) -> None:
+    """Reports that share a time (the fast decoder keeps the ``datetime`` of a time it has
+    made) decode as the reference decodes each alone, past the cache's bound and with
+    times that are not dates among them."""
+    from cmsv6.protocols.jt808.fields import bcd_time_encode
+
+    pool = data.draw(st.lists(times.filter(bool).map(bcd_time_encode)  # type: ignore[arg-type]
+                              | st.binary(min_size=6, max_size=6), min_size=1, max_size=40))
+    raws = data.draw(st.lists(st.sampled_from(pool), max_size=3 * fast.TIMES_KEPT))
+    bcd = [int(str(n), 16) for n in range(60)]
+    raws += [bytes((0x26, 0x11, 0x25, 0x08, bcd[i // 60], bcd[i % 60]))
+             for i in range(fast.TIMES_KEPT + 1)]  # fmt: skip
+    basic = bytes(22)
+    for raw in raws + raws[::-1]:
+        body = basic + raw
+        assert fast.decode_location(body) == decode_body_reference(0x0200, body)

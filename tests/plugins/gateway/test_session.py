@@ -1,0 +1,62 @@
+"""A gateway session's rows from reports, through the session (no database, no sockets):
+what the hot path keeps between reports gives what each report alone would."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from twisted.internet import task
+
+from cmsv6.db.devices import Device
+from cmsv6.plugins.gateway import session as gateway_session
+from cmsv6.plugins.gateway.gateway import Gateway
+from cmsv6.plugins.gateway.session import DeviceSession
+from cmsv6.protocols.jt808.codec import Message
+from cmsv6.protocols.jt808.fields import BEIJING
+from cmsv6.protocols.jt808.header import Header
+from cmsv6.protocols.jt808.messages.location import Location
+from tests.support.device import location
+from tests.support.link import FakeLink
+
+PHONE = "013800000001"
+RECEIVED = 1_700_000_000.5
+
+
+def session_and_rows() -> tuple[DeviceSession, list[list[Any]]]:
+    """An authenticated session whose writer keeps each report's row, decoded from JSON."""
+    clock = task.Clock()
+    clock.advance(RECEIVED)
+    gw = Gateway(db=None, clock=clock, gateway_id="gw", public_address="x")  # type: ignore[arg-type]
+    rows: list[list[Any]] = []
+    gw.writer.submit_then = (  # type: ignore[method-assign]
+        lambda prepared, changes, then: rows.extend(json.loads(r[1]) for r in prepared))
+    session = DeviceSession(gw, FakeLink())
+    session.device = Device(7, "13800000001", None, None, None, 4, None)
+    session.header = Header(0x0200, PHONE, 1)
+    return session, rows
+
+
+def report(session: DeviceSession, loc: Location, serial: int = 1) -> None:
+    session.message_received(Message(Header(0x0200, PHONE, serial), loc), b"")
+
+
+def test_each_row_has_its_own_reports_epoch_time() -> None:
+    """Each row's time is its report's ``timestamp()``, whatever came before: the same
+    instant in another fixed offset, a naive time, more distinct times than the session
+    keeps, and the two 01:30 of a night that turns the clocks back (equal as datetimes,
+    an hour apart as instants)."""
+    session, rows = session_and_rows()
+    t = datetime(2026, 11, 25, 8, 0, tzinfo=BEIJING)
+    new_york = ZoneInfo("America/New_York")
+    times = [t, t, t.astimezone(timezone.utc), t.replace(tzinfo=None)]
+    times += [t + timedelta(seconds=s) for s in range(2 * gateway_session.EPOCHS_KEPT + 3)]
+    times += [t, datetime(2026, 11, 1, 1, 30, tzinfo=new_york),
+              datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=new_york), t]  # fmt: skip
+    for serial, when in enumerate(times):
+        report(session, location(time=when), serial)
+    assert [r[1] for r in rows] == [when.timestamp() for when in times]
+    assert rows[-3][1] + 3600 == rows[-2][1]
+    assert all(r[2] == RECEIVED for r in rows)
