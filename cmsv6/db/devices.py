@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import psycopg2
 from attrs import frozen
@@ -282,21 +282,32 @@ def _changed(cur: Any, phone: str) -> None:
     cur.execute("SELECT pg_notify(%s, %s)", (DEVICES_CHANNEL, phone))
 
 
-@defer.inlineCallbacks
-def open_session(
+#: Sessions recorded together: each takes its id from the sequence first, so the ids come
+#: back in the order the sessions were given, whatever order the INSERT stores them in.
+_OPEN_SESSIONS = """
+WITH v AS (
+    SELECT nextval('device_sessions_id_seq') AS id, d, a, c, n
+    FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(d, a, c, n)
+), stored AS (
+    INSERT INTO device_sessions (id, device_id, gateway_id, gateway_address, device_address,
+                                 connected)
+    SELECT id, d, %s, %s, a, c FROM v
+)
+SELECT id FROM v ORDER BY n
+"""
+
+
+def open_sessions(
     db: Database,
-    device_id: int,
     gateway_id: str,
     gateway_address: str,
-    device_address: str,
-    now: datetime,
-) -> Any:
-    rows = yield db.run_query(
-        "INSERT INTO device_sessions (device_id, gateway_id, gateway_address, device_address,"
-        " connected) VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (device_id, gateway_id, gateway_address, device_address, now),
-    )
-    return rows[0][0]
+    opened: Sequence[tuple[int, str, datetime]],
+) -> defer.Deferred[list[int]]:
+    """Record several sessions in one statement (one transaction, one commit): ``opened`` is
+    (device id, device address, connected) of each; fires with their ids in that order."""
+    d = db.run_query(_OPEN_SESSIONS, ([o[0] for o in opened], [o[1] for o in opened],
+                                      [o[2] for o in opened], gateway_id, gateway_address))  # fmt: skip
+    return d.addCallback(lambda rows: [r[0] for r in rows])
 
 
 def close_session(db: Database, session_id: int, now: datetime, reason: str) -> Any:

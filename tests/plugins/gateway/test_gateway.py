@@ -382,3 +382,25 @@ def test_photos_in_one_second_are_two_files(gateway: Gateway, monkeypatch: Any) 
             contents.append(f.read())
     assert contents == photos
     dev.transport.loseConnection()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sessions_opened_together_are_recorded_together(gateway: Gateway) -> None:
+    """Sessions opened while one is being recorded go in one statement (a reconnect storm
+    is a few commits, not one per device), and each gets back its own row's id."""
+    phones = [f"1380000{i:04d}" for i in range(50)]
+    for phone in phones:
+        add_device(gateway.dsn, phone)  # type: ignore[attr-defined]
+    ids = dict(query(gateway.dsn, "SELECT phone, id FROM devices"))  # type: ignore[attr-defined]
+    now = gateway.now()
+    opened = [gateway.session_log.open(ids[p], f"10.0.0.{i}:{5000 + i}", now + timedelta(seconds=i))
+              for i, p in enumerate(phones)]  # fmt: skip
+    session_ids = yield defer.gatherResults(opened)
+    assert gateway.session_log.statements == 2  # the first alone, the 49 others together
+    rows = {r[0]: r[1:] for r in query(
+        gateway.dsn, "SELECT id, device_id, device_address, connected, gateway_id"  # type: ignore[attr-defined]
+        " FROM device_sessions")}  # fmt: skip
+    assert len(set(session_ids)) == 50
+    for i, (phone, session_id) in enumerate(zip(phones, session_ids)):
+        assert rows[session_id] == (ids[phone], f"10.0.0.{i}:{5000 + i}",
+                                    now + timedelta(seconds=i), "gw-test")
