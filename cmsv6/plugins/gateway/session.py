@@ -224,14 +224,18 @@ class DeviceSession(TerminalSession):
                 if epoch is None:
                     epoch = _epoch(t)
             extras = loc.extras
+            alarm, status, lat, lon = loc.alarm, loc.status, loc.latitude, loc.longitude
+            altitude, speed, direction = loc.altitude, loc.speed, loc.direction
+            digest = _md5(_DIGEST.pack(alarm, status, lat, lon, altitude, speed, direction,
+                                       epoch), usedforsecurity=False).digest()  # _digest
             rows.append(prepare(
-                device_id, epoch, received, loc.latitude, loc.longitude, loc.altitude,
-                loc.speed, loc.direction, loc.alarm, loc.status,
-                extras_json(extras) if extras else None, blind, _digest(loc, epoch),
+                device_id, epoch, received, lat, lon, altitude, speed, direction, alarm,
+                status, extras_json(extras) if extras else None, blind, digest,
             ))  # fmt: skip
             if not blind:  # a backfill replays the past; alarms follow live reports
-                word = alarms.alarm_word(loc)
-                if word != self._alarm_word or not alarms.SAFETY_ITEMS.isdisjoint(extras):
+                video = extras.get(0x14)  # alarms.alarm_word, inline
+                word = (alarm, video if isinstance(video, int) else 0)
+                if word != self._alarm_word or not _SAFETY_ITEMS.isdisjoint(extras):
                     time = t if t is not None else datetime.fromtimestamp(received, timezone.utc)
                     changes += alarms.changes(device_id, self._alarm_word, loc, time)
                 self._alarm_word = word
@@ -278,6 +282,7 @@ def _epoch(t: datetime) -> float:
 
 
 _DIGEST = Struct(">IIddhdHd")
+_SAFETY_ITEMS = alarms.SAFETY_ITEMS
 
 
 def report_digest(loc: Location, time: datetime) -> bytes:
@@ -303,7 +308,7 @@ def extras_json(extras: dict[int, Any]) -> str:
     for k, v in extras.items():
         t = type(v)
         if t is int:
-            parts.append(_KEYS[k] + int.__repr__(v))
+            parts.append(f"{_KEYS[k]}{v}")  # an exact int formats as its repr
         elif t is bytes:
             parts.append(f'{_KEYS[k]}"{v.hex()}"')
         else:

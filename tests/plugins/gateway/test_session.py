@@ -60,3 +60,41 @@ def test_each_row_has_its_own_reports_epoch_time() -> None:
     assert [r[1] for r in rows] == [when.timestamp() for when in times]
     assert rows[-3][1] + 3600 == rows[-2][1]
     assert all(r[2] == RECEIVED for r in rows)
+
+
+def test_row_digest_is_the_reports_whichever_way_it_comes() -> None:
+    """A report's row carries ``report_digest`` of it, the same in a 0x0200 and again in a
+    blind-area 0x0704, and another report's differs."""
+    from cmsv6.plugins.gateway.session import report_digest
+    from cmsv6.protocols.jt808.messages.location import BATCH_BLIND_AREA, LocationBatch
+
+    session, rows = session_and_rows()
+    t = datetime(2026, 11, 25, 8, 0, tzinfo=BEIJING)
+    loc = location(time=t, alarm=5, extras={0x01: 9})
+    other = location(time=t, alarm=5, lat=22.5432, extras={0x01: 9})
+    report(session, loc)
+    report(session, other)
+    session.message_received(
+        Message(Header(0x0704, PHONE, 3), LocationBatch(BATCH_BLIND_AREA, [loc])), b"")
+    digests = [bytes.fromhex(r[12]) for r in rows]
+    assert digests[0] == digests[2] == report_digest(loc, t) != digests[1]
+    assert digests[1] == report_digest(other, t) and [r[11] for r in rows] == [False, False, True]
+
+
+def test_alarm_changes_follow_both_alarm_words_through_the_session() -> None:
+    """Through the session, a change of the 0x0200 alarm bits or of the 1078 video-alarm
+    item (0x14) makes alarm changes; the same words again make none."""
+    from cmsv6.db.alarms import AlarmChange
+
+    session, _ = session_and_rows()
+    handed: list[list[Any]] = []
+    session.gateway.writer.submit_then = (  # type: ignore[method-assign]
+        lambda prepared, changes, then: handed.append(changes))
+    t = datetime(2026, 11, 25, 8, 0, tzinfo=BEIJING)
+    for serial, (alarm, extras) in enumerate([(0, {}), (0, {0x14: 1}), (0, {0x14: 1}),
+                                              (2, {0x14: 1}), (2, {0x14: 0}), (2, {})]):
+        report(session, location(time=t, alarm=alarm, extras=extras), serial)
+    kinds = [[(c.kind, c.opened) for c in changes if isinstance(c, AlarmChange)]
+             for changes in handed]  # fmt: skip
+    assert kinds == [[], [("bit:video:video_signal_loss", True)], [], [("bit:overspeed", True)],
+                     [("bit:video:video_signal_loss", False)], []]  # fmt: skip
