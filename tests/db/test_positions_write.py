@@ -1,6 +1,7 @@
 """The position write path's prepared rows: each is exactly the JSON element the batch
 statement reads (the same values as a ``Position`` gives), and a batch of them, mixed
-with ``Position`` rows, is stored with every field."""
+with ``Position`` rows, is stored with every field, each value exactly; each known device's
+last position is its newest report."""
 
 from __future__ import annotations
 
@@ -96,3 +97,62 @@ def test_prepared_and_position_rows_are_stored(dsn: str) -> None:
                  True, b"b" * 16),
     ]  # fmt: skip
     assert query(dsn, "SELECT latitude, extras FROM last_positions") == [(-22.25, None)]
+
+
+def _write(dsn: str, rows: list[store.Row]) -> None:
+    """One batch, as the gateway's writer threads send it (one query, one transaction)."""
+    query(dsn, *store.batch_sql(rows, []))
+
+
+#: Doubles whose shortest decimal is long, tiny, huge or subnormal.
+_FLOATS = [0.1 + 0.2, 22.740019999999998, -114.5, 1e-05, -1e-05, 5e-324,
+           1.7976931348623157e308, 123456789.12345679, -2.2250738585072014e-308]  # fmt: skip
+
+
+def test_values_are_stored_exactly(dsn: str) -> None:
+    """Every number comes back as the double (or integer) it was, extras as the same JSON
+    (nested, non-ASCII, an exponent), no extras as SQL NULL, in positions and in
+    last_positions."""
+    (device_id,) = query(dsn, "INSERT INTO devices (phone) VALUES ('13800000002') RETURNING id")[0]
+    t = 1_796_169_600.0  # 2026-12-02T00:00:00Z
+    extras = '{"0x01": 4294967295, "0xe1": "ä\\u00e9", "0x64": {"a": [1, 2.5e-07, null]}}'
+    rows = [
+        prepare(device_id, t + i, t + i + 0.25, f, -f, -32768 + i, 36.5, 359, 0xFFFFFFFF,
+                2**32 - 1 - i, extras if i % 2 else None, i % 2 == 0, bytes([i]) * 16)
+        for i, f in enumerate(_FLOATS)
+    ]  # fmt: skip
+    _write(dsn, rows)
+    stored = query(dsn, "SELECT extract(epoch FROM time)::float8, extract(epoch FROM received)::float8,"
+                   " latitude, longitude, altitude, speed, direction, alarm, status, extras::text,"
+                   " blind, digest FROM positions ORDER BY time")  # fmt: skip
+    assert [(r[:9], json.loads(r[9]) if r[9] else None, r[10], bytes(r[11])) for r in stored] == [
+        ((t + i, t + i + 0.25, f, -f, -32768 + i, 36.5, 359, 0xFFFFFFFF, 2**32 - 1 - i),
+         json.loads(extras) if i % 2 else None, i % 2 == 0, bytes([i]) * 16)
+        for i, f in enumerate(_FLOATS)
+    ]  # fmt: skip
+    last = query(dsn, "SELECT latitude, longitude, extras::text FROM last_positions")
+    assert last == [(_FLOATS[-1], -_FLOATS[-1], None)]
+
+
+def test_last_position_is_the_newest_report_of_a_known_device(dsn: str) -> None:
+    """A batch with a device's reports out of order leaves its newest as the last position;
+    an older report later changes nothing; a device with no last position yet gets one; a
+    report of a device not in devices is stored, but makes no last position."""
+    a, b = (r[0] for r in query(
+        dsn, "INSERT INTO devices (phone) VALUES ('13800000003'), ('13800000004') RETURNING id"))
+    unknown = b + 1000
+    t = 1_796_169_600.0
+
+    def row(device: int, dt: float, lat: float) -> store.Prepared:
+        return prepare(device, t + dt, t + 10, lat, 114.0, 0, 0.0, 0, 0, 0, None, False,
+                       bytes([int(dt)]) * 16)  # fmt: skip
+
+    def last() -> list[tuple[int, float, float]]:
+        return query(dsn, "SELECT device_id, extract(epoch FROM time)::float8, latitude"
+                     " FROM last_positions ORDER BY device_id")  # fmt: skip
+
+    _write(dsn, [row(a, 1, 1.0), row(a, 3, 3.0), row(a, 2, 2.0), row(unknown, 5, 5.0)])
+    assert last() == [(a, t + 3, 3.0)]
+    _write(dsn, [row(a, 0, 0.5), row(b, 4, 4.0)])
+    assert last() == [(a, t + 3, 3.0), (b, t + 4, 4.0)]
+    assert query(dsn, "SELECT count(*) FROM positions") == [(6,)]
