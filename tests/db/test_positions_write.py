@@ -85,7 +85,6 @@ def test_prepared_and_position_rows_are_stored(dsn: str) -> None:
     db.startService()
     try:
         yield db.ready()
-        yield store.ensure_partitions(db, {month_of(t)})
         yield store.write(db, [old, new], [])
         yield store.write(db, [old], [])  # already stored: ignored
         rows = yield store.positions(db, device_id, t, t + timedelta(seconds=3), 10)

@@ -48,7 +48,6 @@ class PositionWriter:
         self._in_flight = 0
         self._in_flight_rows = 0
         self._timer: IDelayedCall | None = None
-        self._months: set[tuple[int, int]] = set()
         self.pressure = False
         self.on_pressure: Callable[[bool], None] = lambda on: None
         self.stopped = False
@@ -156,10 +155,8 @@ class PositionWriter:
         delay = 0.2
         while not self.stopped:
             try:
-                months = {store.row_month(r) for r in rows} - self._months
-                if months:
-                    yield store.ensure_partitions(self.db, months)
-                    self._months |= months
+                # One round trip: the day partitions are made ahead by maintenance, and a
+                # row no partition covers lands in positions_default (schema step 8).
                 started = self.clock.seconds()
                 yield self._write(self.db, rows, alarms)
                 self.write_seconds += self.clock.seconds() - started
