@@ -53,8 +53,7 @@ from twisted.web import resource as web_resource
 from twisted.web import server as web_server
 
 from cmsv6.address import split_address
-from cmsv6.media.viewing import ViewRefused
-from cmsv6.phone import canonical_phone, valid_phone
+from cmsv6.phone import canonical_phone
 from cmsv6.plugins.media.fanout import (
     CLOSE_BAD_REQUEST,
     CLOSE_GOING_AWAY,
@@ -66,9 +65,8 @@ from cmsv6.plugins.media.fanout import (
     bad_request,
     device_error,
     forbidden,
-    unauthorized,
 )
-from cmsv6.plugins.media.server import MAX_CHANNEL, MediaServer
+from cmsv6.plugins.media.server import MediaServer
 from cmsv6.plugins.media.web import FlvSocket, FlvSocketFactory, HttpViewer, WsViewer
 from cmsv6.protocols.flv.muxer import DEFAULT_STEP, Timeline
 from cmsv6.protocols.jt808.codec import encode_body
@@ -88,6 +86,9 @@ RECORD_STREAMS = {"any": 0, "main": 1, "sub": 2}
 STORAGE = {"any": 0, "main": 1, "backup": 2}
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _PATH = re.compile(r"^/playback/([^/]{1,40})/([0-9]{1,3})\.flv$")
+#: A token that grants something else (``MediaServer.grant``).
+_REFUSAL = ("the viewing token grants device {view.phone} channel {view.channel} ({view.stream}"
+            " stream), not a playback of device {phone} channel {channel}")
 
 #: Bytes of one control message from a viewer, at most.
 MAX_CONTROL = 1024
@@ -748,23 +749,8 @@ def authorize(media: MediaServer, path: str, params: dict[str, Any]) -> tuple[st
     m = _PATH.match(path)
     if m is None:
         raise bad_request(f"{path[:80]!r} is not /playback/PHONE/CHANNEL.flv")
-    phone, number = m.group(1), int(m.group(2))
-    if not valid_phone(phone):
-        raise bad_request(f"{phone[:40]!r} is not a device phone number")
-    if not 1 <= number <= MAX_CHANNEL:
-        raise bad_request(f"channel {number} is not 1-{MAX_CHANNEL}")
-    phone = canonical_phone(phone)
     token = (params.get("token") or [""])[0]
-    try:
-        # The server's view key (``MediaServer.authorize`` takes live streams only).
-        view = media.verify(token)
-    except ViewRefused as e:
-        raise unauthorized(str(e)) from None
-    granted = (canonical_phone(view.phone), view.channel, view.stream)
-    if granted != (phone, number, "playback"):
-        raise forbidden(f"the viewing token grants device {view.phone} channel {view.channel}"
-                        f" ({view.stream} stream), not a playback of device {phone} channel"
-                        f" {number}")  # fmt: skip
+    phone, number, view = media.grant(m.group(1), m.group(2), "playback", token, _REFUSAL)
     try:
         return phone, number, parse_params(view.params)
     except BadControl as e:

@@ -20,6 +20,7 @@ viewers.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any, Callable
 
 import attrs
@@ -52,6 +53,8 @@ _log = Logger()
 
 #: Logical channels: one byte in 0x9101 and in stream packets, numbered from 1 (table 2).
 MAX_CHANNEL = 255
+_LIVE_REFUSAL = ("the viewing token grants device {view.phone} channel {view.channel}"
+                 " ({view.stream} stream), not device {phone} channel {channel} ({stream})")
 
 
 class _Entry:
@@ -132,9 +135,15 @@ class MediaServer:
         grants what was asked)."""
         return verify_view(self._view_key, token, self.now(), self.config.id)
 
-    def authorize(self, phone: str, channel: str | int, stream: str, token: str) -> StreamKey:
-        """The stream a request names, if its viewing token grants it; ViewerError (in
-        words) otherwise."""
+    def grant(self, phone: str, channel: str | int, stream: str, token: str, refusal: str,
+              streams: Collection[str] | None = None) -> tuple[str, int, View]:
+        """(phone, channel, view) of a request for ``stream`` of a device's channel, if its
+        viewing ``token`` grants exactly that; ViewerError in words otherwise: 400 for a phone
+        or channel that is not one (or, where the request chose the stream, one not among
+        ``streams``), 401 for a token refused, 403 for a token granting something else, in
+        the words of ``refusal`` (a ``str.format`` template of the ``view`` granted and the
+        ``phone``, ``channel`` and ``stream`` asked). One check for live, playback and
+        talk-back; the view's ``params`` are the caller's to read."""
         if not valid_phone(phone):
             raise bad_request(f"{phone[:40]!r} is not a device phone number")
         try:
@@ -143,18 +152,21 @@ class MediaServer:
             raise bad_request(f"channel {str(channel)[:20]!r} is not a number") from None
         if not 1 <= number <= MAX_CHANNEL:
             raise bad_request(f"channel {number} is not 1-{MAX_CHANNEL}")
-        if stream not in STREAMS:
-            raise bad_request(f"stream {stream[:20]!r} is not one of {', '.join(STREAMS)}")
+        if streams is not None and stream not in streams:
+            raise bad_request(f"stream {stream[:20]!r} is not one of {', '.join(streams)}")
         phone = canonical_phone(phone)
         try:
             view = self.verify(token)
         except ViewRefused as e:
             raise unauthorized(str(e)) from None
         if not allows(attrs.evolve(view, phone=canonical_phone(view.phone)), phone, number, stream):
-            raise forbidden(
-                f"the viewing token grants device {view.phone} channel {view.channel}"
-                f" ({view.stream} stream), not device {phone} channel {number} ({stream})"
-            )
+            raise forbidden(refusal.format(view=view, phone=phone, channel=number, stream=stream))
+        return phone, number, view
+
+    def authorize(self, phone: str, channel: str | int, stream: str, token: str) -> StreamKey:
+        """The live stream a request names, if its viewing token grants it; ViewerError (in
+        words) otherwise."""
+        phone, number, _ = self.grant(phone, channel, stream, token, _LIVE_REFUSAL, STREAMS)
         return StreamKey(phone, number, stream)
 
     def watch(self, viewer: Viewer, key: StreamKey) -> None:

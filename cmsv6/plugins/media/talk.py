@@ -57,8 +57,7 @@ from cmsv6.media.talk import (
     TalkError,
     codec_of,
 )
-from cmsv6.media.viewing import ViewRefused
-from cmsv6.phone import canonical_phone, valid_phone
+from cmsv6.phone import canonical_phone
 from cmsv6.plugins.media.fanout import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -69,8 +68,6 @@ from cmsv6.plugins.media.fanout import (
     ViewerError,
     bad_request,
     device_error,
-    forbidden,
-    unauthorized,
 )
 from cmsv6.plugins.media.web import bounded_socket
 from cmsv6.protocols.flv.tags import TagType, file_header, script_tag, tag
@@ -110,6 +107,9 @@ FIRST_AUDIO_WAIT = 1.0
 #: Seconds between two log lines about one session's dropped audio.
 LOG_EVERY = 30.0
 _PATH = re.compile(r"^/talk/([^/]{1,40})/([0-9]{1,3})$")
+#: A token that grants something else (``MediaServer.grant``).
+_REFUSAL = ("the token grants device {view.phone} channel {view.channel} ({view.stream}), not"
+            " talk-back with device {phone} channel {channel}")
 _AAC_CONFIG = b"\xaf\x00"  # AAC, 44 kHz / 16-bit / stereo as FLV requires for AAC; config
 _AAC_FRAME = b"\xaf\x01"
 
@@ -120,21 +120,8 @@ def authorize(media: Any, path: str, params: dict[str, list[str]]) -> tuple[str,
     m = _PATH.match(path)
     if m is None:
         raise bad_request(f"{path[:80]!r} is not /talk/PHONE/CHANNEL")
-    phone, number = m.group(1), int(m.group(2))
-    if not valid_phone(phone):
-        raise bad_request(f"{phone[:40]!r} is not a device phone number")
-    if not 1 <= number <= 255:
-        raise bad_request(f"channel {number} is not 1-255")
-    phone = canonical_phone(phone)
     token = (params.get("token") or [""])[0]
-    try:
-        # MediaServer.authorize knows only live streams and returns no params.
-        view = media.verify(token)
-    except ViewRefused as e:
-        raise unauthorized(str(e)) from None
-    if (canonical_phone(view.phone), view.channel, view.stream) != (phone, number, "talk"):
-        raise forbidden(f"the token grants device {view.phone} channel {view.channel}"
-                        f" ({view.stream}), not talk-back with device {phone} channel {number}")  # fmt: skip
+    phone, number, view = media.grant(m.group(1), m.group(2), "talk", token, _REFUSAL)
     extra = view.params or {}
     session, broadcast = extra.get("id"), extra.get("broadcast", False)
     if not isinstance(session, str) or not isinstance(broadcast, bool):

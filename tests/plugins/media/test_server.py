@@ -1,6 +1,7 @@
 """The media server's stream lifecycle with a fake opener and a ``task.Clock`` (no
-sockets): viewing tokens, asking the device, each step's deadline, sharing one device
-stream, and closing it ``linger`` seconds after its last viewer."""
+sockets): viewing tokens (live, playback and talk-back alike), asking the device, each
+step's deadline, sharing one device stream, and closing it ``linger`` seconds after its
+last viewer."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 from twisted.internet import defer, task
 
+from cmsv6.media.viewing import View, sign_view, view_key
+from cmsv6.plugins.media import playback, talk
 from cmsv6.plugins.media.fanout import (
     CLOSE_BAD_REQUEST,
     CLOSE_DEVICE,
@@ -23,7 +26,9 @@ from cmsv6.plugins.media.server import MediaServer
 from cmsv6.protocols.jt1078.frames import Track
 from cmsv6.protocols.jt1078.sim import SimIdentity
 from tests.plugins.media.support import (
+    MEDIA_ID,
     PHONE,
+    SERVER_KEY,
     SIM,
     Collector,
     clip,
@@ -69,8 +74,6 @@ def server(**changes: Any) -> tuple[MediaServer, FakeOpener, task.Clock]:
     clock = task.Clock()
     clock.advance(1_800_000_000)  # the tokens' clock is wall time
     opener = FakeOpener()
-    from tests.plugins.media.support import SERVER_KEY
-
     return MediaServer(config(**changes), clock, SERVER_KEY, opener), opener, clock
 
 
@@ -243,6 +246,74 @@ def test_a_good_token_and_bad_urls() -> None:
         with pytest.raises(ViewerError) as e:
             media.authorize(PHONE, channel, stream, good)
         assert e.value.code == CLOSE_BAD_REQUEST
+
+
+#: The paths whose tokens carry params (``MediaServer.grant`` checks them all): each one's
+#: ``authorize``, URL, its tokens' params, what they grant, and the words refusing a token
+#: for channel 2 on channel 1.
+PATHS = {
+    "playback": (playback.authorize, "/playback/{}/{}.flv",
+                 {"id": "s" * 16, "from": "2024-05-01T10:00:00+08:00"},
+                 (playback.parse_params({"id": "s" * 16, "from": "2024-05-01T10:00:00+08:00"}),),
+                 f"the viewing token grants device {PHONE} channel 2 (playback stream), not a"
+                 f" playback of device {PHONE} channel 1"),
+    "talk": (talk.authorize, "/talk/{}/{}", {"id": "talk-0123", "broadcast": True},
+             ("talk-0123", True),
+             f"the token grants device {PHONE} channel 2 (talk), not talk-back with device"
+             f" {PHONE} channel 1"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(("given", "code", "words"), [
+    ("", CLOSE_UNAUTHORIZED, "no viewing token"),
+    ("other-media", CLOSE_UNAUTHORIZED, "not signed"),
+    ("expired", CLOSE_UNAUTHORIZED, "expired"),
+    ("other-vehicle", CLOSE_FORBIDDEN, "grants device 13900000000 channel 1"),
+    ("other-channel", CLOSE_FORBIDDEN, f"grants device {PHONE} channel 2"),
+    ("live", CLOSE_FORBIDDEN, "channel 1 (main"),
+    ("channel-0", CLOSE_BAD_REQUEST, "channel 0 is not 1-255"),
+    ("bad-phone", CLOSE_BAD_REQUEST, "'phone' is not a device phone number"),
+])  # fmt: skip
+def test_playback_and_talk_back_want_their_own_token(path: str, given: str, code: int,
+                                                     words: str) -> None:  # fmt: skip
+    """A playback or talk-back URL without a token, or with a forged or expired one: 4001;
+    with one for another vehicle or channel, or a live one: 4003 in the path's words; one
+    that names no device channel: 4004."""
+    authorize, url, params, _, refusal = PATHS[path]
+    media, _, clock = server()
+    now = clock.seconds()
+
+    def grant(phone: str = PHONE, channel: int = 1, stream: str = path,
+              key: bytes = SERVER_KEY, expires: float = now + 60) -> str:  # fmt: skip
+        return sign_view(view_key(key), View(MEDIA_ID, phone, channel, stream, int(expires),
+                                             params))  # fmt: skip
+
+    tokens = {
+        "": "",
+        "other-media": grant(key=b"k" * 32),
+        "expired": grant(expires=now - 1),
+        "other-vehicle": grant("13900000000"),
+        "other-channel": grant(channel=2),
+        "live": grant(stream="main"),
+    }
+    where = {"channel-0": (PHONE, 0), "bad-phone": ("phone", 1)}.get(given, (PHONE, 1))
+    with pytest.raises(ViewerError) as e:
+        authorize(media, url.format(*where), {"token": [tokens.get(given, grant())]})
+    assert e.value.code == code and words in e.value.reason
+    if given == "other-channel":
+        assert e.value.reason == refusal
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_playback_and_talk_back_tokens_grant_what_they_say(path: str) -> None:
+    """A token for the path grants its device, channel and params (the phone's zero
+    padding aside)."""
+    authorize, url, params, granted, _ = PATHS[path]
+    media, _, clock = server()
+    view = View(MEDIA_ID, PHONE, 1, path, int(clock.seconds()) + 60, params)
+    asked = {"token": [sign_view(view_key(SERVER_KEY), view)]}
+    assert authorize(media, url.format("0" + PHONE, 1), asked) == (PHONE, 1, *granted)
 
 
 def opened_stream(answer: Any) -> tuple[MediaServer, Collector, Any]:
