@@ -824,29 +824,15 @@ class PlaybackSocket(FlvSocket):
 
     factory: PlaybackSocketFactory
     session: PlaybackSession | None = None
+    who = "WS-FLV playback viewer"
 
-    def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
-        media = self.factory.media
-        try:
-            self.playback = authorize(media, request.path, request.params)
-        except ViewerError as e:
-            media.counters[f"refused:{e.status}"] += 1
-            _log.info("WS-FLV playback viewer {peer} refused: {e}", peer=self.peer, e=e)
-            self.refused = e
+    def authorize(self, request: ConnectionRequest) -> None:
+        # The module's ``authorize``, as for HTTP-FLV.
+        self.playback = authorize(self.factory.media, request.path, request.params)
 
-    def onOpen(self) -> None:  # noqa: N802
-        if self.refused is not None:
-            self.sendClose(self.refused.code, self.refused.reason[:120])
-            return
-        media = self.factory.media
+    def watch(self, viewer: WsViewer) -> None:
         # A normal end (``ended``) closes with 1000 and its reason, as any ViewerError does.
-        self.viewer = WsViewer(self, media.config.viewer_queue)
-        try:
-            self.transport.unregisterProducer()
-            self.transport.registerProducer(self.viewer, True)
-        except Exception:  # noqa: BLE001 - a transport without producers: no flow control
-            _log.warn("WS-FLV viewer {peer} without flow control", peer=self.peer)
-        self.session = playbacks_of(media).watch(self.viewer, *self.playback)
+        self.session = playbacks_of(self.factory.media).watch(viewer, *self.playback)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
         try:

@@ -178,19 +178,33 @@ class WsViewer(Viewer):
 
 
 class FlvSocket(WebSocketServerProtocol):
+    """WS-FLV of a live stream. A kind of WS-FLV (``PlaybackSocket``) says what its URL
+    grants (``authorize``), whom the log names (``who``) and what its viewer watches
+    (``watch``); refusals and flow control are this class's."""
+
     factory: FlvSocketFactory
     refused: ViewerError | None = None
     viewer: WsViewer | None = None
     codec: str | None = None
+    #: Whom the log lines name.
+    who = "WS-FLV viewer"
+
+    def authorize(self, request: ConnectionRequest) -> None:
+        """Keep what ``request`` asks for, if its token grants it; ViewerError otherwise."""
+        media = self.factory.media
+        self.stream_key = media.authorize(*parse_request(request.path, request.params))
+        self.codec = parse_codec(request.params)
+
+    def watch(self, viewer: WsViewer) -> None:
+        """``viewer`` (open) watches what ``authorize`` kept."""
+        self.factory.media.watch(viewer, self.stream_key)
 
     def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
-        media = self.factory.media
         try:
-            self.stream_key = media.authorize(*parse_request(request.path, request.params))
-            self.codec = parse_codec(request.params)
+            self.authorize(request)
         except ViewerError as e:
-            media.counters[f"refused:{e.status}"] += 1
-            _log.info("WS-FLV viewer {peer} refused: {e}", peer=self.peer, e=e)
+            self.factory.media.counters[f"refused:{e.status}"] += 1
+            _log.info("{who} {peer} refused: {e}", who=self.who, peer=self.peer, e=e)
             # Refused with a close frame after the handshake: a browser sees its code and
             # reason, never a refused handshake's HTTP status.
             self.refused = e
@@ -199,8 +213,7 @@ class FlvSocket(WebSocketServerProtocol):
         if self.refused is not None:
             self.sendClose(self.refused.code, self.refused.reason[:120])
             return
-        media = self.factory.media
-        self.viewer = WsViewer(self, media.config.viewer_queue)
+        self.viewer = WsViewer(self, self.factory.media.config.viewer_queue)
         self.viewer.codec = self.codec
         # The HTTP channel that served the upgrade is the transport's producer: the viewer
         # takes its place so that the transport pauses it when its send buffer is full.
@@ -209,7 +222,7 @@ class FlvSocket(WebSocketServerProtocol):
             self.transport.registerProducer(self.viewer, True)
         except Exception:  # noqa: BLE001 - a transport without producers: no flow control
             _log.warn("WS-FLV viewer {peer} without flow control", peer=self.peer)
-        media.watch(self.viewer, self.stream_key)
+        self.watch(self.viewer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
         pass  # nothing is asked of viewers yet (playback control and talk-back will be)
