@@ -12,17 +12,21 @@ from __future__ import annotations
 
 from functools import reduce
 from operator import xor
+from struct import Struct
 
 from attrs import frozen
 
 from cmsv6.protocols.jt808.errors import CodecError
 from cmsv6.protocols.jt808.header import (
+    ENCRYPTION_MASK,
     HEADER,
     MAX_BODY,
+    RESERVED_FLAG,
+    SUBPACKAGE_FLAG,
+    VERSION_FLAG,
     Header,
     build_header,
     detect_layout,
-    SUBPACKAGE_FLAG,
     header_length,
     parse_header,
 )
@@ -39,6 +43,9 @@ MAX_ESCAPED = 2 * MAX_CONTENT
 MIN_CONTENT = header_length(2013, False) + 1
 
 _MASKS = [(1 << (8 << k)) - 1 for k in range(16)]
+_2019_OR_PACKET = VERSION_FLAG | SUBPACKAGE_FLAG
+#: A 2013 header without sub-package fields: msg_id, properties, phone, serial.
+_H2013 = Struct(">HH6sH")
 
 
 def checksum(data: bytes) -> int:
@@ -112,6 +119,14 @@ def parse_content(content: bytes) -> Frame:
     if n < MIN_CONTENT:
         raise CodecError(f"frame of {n} bytes is shorter than a header")
     props = (content[2] << 8) | content[3]
+    if not props & _2019_OR_PACKET and (props & MAX_BODY) + 13 == n:
+        # The usual frame: a 2013 header that adds up (what detect_layout says first), its
+        # header parsed here (parse_header's 2013 branch). The XOR of all the content,
+        # check code included, is 0 when the check code is right.
+        msg_id, _, phone, serial = _H2013.unpack_from(content)
+        header = Header(msg_id, phone.hex(), serial, 2013, None,
+                        (props & ENCRYPTION_MASK) >> 10, None, (props & RESERVED_FLAG) != 0)
+        return Frame(header, content[12:-1], not checksum(content))
     layout = detect_layout(props, n - 1)
     if layout < 0:
         layout = -layout
@@ -151,6 +166,11 @@ def parse_frame(data: bytes) -> Frame:
         data = data[:-1]
     if _FLAG in data:
         raise CodecError("0x7e inside a frame")
+    return _parse_escaped(data)
+
+
+def _parse_escaped(data: bytes) -> Frame:
+    """``parse_frame`` of escaped content without a flag (what the deframer cuts)."""
     content = unescape(data)
     frame = parse_content(content)
     if (frame.checksum_ok and frame.length_ok) or content is data:
@@ -192,7 +212,7 @@ class Deframer:
     def feed(self, data: bytes) -> list[Frame | FrameError]:
         buf = self._buffer
         if (
-            len(buf) <= 1 and len(data) > 2 and data[:1] == _FLAG and data[-1:] == _FLAG
+            len(buf) <= 1 and len(data) > 2 and data[0] == FLAG and data[-1] == FLAG
             and data.count(FLAG) == 2 and (not buf or buf[0] == FLAG)
         ):  # fmt: skip
             # The usual read, exactly one whole frame after nothing or a kept flag: what
@@ -200,7 +220,7 @@ class Deframer:
             buf[:] = _FLAG
             escaped = data[1:-1]
             try:
-                return [parse_frame(escaped)]
+                return [_parse_escaped(escaped)]
             except CodecError as e:
                 return [FrameError(str(e), escaped)]
         return self._feed(data)

@@ -263,3 +263,20 @@ def test_report_times_kept_between_reports_equal_the_reference(data: st.DataObje
     for raw in raws + raws[::-1]:
         body = basic + raw
         assert fast.decode_location(body) == decode_body_reference(0x0200, body)
+
+
+@settings(max_examples=500)
+@given(headers(), st.binary(max_size=60), st.integers(0), st.integers(1, 0xFF),
+       st.integers(-2, 2))  # fmt: skip
+def test_damaged_frame_parses_as_the_reference(header: Header, body: bytes, at: int, xor: int,
+                                               cut: int) -> None:  # fmt: skip
+    """A frame with one byte changed (check code, properties, length, body…), or a few
+    bytes short or long, parses the same both ways: the usual 2013 frame's own path only
+    takes what adds up, and reports a wrong check code as the reference does."""
+    content = bytearray(unescape(build_frame(header, body)[1:-1]))
+    content[at % len(content)] ^= xor
+    if cut < 0:
+        del content[cut:]
+    else:
+        content += bytes(cut)
+    _same(parse_content, parse_content_reference, bytes(content))
