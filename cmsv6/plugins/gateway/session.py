@@ -119,12 +119,15 @@ class DeviceSession(TerminalSession):
     def respond(self, h: Header, result: int) -> None:
         """The general response (0x8001) to ``h``, from a template of this terminal's
         header (one per report: the hot path)."""
-        assert self.header is not None
-        ack = self._ack
         header = self.header
-        if ack is None or ack.key != (header.phone, header.version, header.protocol_version):
+        assert header is not None
+        ack = self._ack
+        if (ack is None or ack.phone != header.phone or ack.version != header.version
+                or ack.protocol_version != header.protocol_version):  # fmt: skip
             ack = self._ack = ResponseTemplate(header)
-        self.link.send(ack.frame(self.next_serial(), h.serial, h.msg_id, result))
+        serial = self._serial  # next_serial, inline
+        self._serial = (serial + 1) & 0xFFFF
+        self.link.send(ack.frame(serial, h.serial, h.msg_id, result))
 
     def message_received(self, message: Message, raw: bytes, reassembled: bool = False) -> None:
         h = message.header

@@ -208,7 +208,7 @@ def encode_response(body: TerminalResponse | PlatformResponse, version: int = 20
     return _RESPONSE.pack(body.reply_serial, body.reply_id, body.result) + body.rest
 
 
-_ACK_TAIL = Struct(">HHHB")
+_ACK_TAIL = Struct(">HHHBB")
 
 
 class ResponseTemplate:
@@ -216,20 +216,30 @@ class ResponseTemplate:
     ``encode(header.reply_header(0x8001, serial), PlatformResponse(...))`` makes, for the
     gateway's one reply per report (test_fast.py proves them equal)."""
 
-    __slots__ = ("key", "_prefix", "_check")
+    __slots__ = ("phone", "version", "protocol_version", "_head", "_check")
 
     def __init__(self, header: Header) -> None:
         #: What the template depends on: the terminal's phone form and header version.
-        self.key = (header.phone, header.version, header.protocol_version)
+        self.phone = header.phone
+        self.version = header.version
+        self.protocol_version = header.protocol_version
         head = build_header(header.reply_header(0x8001, 0), _RESPONSE.size)
-        self._prefix = head[:-2]  # all but the serial
-        self._check = checksum(self._prefix)
+        prefix = head[:-2]  # all but the serial
+        # Escaping maps each byte on its own, so the fixed part is escaped once, here.
+        self._head = b"\x7e" + escape(prefix)
+        self._check = checksum(prefix)
+
+    @property
+    def key(self) -> tuple[str, int, int | None]:
+        return self.phone, self.version, self.protocol_version
 
     def frame(self, serial: int, reply_serial: int, reply_id: int, result: int) -> bytes:
-        tail = _ACK_TAIL.pack(serial, reply_serial, reply_id, result)
         words = serial ^ reply_serial ^ reply_id  # the XOR of the tail's bytes, folded
         check = self._check ^ ((words >> 8) ^ words ^ result) & 0xFF
-        return b"\x7e" + escape(self._prefix + tail + bytes((check,))) + b"\x7e"
+        tail = _ACK_TAIL.pack(serial, reply_serial, reply_id, result, check)
+        # escape(tail), inline
+        return self._head + tail.replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02") \
+            + b"\x7e"  # fmt: skip
 
 
 FAST_DECODERS.update(

@@ -98,3 +98,22 @@ def test_alarm_changes_follow_both_alarm_words_through_the_session() -> None:
              for changes in handed]  # fmt: skip
     assert kinds == [[], [("bit:video:video_signal_loss", True)], [], [("bit:overspeed", True)],
                      [("bit:video:video_signal_loss", False)], []]  # fmt: skip
+
+
+def test_replies_follow_the_2019_protocol_version() -> None:
+    """A 2019 terminal that changes only its protocol-version byte is answered with the byte
+    of the message each 0x8001 answers (the reply template is made again)."""
+    from cmsv6.protocols.jt808.codec import encode
+    from cmsv6.protocols.jt808.framing import parse_frame
+    from cmsv6.protocols.jt808.messages.core import Heartbeat
+
+    session, _ = session_and_rows()
+    link = session.link
+    phone = PHONE.rjust(20, "0")
+    versions = [1, 2, 2, 1]
+    for serial, pv in enumerate(versions):
+        session.frame_received(parse_frame(encode(Header(0x0002, phone, serial, 2019, pv),
+                                                  Heartbeat())))  # fmt: skip
+    replies = link.messages  # type: ignore[attr-defined]
+    assert [m.header.protocol_version for m in replies] == versions
+    assert [(m.header.serial, m.body.reply_serial) for m in replies] == [(i, i) for i in range(4)]
