@@ -317,7 +317,13 @@ def test_a_nested_record_given_as_a_partial_dict_is_a_codec_error() -> None:
         encode_body(SetParameters({0x0075: {"osd": 1}}))
 
 
-_PIECES = st.sampled_from([HEARTBEAT, RESPONSE, b"\x7e", b"\x7e\x7e", b"\x7d", b"junk", b"\x7e\x00\x7e"])
+#: A frame with escapes (serial 7e 7d), and one from a unit that does not escape: its
+#: serial's 0x7d goes as it is (7d 05).
+ESCAPED = encode(Header(0x0002, "013812345678", 0x7E7D), Heartbeat())
+UNESCAPED_7D = b"\x7e" + unescape(encode(Header(0x0002, "013812345678", 0x7D05),
+                                          Heartbeat())[1:-1]) + b"\x7e"  # fmt: skip
+_PIECES = st.sampled_from([HEARTBEAT, RESPONSE, ESCAPED, UNESCAPED_7D, b"\x7e", b"\x7e\x7e",
+                           b"\x7d", b"junk", b"\x7e\x00\x7e"])  # fmt: skip
 
 
 @settings(max_examples=500)
