@@ -33,7 +33,9 @@ from cmsv6.protocols.jt808.header import (
 
 FLAG = 0x7E
 _FLAG = b"\x7e"
-_ESC = b"\x7d"
+#: The escape byte as an int: ``int in bytes`` is a byte search, while ``bytes in bytes``
+#: first fails as an int (an exception made and dropped) before it searches.
+ESC = 0x7D
 
 #: The longest frame content (header, body and check code) the protocol allows.
 MAX_CONTENT = header_length(2019, True) + MAX_BODY + 1
@@ -81,7 +83,7 @@ def escape(data: bytes) -> bytes:
 
 def unescape(data: bytes) -> bytes:
     """Undo escaping. 7d 02 first: every 0x7d on the wire starts an escape pair."""
-    if _ESC not in data:
+    if ESC not in data:
         return data
     return data.replace(b"\x7d\x02", b"\x7e").replace(b"\x7d\x01", b"\x7d")
 
@@ -174,7 +176,7 @@ def parse_frame(data: bytes) -> Frame:
         data = data[1:]
     if data[-1:] == _FLAG:
         data = data[:-1]
-    if _FLAG in data:
+    if FLAG in data:
         raise CodecError("0x7e inside a frame")
     return _parse_escaped(data)
 
@@ -230,7 +232,7 @@ class Deframer:
             buf[:] = _FLAG
             escaped = data[1:-1]
             try:
-                if _ESC not in escaped:  # nothing escaped: parse_frame is parse_content
+                if ESC not in escaped:  # nothing escaped: parse_frame is parse_content
                     return [parse_content(escaped)]
                 return [_parse_escaped(escaped)]
             except CodecError as e:
