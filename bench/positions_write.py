@@ -11,15 +11,18 @@ autocommit connection, as the gateway's writer threads send it.
 
 Each variant of the batch's statement writes whole rounds, the variants taking turns
 (interleaved, ``--reps`` times) so that a checkpoint or an autovacuum falls on all of them
-alike. Measured per round: the CPU of every process of the cluster (the run time in /proc/<pid>/schedstat
-of the postmaster and its children - backends, WAL writer, checkpointer, background writer,
-autovacuum - plus the postmaster's reaped children's utime + stime), divided by the
-rows stored; and the wall time per batch (client side: send, run, commit, answer). The
-baseline is the statement as it was before this bench (``BASELINE``), ``current`` is
-``cmsv6.db.positions.batch_sql`` as it is in this tree.
+alike. Measured per round: the CPU of every process of the cluster (the run time in
+/proc/<pid>/schedstat of the postmaster and its children - backends, WAL writer,
+checkpointer, background writer, autovacuum - plus the postmaster's reaped children's
+utime + stime), divided by the rows stored; the wall time per batch (client side: send,
+run, commit, answer); and this process's CPU making the batch (elements, statement,
+argument: the gateway's share). The baseline is the statement as it was before this bench
+(``BASELINE``), ``current`` is ``cmsv6.db.positions.batch_sql`` as it is in this tree; the
+others are what was tried besides (``VARIANTS``), kept to be measured again.
 
-    .venv/bin/python bench/positions_write.py                    # 19,000 devices, 500 and 2,000
-    .venv/bin/python bench/positions_write.py --explain          # EXPLAIN (ANALYZE, BUFFERS) too
+    .venv/bin/python bench/positions_write.py --reps 5 --batch 200 500 2000
+    .venv/bin/python bench/positions_write.py --explain --batch 2000   # and EXPLAIN ANALYZE
+    .venv/bin/python bench/positions_write.py --variants baseline current --fillfactor 70
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ WITH x AS (
 #: JSONB, and last_positions by an UPDATE of the devices that have one (every device but a
 #: new one: no speculative insertion, no row lock of its own, no look-up in devices: a row
 #: of last_positions has its device), then the upsert for the others only.
-JSONB_UPDATE = JSONB[: JSONB.index("INSERT INTO last_positions")].replace("WITH x AS", "WITH x AS MATERIALIZED") + """, newest AS (
+JSONB_UPDATE = JSONB[: JSONB.index("INSERT INTO last_positions")] + """, newest AS (
     SELECT DISTINCT ON (d) * FROM x ORDER BY d, t DESC
 ), updated AS (
     UPDATE last_positions AS p SET
@@ -186,6 +189,17 @@ ON CONFLICT (device_id) DO UPDATE SET
     direction = EXCLUDED.direction, alarm = EXCLUDED.alarm, status = EXCLUDED.status,
     extras = EXCLUDED.extras
 WHERE EXCLUDED.time >= p.time
+"""
+
+#: JSONB inside a plpgsql function (made by this bench, ``FUNCTION``): the statement parsed,
+#: analysed and planned once per connection (plpgsql keeps its plan), not once per batch;
+#: the batch's query is only the call and its argument.
+FUNCTION = """
+CREATE FUNCTION bench_write_positions(rows jsonb) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+""" + JSONB.replace("%s::jsonb", "rows") + """;
+END
+$f$
 """
 
 #: json_to_recordset: each object parsed once, straight into typed columns.
@@ -214,12 +228,15 @@ def _variant(sql: str) -> Callable[[list[str]], tuple[str, tuple[Any, ...]]]:
     return lambda elements: (sql, (_array(elements),))
 
 
-#: name -> (a row's element from the 13 values, the batch's statement and arguments).
-VARIANTS: dict[str, tuple[Callable[..., str], Callable[[list[str]], tuple[str, tuple[Any, ...]]]]] = {
+#: (a row's element from prepare's 13 arguments, the batch's statement and arguments).
+Variant = tuple[Callable[..., str], Callable[[list[str]], tuple[str, tuple[Any, ...]]]]
+
+VARIANTS: dict[str, Variant] = {
     "baseline": (baseline_element, _variant(BASELINE)),
     "current": (_prepared, _current),
     "extras-once": (baseline_element, _variant(ONCE)),
     "jsonb+update": (baseline_element, _variant(JSONB_UPDATE)),
+    "plpgsql": (baseline_element, _variant("SELECT bench_write_positions(%s::jsonb)")),
     "recordset": (object_element, _variant(RECORDSET)),
     "no-last (diagnostic)": (baseline_element, _variant(NO_LAST)),
 }
@@ -274,10 +291,9 @@ def round_rows(ids: list[int], start: float, n: int, rng: random.Random) -> list
     return rows
 
 
-Variant = tuple[Callable[..., str], Callable[[list[str]], tuple[str, tuple[Any, ...]]]]
-
-
-def write_round(cur: Any, variant: Variant, rows: list[Raw], size: int) -> tuple[list[float], float]:
+def write_round(
+    cur: Any, variant: Variant, rows: list[Raw], size: int
+) -> tuple[list[float], float]:
     """Write a round in batches of ``size``: the wall seconds of each batch, and the CPU
     seconds this process spent making the batches (elements, statement, argument)."""
     element, batch = variant
@@ -339,6 +355,7 @@ def main() -> int:
         cur.execute("INSERT INTO devices (phone) SELECT lpad(g::text, 12, '0')"
                     " FROM generate_series(1, %s) g RETURNING id", (a.devices,))  # fmt: skip
         ids = sorted(r[0] for r in cur.fetchall())
+        cur.execute(FUNCTION)
         now = datetime.now(timezone.utc)
         start = datetime(now.year, now.month, now.day, tzinfo=timezone.utc).timestamp()
         rng = random.Random(1)
@@ -354,7 +371,8 @@ def main() -> int:
         postmaster = cluster.pid
         assert postmaster is not None
         load = os.getloadavg()
-        print(f"# bench/positions_write.py · {datetime.now():%Y-%m-%d %H:%M} · {os.cpu_count()} cores"
+        print(f"# bench/positions_write.py · {datetime.now():%Y-%m-%d %H:%M}"
+              f" · {os.cpu_count()} cores"
               f" · load average {load[0]:.2f} · fsync {fsync}, synchronous_commit {sync}")
         print(f"# {a.devices} devices, last_positions warm ({a.warm} rounds), each round every"
               f" device once; {a.reps} rounds per variant and batch size, interleaved")
@@ -396,7 +414,8 @@ def main() -> int:
         cur.execute("SELECT n_tup_upd, n_tup_hot_upd, pg_relation_size('last_positions') / 8192"
                     " FROM pg_stat_user_tables WHERE relname = 'last_positions'")
         upd, hot, pages = cur.fetchone()
-        print(f"\nlast_positions: {upd:,} updates, {hot:,} HOT ({hot / max(upd, 1):.0%}), {pages} pages")
+        print(f"\nlast_positions: {upd:,} updates, {hot:,} HOT ({hot / max(upd, 1):.0%}),"
+              f" {pages} pages")
         return 0
     finally:
         try:

@@ -121,9 +121,10 @@ def test_values_are_stored_exactly(dsn: str) -> None:
         for i, f in enumerate(_FLOATS)
     ]  # fmt: skip
     _write(dsn, rows)
-    stored = query(dsn, "SELECT extract(epoch FROM time)::float8, extract(epoch FROM received)::float8,"
-                   " latitude, longitude, altitude, speed, direction, alarm, status, extras::text,"
-                   " blind, digest FROM positions ORDER BY time")  # fmt: skip
+    stored = query(dsn, "SELECT extract(epoch FROM time)::float8,"
+                   " extract(epoch FROM received)::float8, latitude, longitude, altitude, speed,"
+                   " direction, alarm, status, extras::text, blind, digest"
+                   " FROM positions ORDER BY time")  # fmt: skip
     assert [(r[:9], json.loads(r[9]) if r[9] else None, r[10], bytes(r[11])) for r in stored] == [
         ((t + i, t + i + 0.25, f, -f, -32768 + i, 36.5, 359, 0xFFFFFFFF, 2**32 - 1 - i),
          json.loads(extras) if i % 2 else None, i % 2 == 0, bytes([i]) * 16)
