@@ -22,7 +22,7 @@ from cmsv6.protocols.jt808.framing import (
     parse_frame,
     unescape,
 )
-from cmsv6.protocols.jt808.header import VERSION_FLAG, Header
+from cmsv6.protocols.jt808.header import VERSION_FLAG, Header, Packet
 from cmsv6.protocols.jt808.messages.core import Heartbeat, PlatformResponse, TerminalResponse
 from cmsv6.protocols.jt808.model import MESSAGES, RawBody
 from tests.support.corpus import frame_data, jt808
@@ -268,12 +268,24 @@ def test_layout_is_told_by_length_not_the_version_flag() -> None:
     assert f.body == body and not f.length_ok and f.checksum_ok
 
 
-def test_check_code_is_the_xor_of_header_and_body() -> None:
+@pytest.mark.parametrize("header, bad_length", [
+    (Header(0x8001, "913812345678", 2), False),  # the usual frame (parse_content's own path)
+    (Header(0x8001, "913812345678", 2), True),  # its body length field wrong
+    (Header(0x8001, "91381234567891381234", 2, 2019, 1), False),
+    (Header(0x8001, "913812345678", 2, packet=Packet(3, 2)), False),
+])  # fmt: skip
+def test_check_code_is_the_xor_of_header_and_body(header: Header, bad_length: bool) -> None:
     """The check code covers every byte from the message id to the body's last byte: a
-    frame we build carries it, and a change anywhere in the content is detected."""
+    frame we build carries it, and a change anywhere in the content is detected, in every
+    header layout and when the body length field is wrong."""
     # No zero byte at either end, so a range off by one at either end changes the XOR.
-    frame = encode(Header(0x8001, "913812345678", 2), PlatformResponse(9, 0x0200, 3))
+    frame = encode(header, PlatformResponse(9, 0x0200, 3))
     content = unescape(frame[1:-1])
+    if bad_length:
+        content = content[:3] + bytes((content[3] ^ 1,)) + content[4:-1]
+        content += bytes((checksum(content),))
+        frame = b"\x7e" + escape(content) + b"\x7e"
+        assert not parse_frame(frame).length_ok
     assert content[0] and content[-2]
     x = 0
     for b in content[:-1]:
