@@ -59,6 +59,12 @@ from tests.support.process import GatewayProcess, free_port
 
 reactor: Any = _reactor
 
+#: The gateway admits a whole fleet from one address (as bench/gateway_load.py's does).
+LOOPBACK_FLEET = [
+    "--jt808_max_per_address", "100000", "--register_per_address", "1000000",
+    "--open_per_hour", "1000000", "--open_total", "10000000",
+]  # fmt: skip
+
 #: Seconds at most to wait for the fleet to catch up after a scenario.
 CATCH_UP_MAX = 60.0
 #: A device counts as caught up with at most this many positions unacknowledged.
@@ -234,7 +240,9 @@ class Bench:
             f"host=127.0.0.1,127.0.0.1 port={p.port},{self.standby.port} dbname=cmsv6"
             " user=cmsv6 target_session_attrs=read-write connect_timeout=2"
         )
-        self.gateway = GatewayProcess(self.dsn, free_port(), self.workdir)
+        # Every simulated device comes from 127.0.0.1: the per-address bounds meant for a
+        # real fleet's NAT would refuse most of them (and count as not catching up).
+        self.gateway = GatewayProcess(self.dsn, free_port(), self.workdir, *LOOPBACK_FLEET)
         self.gateway.start()
 
     def tear_down(self) -> None:
