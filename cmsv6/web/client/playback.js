@@ -309,7 +309,8 @@ export function mount(element, ctx) {
     state.state = "paused";
     if (ms != null) anchor = { device: ms, video: video.currentTime, rate: anchor.rate };
   }));
-  resume.addEventListener("click", () => {
+  // Resume, and a change of speed while playing: one request (x1 is a plain resume).
+  function playAtSpeed() {
     const ms = here();
     const rate = Number(speed.value);
     const body = rate === 1 ? { action: "resume" } : { action: "fast_forward", speed: rate };
@@ -318,17 +319,9 @@ export function mount(element, ctx) {
       if (ms != null) reanchor(ms, rate);
       video.play().catch(() => {});
     });
-  });
-  speed.addEventListener("change", () => {
-    const ms = here();
-    const rate = Number(speed.value);
-    const body = rate === 1 ? { action: "resume" } : { action: "fast_forward", speed: rate };
-    control(body, () => {
-      state.state = "playing";
-      if (ms != null) reanchor(ms, rate);
-      video.play().catch(() => {});
-    });
-  });
+  }
+  resume.addEventListener("click", playAtSpeed);
+  speed.addEventListener("change", playAtSpeed);
   function seekTarget() {
     if (!current || !/^\d\d:\d\d(:\d\d)?$/.test(seek.value)) return null;
     const hms = seek.value.length === 5 ? `${seek.value}:00` : seek.value;
