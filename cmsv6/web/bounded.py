@@ -1,12 +1,14 @@
 """A twisted.web site bounded before anyone authenticates: at most ``max_connections`` open
 connections (a connection upgraded to a WebSocket still counts until it closes), and a
 deadline for each request's headers (slowloris). Login's web endpoint and the media
-server's viewers' endpoint are both this."""
+server's viewers' endpoint are both this; their WebSockets are bounded by
+``bounded_socket``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -96,3 +98,19 @@ class BoundedSite(server.Site):
             return None
         channel = super().buildProtocol(addr)
         return policies.ProtocolWrapper(self.open, channel)  # type: ignore[arg-type]
+
+
+def bounded_socket(factory: WebSocketServerFactory, max_message: int) -> None:
+    """A WebSocket factory's bounds (login's /ws, the media server's viewers and talk-back):
+    messages (and frames) of ``max_message`` bytes at most either way, pings every 30 s
+    answered within 15, the opening handshake within 10 s; a peer breaking the rules (a
+    message too big, not UTF-8, ...) is sent a close frame with autobahn's code and reason
+    before the TCP close, not just dropped."""
+    factory.setProtocolOptions(
+        maxFramePayloadSize=max_message,
+        maxMessagePayloadSize=max_message,
+        failByDrop=False,
+        autoPingInterval=30,
+        autoPingTimeout=15,
+        openHandshakeTimeout=10,
+    )

@@ -41,6 +41,7 @@ from cmsv6.db.service import Database, DatabaseUnavailable
 from cmsv6.phone import canonical_phone, valid_phone
 from cmsv6.web.api import alarm_json, position_json
 from cmsv6.web.auth import Authenticator, hash_token
+from cmsv6.web.bounded import bounded_socket
 from cmsv6.web.routing import MAX_JSON_DEPTH, TooDeep, loads_bounded
 
 _log = Logger()
@@ -469,16 +470,7 @@ class ClientFactory(WebSocketServerFactory):
         self.max_pending = max_pending
         #: Authenticated sockets by user name.
         self.per_user: dict[str, set[ClientProtocol]] = {}
-        self.setProtocolOptions(
-            maxFramePayloadSize=max_message,
-            maxMessagePayloadSize=max_message,
-            # A client breaking the rules (a message too big, not UTF-8, ...) is sent a close
-            # frame with autobahn's code and reason before the TCP close, not just dropped.
-            failByDrop=False,
-            autoPingInterval=30,
-            autoPingTimeout=15,
-            openHandshakeTimeout=10,
-        )
+        bounded_socket(self, max_message)
 
     def joined(self, client: ClientProtocol, user: Any) -> bool:
         """``client`` authenticated as ``user``: False if that user has ``max_per_user``

@@ -69,7 +69,7 @@ from cmsv6.plugins.media.fanout import (
     bad_request,
     device_error,
 )
-from cmsv6.plugins.media.web import bounded_socket
+from cmsv6.web.bounded import bounded_socket
 from cmsv6.protocols.flv.tags import TagType, file_header, script_tag, tag
 from cmsv6.protocols.jt808.codec import decode_body, encode_body
 from cmsv6.protocols.jt808.errors import CodecError

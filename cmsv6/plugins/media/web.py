@@ -33,7 +33,7 @@ from twisted.web import resource, server
 
 from cmsv6.plugins.media.fanout import VIEWER_CODECS, Viewer, ViewerError, bad_request
 from cmsv6.plugins.media.server import MediaServer
-from cmsv6.web.bounded import BoundedSite
+from cmsv6.web.bounded import BoundedSite, bounded_socket
 
 _log = Logger()
 
@@ -230,20 +230,6 @@ class FlvSocket(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
         if self.viewer is not None:
             self.viewer.end()
-
-
-def bounded_socket(factory: WebSocketServerFactory, max_message: int) -> None:
-    """The media server's WebSocket bounds: messages (and frames) of ``max_message`` bytes
-    at most either way, pings every 30 s answered within 15, the opening handshake within
-    10 s; a bad peer gets a close frame, not a dropped connection."""
-    factory.setProtocolOptions(
-        maxFramePayloadSize=max_message,
-        maxMessagePayloadSize=max_message,
-        failByDrop=False,
-        autoPingInterval=30,
-        autoPingTimeout=15,
-        openHandshakeTimeout=10,
-    )
 
 
 class FlvSocketFactory(WebSocketServerFactory):
