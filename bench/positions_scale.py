@@ -11,7 +11,9 @@ own statement (``cmsv6.db.positions.positions_query``, a page of ``--limit`` row
 
 * cold: right after restarting PostgreSQL with the OS page cache dropped (when we may write
   /proc/sys/vm/drop_caches; else only PostgreSQL's own cache is cold, and it says so);
-* warm: the same pairs again.
+* warm: the same pairs again;
+* cold again without the API's ``READ_AHEAD`` (PostgreSQL reading a page at a time): the
+  baseline, in the same run.
 
 Each query's time is the client's (planning, execution, rows over the socket). The baseline
 (``--baseline-days N``, 0 to skip) is the same query on one unpartitioned table holding
@@ -44,7 +46,7 @@ import psycopg2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cmsv6.db.embedded import EmbeddedPostgres  # noqa: E402
-from cmsv6.db.positions import positions_query  # noqa: E402
+from cmsv6.db.positions import READ_AHEAD, positions_query  # noqa: E402
 from cmsv6.db.upgrade import upgrade  # noqa: E402
 
 TARGET_MS = 50.0
@@ -117,14 +119,18 @@ def drop_caches() -> bool:
         return False
 
 
-def timed(dsn: str, pairs: list[tuple[int, date]], limit: int, table: str = "positions") -> list[float]:
-    """Milliseconds per query, the API's statement for each (device, day)."""
+def timed(dsn: str, pairs: list[tuple[int, date]], limit: int, table: str = "positions",
+          read_ahead: bool = True) -> list[float]:
+    """Milliseconds per query, the API's statement for each (device, day), with its
+    ``READ_AHEAD`` (without: as PostgreSQL's default of reading one page at a time)."""
     out = []
     with _conn(dsn) as c, c.cursor() as cur:
         for device, day in pairs:
             start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
             sql, args = positions_query(device, start, start + timedelta(days=1), limit)
             sql = sql.replace("FROM positions ", f"FROM {table} ")
+            if read_ahead:
+                sql = READ_AHEAD + sql
             t0 = time.perf_counter()
             cur.execute(sql, args)
             rows = cur.fetchall()
@@ -219,6 +225,9 @@ def main() -> int:
         rows_per = per_day if per_day < a.limit else a.limit
         print(summary(f"partitioned, cold ({rows_per} rows)", cold))
         print(summary(f"partitioned, warm ({rows_per} rows)", warm))
+        restart_cold(cluster)
+        cold_one = timed(dsn, pairs, a.limit, read_ahead=False)
+        print(summary("cold, no read-ahead (baseline)", cold_one))
         if a.baseline_days:
             flat_days = days[: a.baseline_days]
             flat = [(d, rng.choice(flat_days)) for d, _ in pairs]

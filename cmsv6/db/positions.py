@@ -203,6 +203,18 @@ LAST_POSITION = (
 )
 
 
+#: Sent before ``positions_query``'s statement, in the same transaction. Every device's
+#: reports interleave, so one device's day is about one row per heap page: read cold, it
+#: is hundreds of random page reads one after the other. With ``effective_io_concurrency``
+#: the bitmap heap scan asks the kernel for them ahead, 64 at a time here (PostgreSQL's
+#: default is 1; a server set higher keeps its own). bench/positions_scale.py, 11 M rows,
+#: cold: p50 47.6 -> 11.7 ms, p99 93 -> 21 ms.
+READ_AHEAD = (
+    "SELECT set_config('effective_io_concurrency',"
+    " greatest(current_setting('effective_io_concurrency')::int, 64)::text, true);\n"
+)
+
+
 def positions_query(
     device_id: int,
     start: datetime,
@@ -242,7 +254,8 @@ def positions(
 ) -> Any:
     """Positions of a device with ``start <= time < end``, oldest first, at most ``limit``;
     with ``after`` = (time, digest) only those after that one (digest None: after that time)."""
-    rows = yield db.run_query(*positions_query(device_id, start, end, limit, after))
+    sql, args = positions_query(device_id, start, end, limit, after)
+    rows = yield db.run_query(READ_AHEAD + sql, args)
     return [Position(*r[:12], bytes(r[12])) for r in rows]
 
 

@@ -6,6 +6,8 @@ servers' role and from two places at once; the API's query reads one partition."
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import re
 import threading
 import time as _time
@@ -21,7 +23,7 @@ from twisted.internet import task
 from cmsv6.cli import main
 from cmsv6.db.embedded import EmbeddedPostgres
 from cmsv6.db.maintenance import AHEAD_DAYS, RETRY, Maintenance, maintain_now
-from cmsv6.db.positions import positions_query
+from cmsv6.db.positions import READ_AHEAD, positions, positions_query
 from cmsv6.db.service import Database
 from cmsv6.db.upgrade import steps, upgrade
 from tests.support.database import query
@@ -294,3 +296,46 @@ def test_active_login_server_keeps_the_partitions(dsn: str, tmp_path: Path) -> A
     finally:
         login.stop()
     assert "positions maintenance: dropped positions_2020_01_01" in login.log.read_text()
+
+
+def test_the_api_query_reads_ahead_and_never_less_than_the_server(dsn: str) -> None:
+    """The API's positions read asks for 64 pages ahead in its own transaction (a device's
+    cold day is hundreds of scattered pages), and keeps a server's higher setting."""
+    sql, args = positions_query(5, NOW, NOW + timedelta(days=1), 1000)
+    show = "; SHOW effective_io_concurrency"
+    assert query(dsn, READ_AHEAD + sql + show, args) == [("64",)]
+    assert query(dsn, "SET effective_io_concurrency = 200; " + READ_AHEAD + sql + show,
+                 args) == [("200",)]  # fmt: skip
+    with closing(psycopg2.connect(dsn)) as conn:  # and only for that transaction
+        with conn, conn.cursor() as cur:
+            cur.execute("SHOW effective_io_concurrency")
+            server = cur.fetchone()
+            cur.execute(READ_AHEAD + sql, args)
+        with conn, conn.cursor() as cur:
+            cur.execute("SHOW effective_io_concurrency")
+            assert cur.fetchone() == server
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_api_positions_read_ahead(dsn: str) -> None:
+    """``positions`` (GET .../positions and .../track) sends the read-ahead with its query,
+    and still answers the day's rows."""
+    from twisted.internet import reactor
+
+    (device,) = query(dsn, "INSERT INTO devices (phone) VALUES ('013900000005') RETURNING id")[0]
+    at = NOW + timedelta(hours=1)
+    query(dsn, "INSERT INTO positions (device_id, time, received, latitude, longitude, altitude,"
+               " speed, direction, alarm, status, blind, digest)"
+               " VALUES (%s, %s, %s, 22.5, 114.0, 0, 0, 0, 0, 0, false, '\\x01')", (device, at, at))
+    sent: list[str] = []
+    db = Database(dsn, reactor, size=1)
+    run_query = db.run_query
+    db.run_query = lambda sql, args=None: (sent.append(sql), run_query(sql, args))[1]  # type: ignore[method-assign]
+    db.startService()
+    try:
+        yield db.ready()
+        rows = yield positions(db, device, NOW, NOW + timedelta(days=1), 10)
+    finally:
+        yield db.stopService()
+    assert [(r.time, r.latitude) for r in rows] == [(at, 22.5)]
+    assert len(sent) == 1 and sent[0].startswith(READ_AHEAD)
