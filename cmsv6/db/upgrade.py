@@ -132,8 +132,7 @@ def grant_app_role(dsn: str, role: str, password: str | None = None) -> bool:
                 "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_version FROM {r}",
                 "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {r}",
                 "GRANT EXECUTE ON FUNCTION cmsv6_position_partition(integer, integer) TO {r}",
-                ("GRANT EXECUTE ON FUNCTION cmsv6_position_maintain(timestamptz, integer, integer)"
-                 " TO {r}"),
+                "GRANT EXECUTE ON FUNCTION cmsv6_position_maintain(timestamptz, integer, integer) TO {r}",
                 f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {_TABLE_RIGHTS} ON TABLES TO {{r}}",
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO {r}",
             ):  # fmt: skip
