@@ -158,7 +158,8 @@ def test_handle_alarm(demo: Demo, language: str) -> None:
     acknowledged = [x for x in out.splitlines() if " acknowledged by demo at " in x]
     assert acknowledged, out
     ident = int(acknowledged[0].split()[1])
-    alarm = demo.get(f"/api/v1/alarms?state=acknowledged&device={PHONE}")
+    # Any vehicle's: the demo's DVRs raise alarms of their own, and the oldest may be one.
+    alarm = demo.get("/api/v1/alarms?state=acknowledged")
     assert ident in {a["id"] for a in alarm["alarms"]}
 
 
