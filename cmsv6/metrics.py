@@ -86,6 +86,14 @@ class GatewayCollector(Collector):
             "cmsv6_gateway_devices_online", "Authenticated devices (one session each)",
             value=len(gw.sessions),
         )  # fmt: skip
+        cache = getattr(getattr(gw, "db", None), "auth_cache", None)
+        if cache is not None:
+            yield CounterMetricFamily(
+                "cmsv6_gateway_auth_cache_invalidations",
+                "Devices' cached auth codes dropped because the database said they changed"
+                " (NOTIFY cmsv6_devices: disabled, removed, code reset)",
+                value=cache.invalidations,
+            )  # fmt: skip
         handshakes = getattr(gw, "handshakes", None)
         if handshakes is not None:
             yield GaugeMetricFamily(

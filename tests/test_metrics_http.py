@@ -139,6 +139,12 @@ def test_gateway_metrics_count_failed_logins_and_stored_positions(dsn: str, tmp_
         disabled = yield connect(reactor, port, "13800000065")
         code = yield disabled.login()
         disable_device(dsn, "13800000065")
+        # The gateway hears of it by NOTIFY on a thread of its own: wait until it has (a unit
+        # trying within those milliseconds would still get in with its cached code). Three:
+        # the two registrations (a new code each) and the disabling.
+        yield scrape_until(metrics, lambda samples: samples.get(
+            ("cmsv6_gateway_auth_cache_invalidations_total", ())) == 3,
+            "the gateway to hear of the disabling")  # fmt: skip
         disabled = yield connect(reactor, port, "13800000065")
         disabled.send(Authenticate(code))
         assert (yield disabled.next(0x8001)).body.result == 1

@@ -408,6 +408,8 @@ class DeviceCache:
         #: phone -> generation of its last invalidation (the most recent ``RECENT``).
         self._invalidated: OrderedDict[str, int] = OrderedDict()
         self.trusted = False
+        #: Invalidations heard (``NOTIFY cmsv6_devices``), for /metrics.
+        self.invalidations = 0
         self.hits = 0
         self.misses = 0
 
@@ -445,6 +447,7 @@ class DeviceCache:
         """``phone``'s auth data changed: forget it, and refuse what lookups begun before
         read of it."""
         self.generation += 1
+        self.invalidations += 1
         self._entries.pop(phone, None)
         self._invalidated[phone] = self.generation
         self._invalidated.move_to_end(phone)
