@@ -71,13 +71,12 @@ def test_workers_share_the_port_and_each_announces_itself(dsn: str, tmp_path: Pa
     """Two workers on one device port both accept connections (the kernel spreads them),
     and each announces itself to login under its own id and key."""
     login = LoginProcess(dsn, tmp_path, "login")
-    metrics = free_port()
-    while free_port() == metrics + 1:  # the second worker's metrics port must be free
-        metrics = free_port()
-    gateway = supervisor(dsn, tmp_path, metrics, "--login", login.client_cluster)
     held: list[socket.socket] = []
+    gateway = None
     try:
-        login.start()
+        login.start()  # first: its ports are taken when the metrics pair is chosen
+        metrics = free_pair()
+        gateway = supervisor(dsn, tmp_path, metrics, "--login", login.client_cluster)
         gateway.start()
         yield until(lambda: logged(login.log, "gateway gw-p.1 is live")
                     and logged(login.log, "gateway gw-p.2 is live"), "both workers announced")
@@ -94,8 +93,23 @@ def test_workers_share_the_port_and_each_announces_itself(dsn: str, tmp_path: Pa
     finally:
         for s in held:
             s.close()
-        gateway.stop()
+        if gateway is not None:
+            gateway.stop()
         login.stop()
+
+
+def free_pair() -> int:
+    """A port ``p`` with ``p + 1`` free too (the workers' metrics ports), both bound to check."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 @pytest_twisted.inlineCallbacks
